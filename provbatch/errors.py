@@ -1,0 +1,59 @@
+"""Error types of provbatch.
+
+Every error a user can cause derives from :class:`ProvBatchError` and carries a
+message that fits on one line and names the file involved, so that the command
+line can print it as-is (no traceback) and exit with :attr:`exit_code`:
+2 for usage errors (bad arguments, bad input files), 1 for plugin errors.
+"""
+
+from __future__ import annotations
+
+
+class ProvBatchError(Exception):
+    """Base of all errors reported to the user as one line."""
+
+    exit_code: int = 1
+
+
+class UsageError(ProvBatchError):
+    """Bad command-line arguments or input files (entities, params, skip lists)."""
+
+    exit_code = 2
+
+
+class PluginError(ProvBatchError):
+    """The plugin cannot be loaded, built or used."""
+
+    exit_code = 1
+
+
+class PluginLoadError(PluginError):
+    """The plugin file is missing, has an unsupported suffix, or fails to import/build."""
+
+
+class InterfaceRequirementError(PluginError):
+    """A name the caller requires (a constant or a function) is missing from the plugin."""
+
+    def __init__(self, filename: str, name: str, kind: str = "name") -> None:
+        self.filename = filename
+        self.name = name
+        super().__init__(f"{filename}: required {kind} '{name}' is not defined by the plugin")
+
+
+class PluginValidationError(PluginError):
+    """The plugin's metadata or signatures break the plugin contract.
+
+    Holds every problem found, not just the first, so that ``provbatch check``
+    and ``batch-compute`` can list them all.
+    """
+
+    def __init__(self, filename: str, problems: list[str]) -> None:
+        self.filename = filename
+        self.problems = list(problems)
+        first = problems[0] if problems else "invalid plugin"
+        more = f" (and {len(problems) - 1} more problem(s); run 'provbatch check')" if len(problems) > 1 else ""
+        super().__init__(f"{filename}: {first}{more}")
+
+
+class AttributeDefinitionsError(UsageError):
+    """attribute_definitions.yaml is unreadable or malformed."""
