@@ -1,0 +1,41 @@
+"""provbatch: compute attributes of entities with plugins, in parallel, keeping provenance.
+
+The public API is small: :func:`run_batch` and :func:`iter_batch` run a
+batch, :func:`importer` loads a plugin of any supported language, and the
+error types say what went wrong. Names are imported lazily so that
+``import provbatch`` (and ``--help``) stays fast and never imports Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "run_batch": "provbatch.batch",
+    "iter_batch": "provbatch.batch",
+    "BatchRun": "provbatch.batch",
+    "BatchResult": "provbatch.batch",
+    "Failure": "provbatch.batch",
+    "EntitySource": "provbatch.entities",
+    "importer": "provbatch.multiplug",
+    "load_plugin": "provbatch.plugin",
+    "ProvBatchError": "provbatch.errors",
+    "UsageError": "provbatch.errors",
+    "PluginError": "provbatch.errors",
+    "PluginLoadError": "provbatch.errors",
+    "PluginValidationError": "provbatch.errors",
+    "InterfaceRequirementError": "provbatch.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'provbatch' has no attribute {name!r}")

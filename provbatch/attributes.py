@@ -1,0 +1,109 @@
+"""attribute_definitions.yaml: what each attribute a plugin outputs means.
+
+The file maps an attribute name to its definition::
+
+    gc_content:
+      definition: fraction of G and C ...   # required
+      datatype: Float                       # required
+      computation_group: ...                # optional
+      unit / ontology_xref / related_ontology_terms / remark   # optional
+
+Datatypes: ``Integer``, ``Float``, ``Boolean``, ``String[N]``, ``Text``,
+arrays ``T[N]`` of those, and composites ``A;B`` of any of the above.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AttributeDefinitionsError
+
+DEFAULT_FILENAME = "attribute_definitions.yaml"
+REQUIRED_KEYS = ("definition", "datatype")
+OPTIONAL_KEYS = ("computation_group", "unit", "ontology_xref", "related_ontology_terms", "remark")
+_SCALAR = r"(?:Integer|Float|Boolean|Text|String\[[1-9][0-9]*\])"
+_COMPONENT = re.compile(rf"^{_SCALAR}(?:\[[1-9][0-9]*\])?$")
+
+
+def is_valid_datatype(datatype: str) -> bool:
+    """True for the datatypes the definitions file may use (see the module docstring)."""
+    return isinstance(datatype, str) and all(_COMPONENT.match(part.strip()) for part in datatype.split(";"))
+
+
+@dataclass(frozen=True)
+class AttributeDefinitions:
+    """The parsed definitions file, with the problems found in it."""
+
+    path: Path
+    attributes: dict[str, dict[str, Any]]
+    problems: tuple[str, ...] = ()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.attributes
+
+
+def load_attribute_definitions(path: str | Path) -> AttributeDefinitions:
+    """Read and check a definitions file.
+
+    Unreadable or non-YAML files raise :class:`AttributeDefinitionsError`;
+    entries with a missing or bad field are kept out and listed in
+    ``problems`` so that ``provbatch check`` reports them all.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AttributeDefinitionsError(f"{path}: cannot read attribute definitions: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise AttributeDefinitionsError(f"{where}: attribute definitions are not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise AttributeDefinitionsError(f"{path}: attribute definitions must be a mapping of attribute name -> definition")
+    attributes: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for name, entry in data.items():
+        where = f"{path}: attribute '{name}'"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a mapping with 'definition' and 'datatype'")
+            continue
+        entry_problems = [f"{where} lacks the required key '{key}'" for key in REQUIRED_KEYS if not entry.get(key)]
+        unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+        if unknown:
+            entry_problems.append(
+                f"{where} has unknown key(s) {', '.join(map(str, unknown))} "
+                f"(allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
+            )
+        datatype = entry.get("datatype")
+        if datatype and not is_valid_datatype(datatype):
+            entry_problems.append(
+                f"{where} has datatype '{datatype}', which is not one of Integer, Float, Boolean, "
+                "String[N], Text, an array T[N] or a composite A;B"
+            )
+        problems.extend(entry_problems)
+        if not entry_problems:
+            attributes[str(name)] = dict(entry)
+    return AttributeDefinitions(path=path, attributes=attributes, problems=tuple(problems))
+
+
+def find_attribute_definitions(explicit: str | Path | None, plugin_path: Path | None = None) -> Path | None:
+    """The definitions file to use: ``--attributes``, else ``./attribute_definitions.yaml``,
+    else one lying beside the plugin file. None when there is none."""
+    if explicit is not None:
+        return Path(explicit)
+    candidates = [Path.cwd() / DEFAULT_FILENAME]
+    if plugin_path is not None:
+        candidates.append((plugin_path if plugin_path.is_dir() else plugin_path.parent) / DEFAULT_FILENAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,98 @@
+"""The interface every execution backend implements.
+
+A backend is a pool of workers, each holding a :class:`ChunkRunner`. The
+scheduler (:mod:`.scheduler`) decides what to submit and when; a backend only
+moves chunks to workers and outcomes back. Chunk sizing and in-flight bounds
+are therefore written once for all backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .runner import Chunk, Outcome
+
+
+class WorkerLost(RuntimeError):
+    """The worker computing an entity died (crash, out of memory, killed)."""
+
+
+@dataclass
+class Completed:
+    """A chunk that came back from a worker."""
+
+    chunk_id: int
+    outcomes: list[Outcome]
+    seconds: float  # compute time measured in the worker
+
+
+def lost_outcomes(chunk: Chunk, reason: str) -> list[Outcome]:
+    """Outcomes for the entities of a chunk whose worker died."""
+    return [(entity_id, None, [], ("WorkerLost", reason, "")) for entity_id, _entity in chunk]
+
+
+class Pool:
+    """A set of workers that compute chunks."""
+
+    name: str = ""
+    n_workers: int = 1
+    #: chunks a worker may hold at once: one computing, one queued to hide latency
+    depth: int = 2
+
+    def capacity(self) -> int:
+        """How many more chunks can be submitted now."""
+        raise NotImplementedError
+
+    def in_flight(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, chunk_id: int, chunk: Chunk) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> list[Completed]:
+        """Block until at least one chunk is done; return all that are."""
+        raise NotImplementedError
+
+    def finish(self, return_state: bool) -> list[Any]:
+        """Stop the workers after their last chunk; the per-worker states if asked (for merge)."""
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        """Stop now, abandoning in-flight chunks (cancel, interrupt)."""
+        raise NotImplementedError
+
+
+class SerialPool(Pool):
+    """Computes in the calling process, on the driver's own plugin module and state."""
+
+    name = "serial"
+    depth = 1
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self._pending: tuple[int, Chunk] | None = None
+
+    def capacity(self) -> int:
+        return 0 if self._pending else 1
+
+    def in_flight(self) -> int:
+        return 1 if self._pending else 0
+
+    def submit(self, chunk_id: int, chunk: Chunk) -> None:
+        self._pending = (chunk_id, chunk)
+
+    def wait(self) -> list[Completed]:
+        assert self._pending is not None
+        chunk_id, chunk = self._pending
+        self._pending = None
+        outcomes, seconds = self.runner.run_chunk(chunk)
+        return [Completed(chunk_id, outcomes, seconds)]
+
+    def finish(self, return_state: bool) -> list[Any]:
+        state = self.runner.finish(return_state)
+        return [state] if return_state else []
+
+    def terminate(self) -> None:
+        self._pending = None
+        self.runner.cleanup()

@@ -1,0 +1,173 @@
+"""The local backend: worker processes on this machine, talking over pipes.
+
+Starts in milliseconds (workers are forked on Linux), which is why ``auto``
+prefers it to Ray on one machine. Forked workers inherit the plugin module
+and a shared state without serializing anything: large numpy arrays in the
+state are shared copy-on-write, not copied per worker.
+
+Each worker holds at most :attr:`Pool.depth` chunks; a worker that dies loses
+only those, which come back as failed (``WorkerLost``) outcomes, and is
+replaced by a new worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .base import Completed, Pool, lost_outcomes
+from .runner import Chunk, ChunkRunner, RunnerConfig
+
+
+def _start_method() -> str:
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any) -> None:
+    """A worker's loop: compute chunks until told to finish."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
+    try:
+        runner = ChunkRunner(config, state=state, module=module)
+    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which stops the batch
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    # terminate() sends SIGTERM: unwind through the finally below so the
+    # plugin's children (a Bash plugin's shell) are killed with the worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:  # the driver went away
+                return
+            if message[0] == "chunk":
+                outcomes, seconds = runner.run_chunk(message[2])
+                conn.send(("done", message[1], outcomes, seconds))
+            elif message[0] == "finish":
+                try:
+                    conn.send(("finished", runner.finish(message[1])))
+                except BaseException as exc:  # noqa: BLE001
+                    conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+                return
+    finally:
+        runner.cleanup()
+
+
+class _Worker:
+    def __init__(self, context: Any, config: RunnerConfig, state: Any, module: Any) -> None:
+        self.conn, child = context.Pipe()
+        # Only forked children may receive the module object itself; spawned
+        # ones load the plugin from its spec.
+        fork = context.get_start_method() == "fork"
+        self.process = context.Process(
+            target=_worker_main, args=(child, config, state, module if fork else None), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.chunks: deque[tuple[int, Chunk]] = deque()
+        self.ready = False
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not load the plugin or initialize its state."""
+
+
+class LocalPool(Pool):
+    name = "pool"
+
+    def __init__(self, n_workers: int, config: RunnerConfig, state: Any = None, module: Any = None) -> None:
+        self.n_workers = n_workers
+        self.config = config
+        self._state = state
+        self._module = module
+        self._context = multiprocessing.get_context(_start_method())
+        self.workers = [self._spawn() for _ in range(n_workers)]
+        self.workers_lost = 0
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._context, self.config, self._state, self._module)
+
+    def capacity(self) -> int:
+        return sum(self.depth - len(w.chunks) for w in self.workers)
+
+    def in_flight(self) -> int:
+        return sum(len(w.chunks) for w in self.workers)
+
+    def submit(self, chunk_id: int, chunk: Chunk) -> None:
+        worker = min(self.workers, key=lambda w: len(w.chunks))
+        worker.chunks.append((chunk_id, chunk))
+        worker.conn.send(("chunk", chunk_id, chunk))
+
+    def _replace(self, worker: _Worker) -> list[Completed]:
+        """A worker died: its chunks fail as WorkerLost, a new worker takes its place."""
+        code = worker.process.exitcode
+        worker.process.join(timeout=1)
+        worker.conn.close()
+        self.workers_lost += 1
+        reason = f"worker process {worker.process.pid} died (exit code {worker.process.exitcode if code is None else code})"
+        lost = [Completed(chunk_id, lost_outcomes(chunk, reason), 0.0) for chunk_id, chunk in worker.chunks]
+        self.workers[self.workers.index(worker)] = self._spawn()
+        return lost
+
+    def _receive(self, worker: _Worker) -> list[Completed]:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            return self._replace(worker)
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            return []
+        if kind == "fatal":
+            self.terminate()
+            raise WorkerStartError(message[1])
+        if kind == "done":
+            chunk_id, chunk = worker.chunks.popleft()
+            assert chunk_id == message[1]
+            return [Completed(chunk_id, message[2], message[3])]
+        raise RuntimeError(f"unexpected message from worker: {kind}")
+
+    def wait(self) -> list[Completed]:
+        completed: list[Completed] = []
+        while not completed:
+            by_conn = {w.conn: w for w in self.workers}
+            for conn in wait(list(by_conn)):
+                completed.extend(self._receive(by_conn[conn]))  # type: ignore[index]
+        return completed
+
+    def finish(self, return_state: bool) -> list[Any]:
+        states: list[Any] = []
+        for worker in self.workers:
+            worker.conn.send(("finish", return_state))
+        for worker in self.workers:
+            while True:
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    break  # died while finishing: nothing to merge from it
+                if message[0] == "finished":
+                    if return_state:
+                        states.append(message[1])
+                    break
+                if message[0] == "fatal":
+                    self.terminate()
+                    raise WorkerStartError(message[1])
+            worker.process.join(timeout=10)
+            worker.conn.close()
+        return states
+
+    def terminate(self) -> None:
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.conn.close()

@@ -1,0 +1,139 @@
+"""The Ray backend: one actor per worker, for clusters and real scale.
+
+Each actor loads the plugin once and holds the state, which is put in Ray's
+object store once and handed to every actor by reference: numpy arrays in it
+are mapped read-only from the node's shared memory, never copied per task.
+Compiled plugins are built by the driver only; the built library travels in
+the object store too, for nodes that do not have it in their cache.
+
+Ray is imported here only, and this module only when the Ray backend is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .base import Completed, Pool, lost_outcomes
+from .runner import Chunk, ChunkRunner, RunnerConfig
+
+
+class RayWorker:
+    """The actor class (made remote lazily, so that importing this module does not need Ray)."""
+
+    def __init__(self, config: RunnerConfig, state: Any) -> None:
+        self.runner = ChunkRunner(config, state=state)
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def run_chunk(self, chunk: Chunk) -> tuple[list, float]:
+        return self.runner.run_chunk(chunk)
+
+    def finish(self, return_state: bool) -> Any:
+        return self.runner.finish(return_state)
+
+
+def init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS), reuse a Ray already initialized by
+    the caller, or start a local instance. True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, **kwargs)
+    return True
+
+
+class RayPool(Pool):
+    name = "ray"
+
+    def __init__(self, n_workers: int | None, config: RunnerConfig, state: Any = None, address: str | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self._started = init_ray(address, n_workers)
+        if n_workers is None:
+            n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.n_workers = n_workers
+        spec = config.spec
+        if spec.artifact and Path(spec.artifact).is_file():
+            spec = spec.with_blob(ray.put(Path(spec.artifact).read_bytes()))
+            config = RunnerConfig(**{**config.__dict__, "spec": spec})
+        self.config = config
+        self._state_ref = ray.put(state) if state is not None else None
+        self._actor_class = ray.remote(num_cpus=1)(RayWorker)
+        self.actors = [self._new_actor() for _ in range(n_workers)]
+        self.inflight: dict[Any, tuple[int, int, Chunk, Any]] = {}  # ref -> (chunk_id, actor index, chunk, actor)
+        self.load = [0] * n_workers
+        self.workers_lost = 0
+        try:
+            ray.get([actor.ready.remote() for actor in self.actors])
+        except Exception:
+            self.terminate()
+            raise
+
+    def _new_actor(self) -> Any:
+        return self._actor_class.remote(self.config, self._state_ref)
+
+    def capacity(self) -> int:
+        return sum(self.depth - n for n in self.load)
+
+    def in_flight(self) -> int:
+        return len(self.inflight)
+
+    def submit(self, chunk_id: int, chunk: Chunk) -> None:
+        index = min(range(self.n_workers), key=self.load.__getitem__)
+        ref = self.actors[index].run_chunk.remote(chunk)
+        self.inflight[ref] = (chunk_id, index, chunk, self.actors[index])
+        self.load[index] += 1
+
+    def wait(self) -> list[Completed]:
+        ray = self._ray
+        ready, _ = ray.wait(list(self.inflight), num_returns=1)
+        ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)  # all that are done
+        completed: list[Completed] = []
+        for ref in ready:
+            chunk_id, index, chunk, actor = self.inflight.pop(ref)
+            self.load[index] -= 1
+            try:
+                outcomes, seconds = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                completed.append(Completed(chunk_id, lost_outcomes(chunk, f"Ray worker died: {str(exc).splitlines()[0]}"), 0.0))
+                self._replace(index, actor)
+                continue
+            completed.append(Completed(chunk_id, outcomes, seconds))
+        return completed
+
+    def _replace(self, index: int, dead: Any) -> None:
+        """Start a new actor for a dead one, once (its other in-flight chunks fail on their own)."""
+        if self.actors[index] is dead:
+            self.workers_lost += 1
+            self.actors[index] = self._new_actor()
+
+    def finish(self, return_state: bool) -> list[Any]:
+        ray = self._ray
+        try:
+            states = ray.get([actor.finish.remote(return_state) for actor in self.actors])
+        finally:
+            self._shutdown()
+        return states if return_state else []
+
+    def terminate(self) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        for actor in self.actors:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
+        if self._started:
+            self._ray.shutdown()

@@ -1,0 +1,214 @@
+"""Loader for Rust plugins: a single ``.rs`` file, or a crate directory with a ``Cargo.toml``.
+
+The plugin is built with maturin against pyo3 into the build cache (see
+:mod:`.cache` and :mod:`.rust_build`) and imported as an extension module:
+
+* the cache key hashes the sources, the manifest, the toolchain versions,
+  the pyo3 version and the target Python, so an unchanged plugin loads from
+  the cache without running cargo, and every rebuild logs why it happened;
+* all plugins share one cargo target directory (``<cache>/rust/target``), so
+  pyo3 and common crates compile once;
+* the module is imported as ``_provbatch_rust_<key>.<name>``: a name unique
+  per build, so two versions of one plugin can live in one process;
+* the ``#[classattr]`` constants of the ``Constants`` class (name set by the
+  ``constants_class`` option) become module attributes, so the module looks
+  like a Python plugin to the rest of provbatch.
+
+Workers load the built library through :meth:`RustLoader.load_spec`, which
+never builds: the file is taken from the cache, or written there from the
+bytes a distributed backend shipped (``spec.artifact_blob``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import importlib.machinery
+import importlib.util
+import logging
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import PluginLoadError
+from . import rust_build
+from .base import Loader, PluginSpec, finish_module
+from .cache import (
+    artifact_bytes,
+    cache_root,
+    cached_build,
+    file_sha256,
+    hash_inputs,
+    local_artifact,
+    rebuild_reason,
+    remember_build,
+)
+
+__all__ = ["RustLoader", "artifact_bytes"]
+
+log = logging.getLogger("provbatch.build")
+
+LANG = "rust"
+DEFAULT_CONSTANTS_CLASS = "Constants"
+_CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_KNOWN_OPTIONS = {"constants_class"}
+
+
+def shared_target_dir() -> Path:
+    """The cargo target directory shared by every Rust plugin build."""
+    return cache_root() / LANG / "target"
+
+
+def import_name(key: str, module_name: str) -> str:
+    """The ``sys.modules`` name of one build: unique per build, ends in the pyo3 module's name.
+
+    Python calls ``PyInit_<last component>``, so the last component must be
+    the name given in ``#[pymodule]``; the package part carries the key.
+    """
+    return f"_provbatch_rust_{key[:16]}.{module_name}"
+
+
+def load_extension(path: Path, name: str) -> ModuleType:
+    """Import the extension module at ``path`` as ``name`` (or return it if this process has it)."""
+    existing = sys.modules.get(name)
+    if existing is not None:
+        return existing
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, str(path), loader=loader)
+    if spec is None:  # pragma: no cover - only for paths importlib cannot handle
+        raise PluginLoadError(f"{path}: cannot import the built Rust plugin")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        loader.exec_module(module)
+    except ImportError as exc:
+        raise PluginLoadError(
+            f"{path}: cannot import the built Rust plugin as '{name}': {exc} "
+            f"(the #[pymodule] must be named like the crate's [lib] name)"
+        ) from exc
+    sys.modules[name] = module
+    return module
+
+
+def _constant_value(value: Any) -> Any:
+    """Rust arrays and tuples arrive as lists/tuples: sequences become lists of str or of tuples.
+
+    ``[&str; N]`` -> ``["a", "b"]``; ``[(&str, &str, &str, &str); N]`` or
+    ``[[&str; 4]; N]`` -> list of 4-tuples, the shape of ``PARAMETERS``.
+    """
+    if isinstance(value, (list, tuple)):
+        return [tuple(item) if isinstance(item, (list, tuple)) else item for item in value]
+    return value
+
+
+def apply_constants(module: ModuleType, class_name: str, source: str, explicit: bool) -> None:
+    """Copy the UPPER_CASE class attributes of the constants class onto the module."""
+    holder = getattr(module, class_name, None)
+    if holder is None:
+        if explicit:
+            raise PluginLoadError(
+                f"{source}: no #[pyclass] named '{class_name}' (the constants_class option) in the plugin"
+            )
+        return  # the metadata check names the missing constants
+    for name, value in vars(holder).items():
+        if _CONSTANT_NAME.match(name):
+            setattr(module, name, _constant_value(value))
+
+
+def _fix_class_modules(module: ModuleType) -> None:
+    """pyo3 classes report ``__module__ == "builtins"``; point them at the plugin module instead.
+
+    Gives readable reprs and error messages (``<_provbatch_rust_...state_counter.Totals>``).
+    """
+    for value in vars(module).values():
+        if isinstance(value, type) and value.__module__ == "builtins" and getattr(builtins, value.__name__, None) is not value:
+            try:
+                value.__module__ = module.__name__
+            except (TypeError, AttributeError):  # pragma: no cover - immutable type
+                pass
+
+
+class RustLoader(Loader):
+    lang = LANG
+
+    def __init__(self) -> None:
+        #: whether the last :meth:`load` built the plugin (False: loaded from the cache)
+        self.last_built = False
+
+    def load(self, path: Path, **options: Any) -> ModuleType:
+        unknown = set(options) - _KNOWN_OPTIONS
+        if unknown:
+            raise PluginLoadError(f"{path}: unknown option(s) for a Rust plugin: {', '.join(sorted(unknown))}")
+        toolchain = rust_build.find_toolchain(path)
+        project = rust_build.describe(path)
+        parts = rust_build.key_parts(project, toolchain)
+        key = hash_inputs(f"{name}={value}" for name, value in sorted(parts.items()))
+        artifact_name = project.module_name + rust_build.extension_suffix()
+        artifact, built = cached_build(
+            LANG, key, artifact_name, lambda build_dir: self._build(project, toolchain, build_dir, artifact_name),
+            reason=rebuild_reason(LANG, str(path), parts),
+        )
+        if built:
+            remember_build(LANG, str(path), parts)
+        self.last_built = built
+        spec = PluginSpec(
+            lang=LANG,
+            source=str(path),
+            artifact=str(artifact),
+            artifact_sha256=file_sha256(artifact),
+            options=tuple(sorted(options.items())),
+        )
+        return self._import(artifact, project.module_name, spec)
+
+    def _build(self, project: rust_build.RustProject, toolchain: rust_build.Toolchain, build_dir: Path, artifact_name: str) -> None:
+        """Generate the crate, run maturin, keep the extension; a failure becomes a one-line error."""
+        from filelock import FileLock
+
+        crate_dir, wheel_dir, log_path = build_dir / "crate", build_dir / "wheel", build_dir / "build.log"
+        rust_build.generate_crate(project, crate_dir)
+        target = shared_target_dir()
+        target.mkdir(parents=True, exist_ok=True)
+        # cargo serializes builds on a target dir anyway; holding our lock until the
+        # wheel is written keeps another build from replacing target/release/lib<name>.so meanwhile.
+        with FileLock(str(target) + ".lock"):
+            ok = rust_build.run_maturin(toolchain, crate_dir, target, wheel_dir, log_path)
+        if not ok:
+            summary = rust_build.summarize_build_error(project, crate_dir, log_path.read_text(encoding="utf-8", errors="replace"))
+            raise PluginLoadError(f"{project.path}: Rust build failed: {summary}; full build log: {log_path}")
+        rust_build.extract_extension(wheel_dir, project.module_name, build_dir / artifact_name)
+        _remove_tree(wheel_dir)
+
+    def _import(self, artifact: Path, module_name: str, spec: PluginSpec) -> ModuleType:
+        key = artifact.parent.name
+        module = load_extension(artifact, import_name(key, module_name))
+        _fix_class_modules(module)
+        options = dict(spec.options)
+        class_name = str(options.get("constants_class", DEFAULT_CONSTANTS_CLASS))
+        apply_constants(module, class_name, spec.source, explicit="constants_class" in options)
+        if callable(getattr(module, "initialize", None)):
+            # A #[pyclass] state cannot be pickled into another process: every worker
+            # makes its own with initialize() and hands it to finalize().
+            spec = dataclasses.replace(spec, process_local_state=True)
+        return finish_module(module, LANG, spec)
+
+    def load_spec(self, spec: PluginSpec) -> ModuleType:
+        """Load the driver's build in a worker; never builds (see :func:`.cache.local_artifact`)."""
+        if not spec.artifact:
+            raise PluginLoadError(f"{spec.source}: the Rust plugin spec has no built artifact")
+        artifact = local_artifact(spec, LANG)
+        module_name = artifact.name.split(".")[0]  # "<module>.cpython-311-x86_64-linux-gnu.so"
+        return self._import(artifact, module_name, spec)
+
+    def versions(self) -> dict[str, str]:
+        try:
+            toolchain = rust_build.find_toolchain(Path("<rust>"))
+        except PluginLoadError:
+            return {}
+        return {name: value.splitlines()[0] for name, value in toolchain.versions.items()}
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,476 @@
+"""Turning a Rust plugin (one ``.rs`` file or a crate directory) into a Python extension module.
+
+The steps, each a small function so the loader reads like a recipe:
+
+1. :func:`find_toolchain` - cargo, rustc and maturin, and their versions (part of the cache key);
+2. :func:`describe` - what the plugin's build depends on (sources, manifest) and the module name;
+3. :func:`generate_crate` - write a buildable crate into the cache directory: the user's file
+   becomes ``src/lib.rs`` (the same line numbers), followed by a generated ``#[pymodule]``
+   that registers every ``#[pyfunction]`` and ``#[pyclass]`` of the file;
+4. :func:`run_maturin` - ``maturin build --release`` with one shared ``CARGO_TARGET_DIR``
+   (pyo3 compiles once for all plugins), then the extension is taken out of the wheel;
+5. :func:`summarize_build_error` - the first compiler error, mapped back to the user's file.
+
+Nothing here writes next to the plugin, and no function changes the working directory:
+cargo and maturin are given absolute paths (``--manifest-path``) instead.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import PluginLoadError
+
+#: The pyo3 release single-file plugins are built against (Bound API). Part of the cache key.
+PYO3_VERSION = "0.30.1"
+#: Bumped whenever the generated crate changes shape, so that old builds are not reused.
+GENERATOR_VERSION = "1"
+#: Rust edition of the generated crate for single-file plugins.
+EDITION = "2021"
+
+_INSTALL_HINT = {
+    "cargo": "install Rust (cargo and rustc) with rustup: https://rustup.rs",
+    "rustc": "install Rust (cargo and rustc) with rustup: https://rustup.rs",
+    "maturin": "install maturin into the Python environment: pip install maturin",
+}
+_DEPENDENCY_LINE = re.compile(r"^\s*//\s*\[dependencies\]\s*(?P<spec>\S.*?)\s*$")
+#: Directories of a crate that are never copied into the build (outputs, VCS, editor state).
+_SKIP_DIRS = {"target", ".git", ".hg", ".svn", ".idea", ".vscode", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    cargo: str
+    rustc: str
+    maturin: str
+    versions: dict[str, str] = field(hash=False)
+
+    def fingerprint(self) -> str:
+        """Everything about the toolchain and the target Python that changes the built library."""
+        parts = [f"{k}={v}" for k, v in sorted(self.versions.items())]
+        parts.append(f"python={sys.implementation.cache_tag} {sysconfig.get_config_var('EXT_SUFFIX')}")
+        parts.append(f"python_executable={sys.executable}")
+        return "\n".join(parts)
+
+
+def _find_tool(name: str, path: Path) -> str:
+    found = shutil.which(name)
+    if found is None:
+        beside_python = Path(sys.executable).parent / name  # maturin pip-installed into the venv
+        if beside_python.is_file():
+            return str(beside_python)
+        raise PluginLoadError(
+            f"{path}: cannot build the Rust plugin: '{name}' was not found on PATH; {_INSTALL_HINT[name]}"
+        )
+    return found
+
+
+def _version_of(executable: str, flag: str) -> str:
+    try:
+        done = subprocess.run([executable, flag], capture_output=True, text=True, timeout=60, check=False)
+    except OSError as exc:
+        return f"unknown ({exc})"
+    return done.stdout.strip() or done.stderr.strip()
+
+
+@lru_cache(maxsize=None)
+def _toolchain_cached(cargo: str, rustc: str, maturin: str) -> Toolchain:
+    versions = {
+        "cargo": _version_of(cargo, "--version"),
+        "rustc": _version_of(rustc, "-vV"),
+        "maturin": _version_of(maturin, "--version"),
+        "pyo3": PYO3_VERSION,
+    }
+    return Toolchain(cargo, rustc, maturin, versions)
+
+
+def find_toolchain(path: Path) -> Toolchain:
+    """Locate cargo, rustc and maturin (asked once per process), or say what to install."""
+    return _toolchain_cached(_find_tool("cargo", path), _find_tool("rustc", path), _find_tool("maturin", path))
+
+
+# --------------------------------------------------------------------------- source scanning
+
+
+def code_only(source: str) -> str:
+    """The source with comments and string/char literals blanked out (newlines kept).
+
+    Lets the small regexes below find ``#[pyfunction] fn name`` without being
+    fooled by commented-out code or by text inside strings.
+    """
+    out: list[str] = []
+    i, n = 0, len(source)
+
+    def blank(text: str) -> str:
+        return "".join(c if c == "\n" else " " for c in text)
+
+    while i < n:
+        c = source[i]
+        nxt = source[i + 1] if i + 1 < n else ""
+        if c == "/" and nxt == "/":
+            end = source.find("\n", i)
+            end = n if end < 0 else end
+            out.append(blank(source[i:end]))
+            i = end
+        elif c == "/" and nxt == "*":
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if source.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif source.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            out.append(blank(source[i:j]))
+            i = j
+        elif (raw := re.match(r'b?r(#*)"', source[i:i + 260])) and (i == 0 or not (source[i - 1].isalnum() or source[i - 1] == "_")):
+            closing = '"' + raw.group(1)
+            end = source.find(closing, i + raw.end())
+            end = n if end < 0 else end + len(closing)
+            out.append(blank(source[i:end]))
+            i = end
+        elif c == '"':
+            j = i + 1
+            while j < n and source[j] != '"':
+                j += 2 if source[j] == "\\" else 1
+            out.append(blank(source[i:j + 1]))
+            i = j + 1
+        elif c == "'" and (nxt == "\\" or (i + 2 < n and source[i + 2] == "'")):
+            end = source.find("'", i + 2 if nxt == "\\" else i + 1)
+            if nxt == "\\" and source.startswith("\\'", i + 1):  # '\''
+                end = source.find("'", i + 3)
+            end = n if end < 0 else end + 1
+            out.append(blank(source[i:end]))
+            i = end
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+_ATTRS = r"(?:\s*#\s*\[[^\]]*\])*"  # further attributes, e.g. #[pyo3(signature = ...)] or #[derive(...)]
+_VIS = r"\s*(?:pub(?:\s*\([^)]*\))?\s+)?"
+_PYFUNCTION = re.compile(r"#\s*\[\s*(?:pyo3\s*::\s*)?pyfunction\b[^\]]*\]" + _ATTRS + _VIS + r"(?:unsafe\s+)?fn\s+(\w+)")
+_PYCLASS = re.compile(r"#\s*\[\s*(?:pyo3\s*::\s*)?pyclass\b[^\]]*\]" + _ATTRS + _VIS + r"(?:struct|enum)\s+(\w+)")
+_PYMODULE = re.compile(r"#\s*\[\s*(?:pyo3\s*::\s*)?pymodule\b(?P<args>[^\]]*)\](?P<attrs>" + _ATTRS + r")" + _VIS + r"(?:fn|mod)\s+(?P<name>\w+)")
+_NAME_ARG = re.compile(r'name\s*=\s*"(\w+)"')
+
+
+@dataclass(frozen=True)
+class PyItems:
+    """The Python-facing items of one Rust source file."""
+
+    functions: tuple[str, ...]
+    classes: tuple[str, ...]
+    #: the Python name of the user's own ``#[pymodule]``, when the file has one
+    user_module: str | None
+
+
+def scan_items(source: str) -> PyItems:
+    code = code_only(source)
+    module = None
+    if match := _PYMODULE.search(code):
+        # The blanked code has no strings left: read `name = "..."` from the original text.
+        span = source[match.start():match.end()]
+        explicit = _NAME_ARG.search(span)
+        module = explicit.group(1) if explicit else match.group("name")
+    return PyItems(
+        functions=tuple(dict.fromkeys(_PYFUNCTION.findall(code))),
+        classes=tuple(dict.fromkeys(_PYCLASS.findall(code))),
+        user_module=module,
+    )
+
+
+def module_wrapper(module_name: str, items: PyItems) -> str:
+    """The ``#[pymodule]`` appended to a plugin that does not define its own.
+
+    Written with full paths (``pyo3::...``) so it needs nothing from the user's imports,
+    and named ``__provbatch_pymodule`` in Rust so it cannot clash with a user item.
+    """
+    lines = [
+        "",
+        "// ---- generated by provbatch: the Python module of this plugin ----",
+        "#[pyo3::pymodule]",
+        f'#[pyo3(name = "{module_name}")]',
+        "fn __provbatch_pymodule(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {",
+        "    use pyo3::types::PyModuleMethods;",
+    ]
+    lines += [f"    m.add_function(pyo3::wrap_pyfunction!({name}, m)?)?;" for name in items.functions]
+    lines += [f"    m.add_class::<{name}>()?;" for name in items.classes]
+    lines += ["    Ok(())", "}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- what a plugin is made of
+
+
+@dataclass
+class RustProject:
+    """A plugin's build inputs, read once; :func:`generate_crate` writes them into the cache."""
+
+    path: Path  # the user's .rs file or crate directory
+    is_crate: bool
+    module_name: str
+    #: relative path -> bytes, for every file copied into the generated crate
+    files: dict[str, bytes]
+    manifest: str  # the Cargo.toml the build uses
+    lib_rs: str  # relative path of the crate root inside ``files``
+    items: PyItems
+
+    @property
+    def user_lines(self) -> int:
+        """Lines of the user's crate root; errors below it are in the generated wrapper."""
+        return self.files[self.lib_rs].decode("utf-8", "replace").count("\n") + 1
+
+    def user_file(self, relative: str) -> Path:
+        """Where a file of the generated crate came from."""
+        if not self.is_crate and relative == self.lib_rs:
+            return self.path
+        return self.path / relative if self.is_crate else Path(relative)
+
+
+def _sanitize(name: str) -> str:
+    clean = re.sub(r"\W", "_", name, flags=re.ASCII)
+    return clean if clean and not clean[0].isdigit() else f"plugin_{clean}"
+
+
+def dependency_lines(path: Path, source: str) -> list[str]:
+    """The ``// [dependencies] name = "version"`` lines, checked to be valid TOML one by one."""
+    found = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = _DEPENDENCY_LINE.match(line)
+        if not match:
+            continue
+        spec = match.group("spec")
+        try:
+            parsed = tomllib.loads(spec)
+        except tomllib.TOMLDecodeError as exc:
+            raise PluginLoadError(f"{path}:{number}: bad '// [dependencies]' line ({exc}): {spec}") from exc
+        if "pyo3" in parsed:
+            raise PluginLoadError(
+                f"{path}:{number}: pyo3 is provided by provbatch (version {PYO3_VERSION}); remove this line, "
+                f"or make the plugin a crate directory with its own Cargo.toml"
+            )
+        found.append(spec)
+    return found
+
+
+def single_file_manifest(path: Path, module_name: str, dependencies: list[str]) -> str:
+    lines = [
+        "# generated by provbatch from " + str(path),
+        "[package]",
+        f'name = "{module_name}"',
+        'version = "0.0.0"',
+        f'edition = "{EDITION}"',
+        "publish = false",
+        "",
+        "[lib]",
+        f'name = "{module_name}"',
+        'crate-type = ["cdylib"]',
+        'path = "src/lib.rs"',
+        "",
+        "[dependencies]",
+        f'pyo3 = "={PYO3_VERSION}"',
+        *dependencies,
+        "",
+        "# a crate of its own, even if the cache lies inside some cargo workspace",
+        "[workspace]",
+        "",
+    ]
+    manifest = "\n".join(lines)
+    try:
+        tomllib.loads(manifest)
+    except tomllib.TOMLDecodeError as exc:
+        raise PluginLoadError(f"{path}: the '// [dependencies]' lines do not make a valid Cargo.toml: {exc}") from exc
+    return manifest
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PluginLoadError(f"{path}: cannot read plugin: {exc}") from exc
+
+
+def describe_file(path: Path) -> RustProject:
+    source = _read_text(path)
+    items = scan_items(source)
+    module_name = items.user_module or _sanitize(path.stem)
+    manifest = single_file_manifest(path, module_name, dependency_lines(path, source))
+    return RustProject(path, False, module_name, {"src/lib.rs": source.encode()}, manifest, "src/lib.rs", items)
+
+
+def _crate_files(root: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            full = Path(folder) / name
+            files[full.relative_to(root).as_posix()] = full.read_bytes()
+    return files
+
+
+def describe_crate(path: Path) -> RustProject:
+    """A crate directory: its files are copied as they are; Cargo.toml must build a cdylib with pyo3."""
+    manifest_path = path / "Cargo.toml"
+    manifest = _read_text(manifest_path)
+    try:
+        data = tomllib.loads(manifest)
+    except tomllib.TOMLDecodeError as exc:
+        raise PluginLoadError(f"{manifest_path}: invalid TOML: {exc}") from exc
+    package = data.get("package", {})
+    lib = data.get("lib", {})
+    if "pyo3" not in data.get("dependencies", {}):
+        raise PluginLoadError(f"{manifest_path}: a Rust plugin crate must depend on pyo3 (pyo3 = \"{PYO3_VERSION}\")")
+    if "cdylib" not in lib.get("crate-type", []):
+        raise PluginLoadError(f'{manifest_path}: a Rust plugin crate needs [lib] crate-type = ["cdylib"]')
+    if any(isinstance(spec, dict) and "path" in spec and not Path(spec["path"]).is_absolute()
+           for spec in data.get("dependencies", {}).values()):
+        raise PluginLoadError(f"{manifest_path}: relative 'path' dependencies are not supported (the crate is built in the cache)")
+    if any(isinstance(value, dict) and value.get("workspace") for value in package.values()):
+        raise PluginLoadError(f"{manifest_path}: workspace-inherited fields are not supported; write the values out")
+    name = lib.get("name") or str(package.get("name", path.name)).replace("-", "_")
+    lib_rs = lib.get("path", "src/lib.rs")
+    files = _crate_files(path)
+    if lib_rs not in files:
+        raise PluginLoadError(f"{path}: the crate has no {lib_rs}")
+    if "workspace" not in data:
+        manifest += "\n\n# added by provbatch: a crate of its own wherever the cache lies\n[workspace]\n"
+    items = scan_items(files[lib_rs].decode("utf-8", "replace"))
+    return RustProject(path, True, _sanitize(name), files, manifest, lib_rs, items)
+
+
+def describe(path: Path) -> RustProject:
+    return describe_crate(path) if path.is_dir() else describe_file(path)
+
+
+def key_parts(project: RustProject, toolchain: Toolchain) -> dict[str, str]:
+    """The named inputs of the build; the cache key hashes them, the rebuild reason compares them."""
+    from .cache import hash_inputs
+
+    sources = hash_inputs(part for name, data in sorted(project.files.items()) for part in (name, data))
+    return {
+        "source": sources,
+        "manifest": hash_inputs([project.manifest]),
+        "toolchain": hash_inputs([toolchain.fingerprint()]),
+        "generator": GENERATOR_VERSION,
+    }
+
+
+# --------------------------------------------------------------------------- building
+
+
+def generate_crate(project: RustProject, crate_dir: Path) -> None:
+    """Write the crate to build into ``crate_dir`` (inside the cache, recreated each build)."""
+    if crate_dir.exists():
+        shutil.rmtree(crate_dir)
+    for relative, data in project.files.items():
+        target = crate_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (crate_dir / "Cargo.toml").write_text(project.manifest, encoding="utf-8")
+    if project.items.user_module is None:
+        with open(crate_dir / project.lib_rs, "a", encoding="utf-8") as handle:
+            handle.write(module_wrapper(project.module_name, project.items))
+
+
+def extension_suffix() -> str:
+    return importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def run_maturin(toolchain: Toolchain, crate_dir: Path, target_dir: Path, wheel_dir: Path, log_path: Path) -> bool:
+    """``maturin build --release`` into ``wheel_dir``; the whole output goes to ``log_path``."""
+    env = dict(os.environ)
+    env.update(CARGO_TARGET_DIR=str(target_dir), CARGO_TERM_COLOR="never")
+    env.pop("CARGO_BUILD_TARGET_DIR", None)
+    command = [
+        toolchain.maturin, "build", "--release",
+        "--manifest-path", str(crate_dir / "Cargo.toml"),
+        "--interpreter", sys.executable,
+        "--out", str(wheel_dir),
+        "--auditwheel", "skip",
+        "--compression-method", "stored",
+    ]
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(command) + f"\n# CARGO_TARGET_DIR={target_dir}\n")
+        log.flush()
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, check=False)
+    return done.returncode == 0
+
+
+def extract_extension(wheel_dir: Path, module_name: str, destination: Path) -> None:
+    """Copy the extension module out of the wheel maturin made, atomically (temp name + rename)."""
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    if not wheels:
+        raise RuntimeError(f"maturin produced no wheel in {wheel_dir}")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        members = [
+            info for info in wheel.infolist()
+            if Path(info.filename).name.startswith(module_name + ".") and info.filename.endswith((".so", ".pyd"))
+        ]
+        if not members:
+            raise RuntimeError(f"no extension module '{module_name}' in {wheels[-1]}")
+        temporary = destination.with_name(destination.name + f".tmp{os.getpid()}")
+        with wheel.open(members[0]) as source, open(temporary, "wb") as target:
+            shutil.copyfileobj(source, target)
+    os.replace(temporary, destination)
+
+
+# --------------------------------------------------------------------------- errors
+
+_ERROR_LINE = re.compile(r"^error(?:\[(?P<code>E\d+)\])?: (?P<message>.+)$")
+_LOCATION = re.compile(r"^\s*--> (?P<file>.+?):(?P<line>\d+):(?P<column>\d+)\s*$")
+_NOT_THE_CAUSE = ("could not compile", "aborting due to")
+_ERROR_COUNT = re.compile(r"due to (\d+) previous errors?")
+
+
+def _map_location(project: RustProject, crate_dir: Path, file: str, line: int, column: int) -> str:
+    candidate = Path(file)
+    if candidate.is_absolute():
+        try:
+            candidate = candidate.relative_to(crate_dir)
+        except ValueError:
+            return f"{file}:{line}:{column}"  # in a dependency
+    relative = candidate.as_posix()
+    if relative not in project.files:
+        return f"{file}:{line}:{column}"
+    if relative == project.lib_rs and project.items.user_module is None and line > project.user_lines:
+        return f"{crate_dir / relative}:{line}:{column} (the generated #[pymodule])"
+    return f"{project.user_file(relative)}:{line}:{column}"
+
+
+def summarize_build_error(project: RustProject, crate_dir: Path, log_text: str) -> str:
+    """``first error at file:line:col`` with the file mapped back to the user's source."""
+    lines = log_text.splitlines()
+    count = next((m.group(1) for m in map(_ERROR_COUNT.search, lines) if m), None)
+    for index, text in enumerate(lines):
+        match = _ERROR_LINE.match(text)
+        if not match or match.group("message").startswith(_NOT_THE_CAUSE):
+            continue
+        head = f"error[{match.group('code')}]" if match.group("code") else "error"
+        message = f"{head}: {match.group('message')}"
+        for follow in lines[index + 1:index + 6]:
+            if location := _LOCATION.match(follow):
+                where = _map_location(project, crate_dir, location["file"], int(location["line"]), int(location["column"]))
+                message += f" at {where}"
+                break
+        # cargo's own errors (a bad dependency) put the cause on the next lines
+        if not match.group("code"):
+            extra = [s.strip() for s in lines[index + 1:index + 4] if s.strip() and not _LOCATION.match(s)]
+            if extra and "-->" not in message and " at " not in message:
+                message += " (" + " ".join(extra)[:300] + ")"
+        return message + (f" [{count} errors]" if count and count != "1" else "")
+    # no rustc/cargo error line: maturin's own message (💥 maturin failed / Caused by: ...)
+    tail = [s.strip() for s in lines if s.strip()][-3:]
+    return " ".join(tail)[:500] if tail else "no output"

@@ -1,0 +1,132 @@
+"""The results TSV and the logs TSV: formatting values, appending safely, resuming.
+
+Results: ``entity_id<TAB>value<TAB>value...`` in OUTPUT order, one line per
+entity. Logs: ``entity_id<TAB>message`` per log string. Lines are written
+whole, a chunk at a time, and flushed, so that a killed run leaves at most one
+torn last line, which :func:`repair_torn_tail` removes before appending again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, Iterable, Sequence
+
+from .entities import SeenIds
+from .errors import UsageError
+
+
+class ResultFormatError(ValueError):
+    """compute returned values that cannot become one TSV line."""
+
+
+def format_value(value: Any) -> str:
+    """One result value as TSV text.
+
+    None -> empty; bool -> true/false; tuples (composite datatypes ``A;B``)
+    -> ``;``-joined; lists (arrays ``T[N]``) -> ``,``-joined; anything else str().
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        text = ";".join(format_value(item) for item in value)
+    elif isinstance(value, list):
+        text = ",".join(format_value(item) for item in value)
+    else:
+        text = value if isinstance(value, str) else str(value)
+    if "\t" in text or "\n" in text or "\r" in text:
+        raise ResultFormatError(f"result value {text[:40]!r} contains a tab or a newline")
+    return text
+
+
+def format_results(values: Any, n_outputs: int) -> list[str]:
+    """The values compute returned, as TSV fields; ResultFormatError when they do not fit OUTPUT."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        try:
+            values = list(values)
+        except TypeError:
+            raise ResultFormatError(f"results must be a list of {n_outputs} value(s), got {type(values).__name__}") from None
+    if len(values) != n_outputs:
+        raise ResultFormatError(f"compute returned {len(values)} value(s), OUTPUT declares {n_outputs}")
+    return [format_value(value) for value in values]
+
+
+def format_logs(logs: Any) -> list[str]:
+    """Log strings; embedded newlines would break the TSV, so they are escaped."""
+    if logs is None:
+        return []
+    if isinstance(logs, str):
+        logs = [logs]
+    return [str(item).replace("\r", "\\r").replace("\n", "\\n") for item in logs]
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a last line that has no newline (left by a killed run); returns the bytes removed."""
+    with open(path, "r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            position -= step
+            handle.seek(position)
+            block = handle.read(step)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                keep = position + cut + 1
+                handle.truncate(keep)
+                return size - keep
+        handle.truncate(0)
+        return size
+
+
+def existing_ids(path: Path, into: SeenIds | None = None) -> SeenIds:
+    """The entity ids already in a results file (first column), to skip them on resume."""
+    seen = into if into is not None else SeenIds()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                continue  # a torn last line (killed run): that entity is not done
+            entity_id = line.split("\t", 1)[0].rstrip("\n")
+            if entity_id:
+                seen.add(entity_id)
+    return seen
+
+
+class TsvSink:
+    """Appends lines to a file (or writes to a standard stream), flushing after each batch."""
+
+    def __init__(self, path: str | Path | None, default: IO[str], what: str) -> None:
+        self.path = Path(path) if path is not None and str(path) != "-" else None
+        self.what = what
+        if self.path is None:
+            self._handle: IO[str] = default
+            self._owned = False
+            return
+        try:
+            if self.path.exists():
+                repair_torn_tail(self.path)
+            self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
+        except IsADirectoryError as exc:
+            raise UsageError(f"{self.path}: is a directory, cannot write the {what} there") from exc
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot write the {what}: {exc.strerror or exc}") from exc
+        self._owned = True
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        text = "".join(lines)
+        if text:
+            self._handle.write(text)
+            self._handle.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._handle.close()
+

@@ -1,0 +1,150 @@
+"""Finding, loading and checking a plugin: the PLUGIN argument becomes a :class:`LoadedPlugin`.
+
+PLUGIN is a path (file, or Rust crate directory), or the name of a plugin
+installed under the entry-point group ``provbatch.plugins``, whose value is
+an importable module (``mypkg.gc_plugin``) or a path to a plugin file
+(absolute, or relative to the installed distribution's root).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import multiplug
+from .attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
+from .errors import PluginLoadError, PluginValidationError
+from .multiplug.base import PluginSpec
+from .validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS, validate_plugin
+
+ENTRY_POINT_GROUP = "provbatch.plugins"
+
+
+@dataclass
+class LoadedPlugin:
+    """A plugin loaded in the driver, with what the engine and the records need of it."""
+
+    label: str
+    module: ModuleType
+    path: Path | None  # None for a plugin installed as a module without a file
+
+    @property
+    def spec(self) -> PluginSpec:
+        return self.module.__provbatch_spec__
+
+    @property
+    def lang(self) -> str:
+        return self.module.__lang__
+
+    @property
+    def id(self) -> str:
+        return getattr(self.module, "ID", None) or ""
+
+    @property
+    def version(self) -> str:
+        return getattr(self.module, "VERSION", None) or ""
+
+    @property
+    def output(self) -> list[str]:
+        return list(getattr(self.module, "OUTPUT", None) or [])
+
+    @property
+    def parameters(self) -> list[Any]:
+        return list(getattr(self.module, "PARAMETERS", None) or [])
+
+    def has(self, function: str) -> bool:
+        return callable(getattr(self.module, function, None))
+
+    def source_files(self) -> list[Path]:
+        """The source files the plugin is built from (all of a crate directory's)."""
+        if self.path is None:
+            return []
+        if self.path.is_dir():
+            return sorted(
+                p for p in self.path.rglob("*")
+                if p.is_file() and "target" not in p.relative_to(self.path).parts and not p.name.startswith(".")
+            )
+        return [self.path]
+
+    def sha256(self) -> str:
+        """sha256 of the plugin's sources (file bytes; for a directory, relative paths and bytes)."""
+        digest = hashlib.sha256()
+        files = self.source_files()
+        if len(files) == 1 and files[0] == self.path:
+            return hashlib.sha256(files[0].read_bytes()).hexdigest()
+        for file in files:
+            digest.update(str(file.relative_to(self.path)).encode() + b"\0")
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+
+
+def _entry_point(name: str) -> EntryPoint | None:
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    return matches[0] if matches else None
+
+
+def installed_plugins() -> list[EntryPoint]:
+    """The plugins registered by installed packages under ``provbatch.plugins``."""
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or any(value.endswith(suffix) for suffix in multiplug.supported_suffixes())
+
+
+def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
+    """Load PLUGIN (a path or an installed plugin's name) in the driver, building it if needed."""
+    label = str(plugin)
+    names = dict(opt_const=OPTIONAL_CONSTANTS, opt_func=OPTIONAL_FUNCTIONS)
+    path = Path(label).expanduser()
+    if path.exists():
+        module = multiplug.importer(path, **names, **options)
+        return LoadedPlugin(label, module, path.resolve())
+    entry = None if isinstance(plugin, Path) else _entry_point(label)
+    if entry is None:
+        if _looks_like_path(label):
+            raise PluginLoadError(f"{label}: plugin file not found")
+        raise PluginLoadError(
+            f"{label}: no such plugin file, and no installed plugin of that name "
+            f"(entry-point group '{ENTRY_POINT_GROUP}'; see 'provbatch plugins')"
+        )
+    value = entry.value
+    if _looks_like_path(value):
+        target = Path(value)
+        if not target.is_absolute() and entry.dist is not None:
+            target = Path(entry.dist.locate_file(value))
+        if not target.exists():
+            raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
+        module = multiplug.importer(target, **names, **options)
+        return LoadedPlugin(label, module, target.resolve())
+    module_name = value.split(":")[0].strip()
+    module = multiplug.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
+    multiplug._check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
+    file = getattr(module, "__file__", None)
+    return LoadedPlugin(label, module, Path(file).resolve() if file else None)
+
+
+def resolve_attributes(explicit: str | Path | None, plugin: LoadedPlugin | None) -> AttributeDefinitions | None:
+    """Load the definitions file to check OUTPUT against (see :func:`find_attribute_definitions`)."""
+    path = find_attribute_definitions(explicit, plugin.path if plugin else None)
+    return load_attribute_definitions(path) if path is not None else None
+
+
+def check_plugin(plugin: LoadedPlugin, attributes: AttributeDefinitions | None) -> list[str]:
+    """Every problem of the plugin, and of the definitions of the attributes it outputs."""
+    problems = validate_plugin(plugin.module, attributes)
+    if attributes is not None:
+        outputs = set(plugin.output)
+        problems.extend(p for p in attributes.problems if any(f"'{name}'" in p for name in outputs))
+    return problems
+
+
+def require_valid(plugin: LoadedPlugin, attributes: AttributeDefinitions | None) -> None:
+    """Raise :class:`PluginValidationError` listing every problem, if there is any."""
+    problems = check_plugin(plugin, attributes)
+    if problems:
+        raise PluginValidationError(str(plugin.path or plugin.label), problems)

@@ -1,0 +1,98 @@
+"""The YAML report of a batch: who computed what, with which plugin and parameters, how it went.
+
+A report file is a YAML stream: each run appends one document, so resuming a
+batch into the same results file keeps the history of every run that wrote
+to it (read it with ``yaml.safe_load_all``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+REASONS = ("new_entities", "new_attributes", "recompute")
+COMP_STATUSES = ("completed", "partial", "aborted")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+@dataclass
+class Report:
+    """The fields of the report, in the order they are written."""
+
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    plugin_id: str = ""
+    plugin_version: str = ""
+    plugin_lang: str = ""
+    plugin_sha256: str = ""
+    plugin_path: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    user_id: str = field(default_factory=_default_user)
+    system_id: str = field(default_factory=socket.gethostname)
+    reason: str | None = None
+    time_start: str = field(default_factory=now_iso)
+    time_end: str | None = None
+    n_units: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_duplicates: int = 0
+    comp_status: str = "aborted"
+    backend: str = ""
+    workers: int = 1
+    state_mode: str | None = None
+    entities: str = ""
+    outputs: dict[str, str | None] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_reason(reason: str | None) -> str | None:
+    if reason is not None and reason not in REASONS:
+        raise UsageError(f"--reason must be one of {', '.join(REASONS)}, got '{reason}'")
+    return reason
+
+
+def _plain(value: Any) -> Any:
+    """Parameters as YAML-safe values (a state object is reported by its type)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return f"<{type(value).__name__}>"
+
+
+def write_report(report: Report, path: str | Path) -> None:
+    """Append the report as one YAML document to ``path``."""
+    import yaml
+
+    data = report.as_dict()
+    data["parameters"] = _plain(data["parameters"])
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            if handle.tell() > 0:
+                handle.write("---\n")
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the report: {exc.strerror or exc}") from exc

@@ -1,0 +1,203 @@
+"""Checks a loaded plugin against the ProvBatch plugin contract.
+
+Every check adds a problem (a sentence saying what is wrong and how to fix
+it) instead of raising, so that ``provbatch check`` can list them all.
+The same function guards ``batch-compute`` before the first compute.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any, Callable
+
+from .attributes import AttributeDefinitions
+from .params import STATE, converter_for
+
+#: constant -> maximum length of its string value (None: not a string)
+STRING_LIMITS: dict[str, int] = {
+    "ID": 256,
+    "VERSION": 64,
+    "INPUT": 512,
+    "METHOD": 4096,
+    "IMPLEMENTATION": 4096,
+    "REQ_SOFTWARE": 4096,
+    "REQ_HARDWARE": 4096,
+    "ADVICE": 4096,
+}
+REQUIRED_CONSTANTS = ("ID", "VERSION", "INPUT", "OUTPUT")
+OPTIONAL_CONSTANTS = ("PARAMETERS", "METHOD", "IMPLEMENTATION", "REQ_SOFTWARE", "REQ_HARDWARE", "ADVICE")
+REQUIRED_FUNCTIONS = ("compute",)
+OPTIONAL_FUNCTIONS = ("initialize", "finalize", "merge")
+
+
+def _check_strings(module: ModuleType, problems: list[str]) -> None:
+    for name, limit in STRING_LIMITS.items():
+        value = getattr(module, name, None)
+        if value is None:
+            if name in REQUIRED_CONSTANTS:
+                problems.append(f"constant {name} is missing: define {name} as a string of at most {limit} characters")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"constant {name} must be a string (max {limit} characters), not {type(value).__name__}")
+        elif name in REQUIRED_CONSTANTS and not value.strip():
+            problems.append(f"constant {name} is empty: give it a value (max {limit} characters)")
+        elif len(value) > limit:
+            problems.append(f"constant {name} is {len(value)} characters long; the limit is {limit}: shorten it")
+
+
+def _check_output(module: ModuleType, attributes: AttributeDefinitions | None, problems: list[str]) -> None:
+    output = getattr(module, "OUTPUT", None)
+    if output is None:
+        problems.append("constant OUTPUT is missing: define OUTPUT as a list of attribute names, in the order compute returns them")
+        return
+    if not isinstance(output, (list, tuple)) or not output:
+        problems.append("constant OUTPUT must be a non-empty list of attribute names (strings)")
+        return
+    bad = [repr(item) for item in output if not isinstance(item, str) or not item.strip()]
+    if bad:
+        problems.append(f"constant OUTPUT must contain only non-empty strings; found {', '.join(bad)}")
+        return
+    duplicated = sorted({name for name in output if list(output).count(name) > 1})
+    if duplicated:
+        problems.append(f"constant OUTPUT names {', '.join(duplicated)} more than once: each attribute once")
+    if attributes is None:
+        problems.append(
+            "no attribute definitions file found to check OUTPUT against: pass --attributes FILE "
+            "or put attribute_definitions.yaml in the current directory or beside the plugin"
+        )
+        return
+    for name in output:
+        if name not in attributes:
+            problems.append(
+                f"OUTPUT attribute '{name}' is not defined in {attributes.path}: add an entry "
+                f"'{name}:' with 'definition' and 'datatype' there"
+            )
+
+
+def _check_parameters(module: ModuleType, problems: list[str]) -> None:
+    parameters = getattr(module, "PARAMETERS", None)
+    if parameters is None:
+        return
+    if not isinstance(parameters, (list, tuple)):
+        problems.append("constant PARAMETERS must be a list of 4-tuples (name, datatype, default, documentation)")
+        return
+    seen: set[str] = set()
+    for index, entry in enumerate(parameters):
+        where = f"PARAMETERS[{index}]"
+        if not isinstance(entry, (list, tuple)) or len(entry) != 4:
+            problems.append(f"{where} must be a 4-tuple of strings (name, datatype, default, documentation), got {entry!r}")
+            continue
+        if not all(isinstance(item, str) for item in entry):
+            problems.append(f"{where} must contain only strings (name, datatype, default, documentation), got {entry!r}")
+            continue
+        name, datatype, default, _doc = entry
+        if not name.isidentifier():
+            problems.append(f"{where}: parameter name '{name}' is not a valid identifier")
+        if name == STATE:
+            problems.append(f"{where}: 'state' is reserved for the batch state; do not declare it")
+        if name in seen:
+            problems.append(f"{where}: parameter '{name}' is declared twice")
+        seen.add(name)
+        try:
+            convert = converter_for(datatype)
+        except ValueError as exc:
+            problems.append(f"{where}: parameter '{name}': {exc}")
+            continue
+        if default.strip().lower() not in {"", "none", "null", "~"}:
+            try:
+                convert(default)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: default {default!r} of parameter '{name}' is not a valid {datatype}: {exc}")
+
+
+def _parameter_names(module: ModuleType) -> list[str]:
+    parameters = getattr(module, "PARAMETERS", None) or []
+    return [entry[0] for entry in parameters if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], str)]
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
+def _accepts_keywords(sig: inspect.Signature, names: list[str]) -> list[str]:
+    """The names among ``names`` that ``sig`` cannot take as keyword arguments."""
+    params = sig.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    keyword_ok = {n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return [name for name in names if name not in keyword_ok]
+
+
+def _check_python_signatures(module: ModuleType, problems: list[str]) -> None:
+    names = _parameter_names(module)
+    has_initialize = callable(getattr(module, "initialize", None))
+    compute = getattr(module, "compute", None)
+    sig = _signature(compute) if callable(compute) else None
+    if sig is not None:
+        params = list(sig.parameters.values())
+        positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        if not positional and not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            problems.append("compute must take the entity as its first positional argument: def compute(entity, **kwargs)")
+        required_extra = [
+            p.name for p in positional[1:] + [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            if p.default is inspect.Parameter.empty and not (p.name == STATE and has_initialize)
+        ]
+        if required_extra:
+            problems.append(
+                f"compute has required argument(s) {', '.join(required_extra)} besides the entity: "
+                "give them defaults and declare them in PARAMETERS"
+            )
+        missing = _accepts_keywords(sig, names)
+        if missing:
+            problems.append(f"compute does not accept the declared parameter(s) {', '.join(missing)}: add them or **kwargs to its signature")
+        if has_initialize and _accepts_keywords(sig, [STATE]):
+            problems.append("initialize is defined, so compute must accept the keyword argument 'state': def compute(entity, state=None, **kwargs)")
+    initialize = getattr(module, "initialize", None)
+    sig = _signature(initialize) if callable(initialize) else None
+    if sig is not None:
+        required_positional = [
+            p.name for p in sig.parameters.values()
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and p.default is inspect.Parameter.empty
+        ]
+        if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in sig.parameters.values()) or required_positional:
+            problems.append("initialize must take keyword arguments only, each with a default: def initialize(**kwargs)")
+        missing = _accepts_keywords(sig, names)
+        if missing:
+            problems.append(f"initialize does not accept the declared parameter(s) {', '.join(missing)}: add them or **kwargs")
+    for name in ("finalize", "merge"):
+        func = getattr(module, name, None)
+        sig = _signature(func) if callable(func) else None
+        if sig is None:
+            continue
+        try:
+            sig.bind(object())
+        except TypeError:
+            arg = "state" if name == "finalize" else "states"
+            problems.append(f"{name} must take exactly one positional argument: def {name}({arg})")
+
+
+def validate_plugin(module: ModuleType, attributes: AttributeDefinitions | None) -> list[str]:
+    """Every problem of the plugin's metadata and functions (empty when valid)."""
+    problems: list[str] = []
+    _check_strings(module, problems)
+    _check_output(module, attributes, problems)
+    _check_parameters(module, problems)
+    compute = getattr(module, "compute", None)
+    if compute is None:
+        problems.append("function compute is missing: define compute(entity, **kwargs) returning (results, logs)")
+    elif not callable(compute):
+        problems.append("compute is defined but is not a function")
+    for name in OPTIONAL_FUNCTIONS:
+        value = getattr(module, name, None)
+        if value is not None and not callable(value):
+            problems.append(f"{name} is defined but is not a function")
+    if callable(getattr(module, "finalize", None)) and not callable(getattr(module, "initialize", None)):
+        problems.append("finalize is defined without initialize: finalize receives the state initialize returns; define initialize too")
+    if getattr(module, "__lang__", "python") == "python":
+        _check_python_signatures(module, problems)
+    return problems
