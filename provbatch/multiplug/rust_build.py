@@ -435,19 +435,58 @@ _NOT_THE_CAUSE = ("could not compile", "aborting due to")
 _ERROR_COUNT = re.compile(r"due to (\d+) previous errors?")
 
 
-def _map_location(project: RustProject, crate_dir: Path, file: str, line: int, column: int) -> str:
+def _relative_to_crate(file: str, crate_dir: Path) -> str | None:
+    """cargo prints paths relative to the working directory, rustc relative to the crate."""
     candidate = Path(file)
-    if candidate.is_absolute():
+    for base in ([] if candidate.is_absolute() else [Path.cwd(), crate_dir]) or [Path("/")]:
         try:
-            candidate = candidate.relative_to(crate_dir)
+            return (base / candidate).relative_to(crate_dir).as_posix()
         except ValueError:
-            return f"{file}:{line}:{column}"  # in a dependency
-    relative = candidate.as_posix()
-    if relative not in project.files:
-        return f"{file}:{line}:{column}"
+            continue
+    return None
+
+
+def _dependency_comment_line(project: RustProject, manifest_line: int) -> int | None:
+    """The source line of the ``// [dependencies]`` comment that became this line of the generated manifest."""
+    lines = project.manifest.splitlines()
+    if not 0 < manifest_line <= len(lines):
+        return None
+    wanted = lines[manifest_line - 1].strip()
+    source = project.files[project.lib_rs].decode("utf-8", "replace").splitlines()
+    for number, text in enumerate(source, start=1):
+        match = _DEPENDENCY_LINE.match(text)
+        if match and match.group("spec") == wanted:
+            return number
+    return None
+
+
+def _map_location(project: RustProject, crate_dir: Path, file: str, line: int, column: int) -> str:
+    relative = _relative_to_crate(file, crate_dir)
+    if relative == "Cargo.toml" and not project.is_crate:
+        number = _dependency_comment_line(project, line)
+        if number is not None:
+            return f"{project.path}:{number}"
+        return f"{crate_dir / relative}:{line}:{column} (the generated Cargo.toml)"
+    if relative is None or relative not in project.files:
+        return f"{file}:{line}:{column}"  # in a dependency
     if relative == project.lib_rs and project.items.user_module is None and line > project.user_lines:
         return f"{crate_dir / relative}:{line}:{column} (the generated #[pymodule])"
     return f"{project.user_file(relative)}:{line}:{column}"
+
+
+def _cargo_error_context(project: RustProject, crate_dir: Path, following: list[str], message: str) -> str:
+    """cargo's own errors (a bad dependency): the next line, and the ``// [dependencies]`` line at fault."""
+    context = ""
+    first = following[0].strip() if following else ""
+    if first and str(crate_dir) not in first and not first.startswith(("error", "\N{COLLISION SYMBOL}")):
+        context += f" ({first[:200]})"
+    if not project.is_crate:
+        source = project.files[project.lib_rs].decode("utf-8", "replace").splitlines()
+        for name in re.findall(r"`([\w-]+)`", message):
+            for number, line in enumerate(source, start=1):
+                if _DEPENDENCY_LINE.match(line) and re.search(rf"\b{re.escape(name)}\b", line):
+                    return context + f" at {project.path}:{number}"
+    return context
 
 
 def summarize_build_error(project: RustProject, crate_dir: Path, log_text: str) -> str:
@@ -465,11 +504,8 @@ def summarize_build_error(project: RustProject, crate_dir: Path, log_text: str) 
                 where = _map_location(project, crate_dir, location["file"], int(location["line"]), int(location["column"]))
                 message += f" at {where}"
                 break
-        # cargo's own errors (a bad dependency) put the cause on the next lines
-        if not match.group("code"):
-            extra = [s.strip() for s in lines[index + 1:index + 4] if s.strip() and not _LOCATION.match(s)]
-            if extra and "-->" not in message and " at " not in message:
-                message += " (" + " ".join(extra)[:300] + ")"
+        if " at " not in message:
+            message += _cargo_error_context(project, crate_dir, lines[index + 1:index + 3], match.group("message"))
         return message + (f" [{count} errors]" if count and count != "1" else "")
     # no rustc/cargo error line: maturin's own message (💥 maturin failed / Caused by: ...)
     tail = [s.strip() for s in lines if s.strip()][-3:]
