@@ -177,6 +177,22 @@ class BatchRun:
 
     # -------------------------------------------------------------- execution
     def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
+        self._iterator = self._execute()
+        return self._iterator
+
+    def close(self) -> None:
+        """Stop a run that is being iterated: workers stop, finalize runs, the report is written."""
+        iterator = getattr(self, "_iterator", None)
+        if iterator is not None:
+            iterator.close()
+
+    def __enter__(self) -> "BatchRun":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _execute(self) -> Iterator[tuple[str, list[str], list[str]]]:
         self.prepare()
         plugin = self.loaded
         report = self.report

@@ -2,13 +2,19 @@
 
 PLUGIN is a path (file, or Rust crate directory), or the name of a plugin
 installed under the entry-point group ``provbatch.plugins``, whose value is
-an importable module (``mypkg.gc_plugin``) or a path to a plugin file
-(absolute, or relative to the installed distribution's root).
+
+- an importable module that is the plugin: ``gc = "mypkg.gc_plugin"``;
+- a ``module:attribute`` whose attribute holds the path of a plugin file
+  shipped in the package (the standard-conformant way to register a Rust,
+  Nim or Bash plugin): ``gc_rs = "mypkg:GC_RS_PATH"``;
+- or a plain path (absolute, or relative to the distribution's root), for
+  metadata written by tools that do not validate entry-point values.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -121,6 +127,17 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
             raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
         module = multiplug.importer(target, **names, **options)
         return LoadedPlugin(label, module, target.resolve())
+    if ":" in value:
+        try:
+            target_value = entry.load()
+        except Exception as exc:
+            raise PluginLoadError(f"{label}: cannot load entry point '{value}': {type(exc).__name__}: {exc}") from exc
+        if isinstance(target_value, (str, os.PathLike)):
+            target = Path(target_value)
+            if not target.exists():
+                raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
+            module = multiplug.importer(target, **names, **options)
+            return LoadedPlugin(label, module, target.resolve())
     module_name = value.split(":")[0].strip()
     module = multiplug.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
     multiplug._check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)

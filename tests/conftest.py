@@ -1,0 +1,90 @@
+"""Shared fixtures: the CLI run as a user runs it, plugin files written on the fly, one Ray per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# Compiled plugins are built once per test session (one shared build cache);
+# tests of a cold build point PROVBATCH_CACHE at a tmp dir themselves.
+os.environ.setdefault("PROVBATCH_CACHE", str(REPO / ".pytest_cache" / "provbatch-build"))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+#: results of plugins/gc_content.py on examples/genomes.txt (digits=4)
+GC_EXPECTED = {
+    "examples/genomes/ecoli_like.fna": ["0.5066", "5000"],
+    "examples/genomes/staph_like.fna": ["0.328", "3000"],
+    "examples/genomes/strepto_like.fna": ["0.713", "4000"],
+    "examples/genomes/tiny.fna": ["0.4083", "120"],
+    "examples/genomes/plasmid_mix.fna": ["0.4147", "3200"],
+    "examples/genomes/gzipped.fna.gz": ["0.5066", "5000"],
+}
+
+
+def run_cli(*args: str, cwd: Path | str = REPO, stdin: str | None = None, env: dict | None = None, prog: str = "batch-compute") -> subprocess.CompletedProcess:
+    """Run a console script of the installed package, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(BIN / prog), *map(str, args)], cwd=cwd, input=stdin, capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def read_tsv(path: Path) -> dict[str, list[str]]:
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        fields = line.split("\t")
+        assert fields[0] not in rows, f"duplicate row for {fields[0]}"
+        rows[fields[0]] = fields[1:]
+    return rows
+
+
+@pytest.fixture
+def write_plugin(tmp_path: Path):
+    """Write a plugin file from a dedented source; returns its path."""
+
+    def write(source: str, name: str = "plugin.py") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def attributes_file(tmp_path: Path) -> Path:
+    """Definitions for the attributes the test plugins output."""
+    path = tmp_path / "attribute_definitions.yaml"
+    path.write_text(textwrap.dedent("""\
+        length: {definition: number of characters of the entity, datatype: Integer}
+        upper: {definition: the entity in upper case, datatype: "String[256]"}
+        pid: {definition: process id of the worker, datatype: Integer}
+        flag: {definition: a boolean, datatype: Boolean}
+        """))
+    return path
+
+
+@pytest.fixture
+def ids_file(tmp_path: Path):
+    def write(lines: list[str], name: str = "ids.txt") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(line + "\n" for line in lines))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the tests of the Python API on the Ray backend."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
