@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from collections import deque
@@ -28,11 +29,15 @@ def _start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any) -> None:
+def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool) -> None:
     """A worker's loop: compute chunks until told to finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
     try:
-        runner = ChunkRunner(config, state=state, module=module)
+        runner = ChunkRunner(config, module=module)
+        # a spawned worker gets the state pickled, and unpickles it only now that
+        # the plugin (which may define the state's class) is loaded
+        if not config.per_worker_state:
+            runner.state = pickle.loads(state) if pickled else state
     except BaseException as exc:  # noqa: BLE001 - reported to the driver, which stops the batch
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return
@@ -65,8 +70,9 @@ class _Worker:
         # Only forked children may receive the module object itself; spawned
         # ones load the plugin from its spec.
         fork = context.get_start_method() == "fork"
+        payload = state if fork else pickle.dumps(state, protocol=5)
         self.process = context.Process(
-            target=_worker_main, args=(child, config, state, module if fork else None), daemon=True
+            target=_worker_main, args=(child, config, payload, module if fork else None, not fork), daemon=True
         )
         self.process.start()
         child.close()

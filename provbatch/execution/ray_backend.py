@@ -23,8 +23,15 @@ from .runner import Chunk, ChunkRunner, RunnerConfig
 class RayWorker:
     """The actor class (made remote lazily, so that importing this module does not need Ray)."""
 
-    def __init__(self, config: RunnerConfig, state: Any) -> None:
-        self.runner = ChunkRunner(config, state=state)
+    def __init__(self, config: RunnerConfig, state_box: list[Any]) -> None:
+        # The state comes boxed, so that Ray does not resolve it before the
+        # plugin is loaded: a state whose class is defined in the plugin can
+        # only be deserialized once the plugin module exists in this process.
+        import ray
+
+        self.runner = ChunkRunner(config)
+        if state_box[0] is not None:
+            self.runner.state = ray.get(state_box[0])
 
     def ready(self) -> int:
         return os.getpid()
@@ -81,7 +88,7 @@ class RayPool(Pool):
             raise
 
     def _new_actor(self) -> Any:
-        return self._actor_class.remote(self.config, self._state_ref)
+        return self._actor_class.remote(self.config, [self._state_ref])
 
     def capacity(self) -> int:
         return sum(self.depth - n for n in self.load)
