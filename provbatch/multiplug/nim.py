@@ -1,0 +1,164 @@
+"""Loader for Nim plugins: a ``.nim`` file written as the ProvBatch guide shows.
+
+The plugin is compiled to a shared library (``nim c --app:lib``, release,
+ORC) with provbatch's own ``nimpy`` bridge first on the Nim path (nimpy
+itself cannot be installed here), in the build cache
+(:mod:`.nim_build`), and loaded with ctypes (:mod:`.nim_library`).
+
+The module the engine sees:
+
+- every exported proc as a callable attribute (``compute``, ``initialize``,
+  ``finalize``, ...), taking arguments by position or keyword;
+- every exported proc named ``<const_prefix><NAME>`` without parameters
+  (what ``exportpy_consts(NAME, ...)`` generates) called once, its value set
+  as the constant ``NAME``; ``const_prefix`` is a loader option, default
+  ``py_const_``.
+
+A state returned by ``initialize`` is a handle to a Nim ``ref`` object in this
+process, so the spec says ``process_local_state``: the engine then runs
+initialize/finalize once per worker. Workers load the library the driver
+built (or its bytes shipped with the spec) and never compile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import types
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import PluginLoadError
+from .base import Loader, PluginSpec, finish_module
+from .cache import cache_root, file_sha256
+from .nim_build import LANG, build_plugin, nim_executable, nim_version
+from .nim_library import NimError, NimLibrary, NimProc, open_library
+
+log = logging.getLogger("provbatch.multiplug.nim")
+
+DEFAULT_CONST_PREFIX = "py_const_"
+KNOWN_OPTIONS = {"const_prefix"}
+#: procs whose parameters are batch parameters, accepted by each other
+_BATCH_PROCS = ("compute", "initialize")
+
+_modules: dict[tuple[str, str], ModuleType] = {}
+_modules_lock = threading.Lock()
+
+
+def _const_prefix(options: dict[str, Any], source: str) -> str:
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        log.warning("%s: Nim loader options %s are not used (known: %s)", source, ", ".join(unknown), ", ".join(sorted(KNOWN_OPTIONS)))
+    prefix = options.get("const_prefix", DEFAULT_CONST_PREFIX)
+    if not isinstance(prefix, str) or not prefix:
+        raise PluginLoadError(f"{source}: option const_prefix must be a non-empty string, got {prefix!r}")
+    return prefix
+
+
+def _tolerated(procs: list[dict[str, Any]]) -> set[str]:
+    """Parameter names of compute and initialize: each may receive the other's batch parameters."""
+    return {p["name"] for info in procs if info["name"] in _BATCH_PROCS for p in info["params"]}
+
+
+def build_module(library: NimLibrary, source: str, prefix: str) -> ModuleType:
+    """A module with the library's procs as callables and its constants as values."""
+    name = "provbatch_nim_plugin_" + hashlib.sha1(f"{source}\0{library.path}".encode()).hexdigest()[:16]
+    module = types.ModuleType(name, f"Nim plugin {source}")
+    module.__file__ = source
+    module.__nim_library__ = library  # type: ignore[attr-defined]
+    procs = library.descriptor["procs"]
+    tolerated = _tolerated(procs)
+    for info in procs:
+        call = NimProc(library, info, tolerated if info["name"] in _BATCH_PROCS else ())
+        if info["name"].startswith(prefix) and len(info["name"]) > len(prefix) and not info["params"]:
+            constant = info["name"][len(prefix):]
+            try:
+                setattr(module, constant, call())
+            except (NimError, TypeError) as exc:
+                raise PluginLoadError(f"{source}: constant {constant} failed: {type(exc).__name__}: {exc}") from exc
+        else:
+            setattr(module, info["name"], call)
+    return module
+
+
+def _open(artifact: Path | str, source: str) -> NimLibrary:
+    try:
+        return open_library(artifact)
+    except (OSError, AttributeError, ValueError, RuntimeError) as exc:
+        raise PluginLoadError(f"{source}: cannot load the built library {artifact}: {exc}") from exc
+
+
+def _module_for(artifact: str, source: str, prefix: str) -> ModuleType:
+    """One module per library and prefix in a process (constants are computed once)."""
+    key = (os.path.realpath(artifact), prefix)
+    with _modules_lock:
+        module = _modules.get(key)
+        if module is None:
+            module = build_module(_open(artifact, source), source, prefix)
+            _modules[key] = module
+        return module
+
+
+def _artifact_from_blob(spec: PluginSpec) -> Path:
+    """Write the library's bytes shipped with the spec into the local cache (another node)."""
+    blob = spec.artifact_blob
+    if not isinstance(blob, (bytes, bytearray)):
+        import ray  # the Ray backend ships an object ref
+
+        blob = ray.get(blob)
+    digest = hashlib.sha256(blob).hexdigest()
+    if spec.artifact_sha256 and digest != spec.artifact_sha256:
+        raise PluginLoadError(f"{spec.source}: the shipped library does not match its sha256")
+    target = cache_root() / LANG / "shipped" / f"{digest}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+    return target
+
+
+class NimLoader(Loader):
+    lang = LANG
+
+    def load(self, path: Path, **options: Any) -> ModuleType:
+        prefix = _const_prefix(options, str(path))
+        if not path.is_file():
+            raise PluginLoadError(f"{path}: a Nim plugin must be a .nim file")
+        artifact, built = build_plugin(path)
+        log.info("nim plugin %s: %s %s", path, "built" if built else "cached", artifact)
+        module = _module_for(str(artifact), str(path), prefix)
+        spec = PluginSpec(
+            lang=self.lang,
+            source=str(path),
+            artifact=str(artifact),
+            artifact_sha256=file_sha256(artifact),
+            options=tuple(sorted(options.items())),
+            process_local_state=callable(getattr(module, "initialize", None)),
+        )
+        return finish_module(module, self.lang, spec)
+
+    def load_spec(self, spec: PluginSpec) -> ModuleType:
+        prefix = _const_prefix(dict(spec.options), spec.source)
+        artifact = Path(spec.artifact) if spec.artifact else None
+        usable = artifact is not None and artifact.is_file() and (
+            not spec.artifact_sha256 or file_sha256(artifact) == spec.artifact_sha256
+        )
+        if not usable:
+            if spec.artifact_blob is None:
+                raise PluginLoadError(
+                    f"{spec.source}: built library {spec.artifact} is not on this machine and was not "
+                    "shipped with the plugin spec (workers never compile)"
+                )
+            artifact = _artifact_from_blob(spec)
+        module = _module_for(str(artifact), spec.source, prefix)
+        return finish_module(module, self.lang, spec)
+
+    def versions(self) -> dict[str, str]:
+        try:
+            return {"nim": nim_version(nim_executable())}
+        except PluginLoadError:
+            return {"nim": "not found"}

@@ -1,0 +1,209 @@
+"""Building a Nim plugin into a shared library, in the build cache.
+
+``build_plugin(path)`` compiles ``path`` with ``nim c --app:lib`` and
+provbatch's bridge first on the Nim path (so ``import nimpy`` is ours), and
+returns the library. Builds are cached (see :mod:`.cache`):
+
+- the cache key hashes the plugin's path and source, the bridge's sources,
+  the nim version and the compile flags;
+- the modules the plugin imports from outside the Nim library and the bridge
+  (a helper beside the plugin) and the config files nim read are recorded in
+  ``deps.json`` with their hashes after each build; the artifact's name
+  carries a digest of their current contents, so editing a helper rebuilds.
+
+Everything (nimcache, library, build log) goes to the cache directory: nim
+runs with the cache directory as its working directory and absolute
+``--nimcache``/``-o`` paths, and nothing is written beside the plugin.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import PluginLoadError
+from .cache import cache_root, cached_build, file_sha256, hash_inputs
+
+log = logging.getLogger("provbatch.build")
+
+LANG = "nim"
+NIM_MISSING = "nim not found: install it with apt-get install -y nim"
+#: orc: cycles in a state are collected; threads off: calls are serialized by
+#: the Python side; noSignalHandler: Python keeps its own SIGINT/SIGSEGV handlers.
+COMPILE_FLAGS: tuple[str, ...] = (
+    "c",
+    "--app:lib",
+    "-d:release",
+    "--gc:orc",
+    "--threads:off",
+    "-d:noSignalHandler",
+    "--colors:off",
+    "--hints:off",
+    "--hint:Processing:on",
+    "--processing:filenames",
+)
+_ERROR = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) Error: (?P<msg>.*)$")
+_INSTANTIATION = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) template/generic instantiation")
+_PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
+
+
+def bridge_dir() -> Path:
+    """The directory holding our ``nimpy.nim`` ($PROVBATCH_NIM_BRIDGE, else the repository's)."""
+    env = os.environ.get("PROVBATCH_NIM_BRIDGE")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "nim_plugins" / "bridge"
+    if not (path / "nimpy.nim").is_file():
+        raise PluginLoadError(f"{path}: provbatch's Nim bridge (nimpy.nim) not found; set PROVBATCH_NIM_BRIDGE")
+    return path
+
+
+def bridge_files() -> list[Path]:
+    root = bridge_dir()
+    return sorted(p for p in root.rglob("*.nim") if p.is_file())
+
+
+def nim_executable(plugin: Path | None = None) -> str:
+    nim = shutil.which("nim")
+    if nim is None:
+        raise PluginLoadError(f"{plugin}: {NIM_MISSING}" if plugin else NIM_MISSING)
+    return nim
+
+
+@functools.lru_cache(maxsize=4)
+def _version_of(nim: str, mtime: float) -> str:
+    out = subprocess.run([nim, "--version"], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
+def nim_version(nim: str) -> str:
+    """First line of ``nim --version`` (e.g. "Nim Compiler Version 1.6.10 [Linux: amd64]")."""
+    return _version_of(nim, os.stat(nim).st_mtime)
+
+
+def build_key(path: Path, nim: str) -> str:
+    """Hash of everything known before building that decides the library's bytes."""
+    parts: list[bytes | str] = ["provbatch-nim-1", nim_version(nim), *COMPILE_FLAGS, str(path), path.read_bytes()]
+    root = bridge_dir()
+    for file in bridge_files():
+        parts += [str(file.relative_to(root)), file.read_bytes()]
+    return hash_inputs(parts)
+
+
+# ---------------------------------------------------------------- dependencies beside the plugin
+
+
+def _deps_digest(files: list[str]) -> str:
+    """Digest of the current contents of the recorded dependency files."""
+    parts: list[bytes | str] = []
+    for file in sorted(files):
+        try:
+            parts += [file, file_sha256(file)]
+        except OSError:
+            parts += [file, "missing"]
+    return hash_inputs(parts)
+
+
+def _recorded_deps(build_dir: Path) -> dict[str, str]:
+    try:
+        return json.loads((build_dir / "deps.json").read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def artifact_name(build_dir: Path) -> str:
+    """Name of the library for the current state of the recorded dependencies."""
+    recorded = _recorded_deps(build_dir)
+    name = f"lib-{_deps_digest(list(recorded))[:16]}.so"
+    if recorded and not (build_dir / name).exists():
+        changed = [f for f, sha in recorded.items() if not os.path.exists(f) or file_sha256(f) != sha]
+        log.info("nim build %s: %s changed, rebuilding", build_dir.name[:12], ", ".join(changed) or "a dependency")
+    return name
+
+
+def _dependencies(output: str, plugin: Path, bridge: Path, build_dir: Path) -> list[str]:
+    """Files nim read that the cache key does not cover: local imports and config files."""
+    files = [m.group("file") for m in map(_PROCESSING.search, output.splitlines()) if m]
+    system = next((f for f in files if f.endswith("/system.nim")), None)
+    nim_lib = str(Path(system).parent) + os.sep if system else None
+    local = {
+        f for f in files
+        if f != str(plugin) and not f.startswith(str(bridge) + os.sep)
+        and not (nim_lib and f.startswith(nim_lib))
+    }
+    for json_file in (build_dir / "nimcache").glob("*.json"):
+        try:
+            local.update(json.loads(json_file.read_text()).get("configFiles", []))
+        except (OSError, ValueError):
+            pass
+    return sorted(f for f in local if os.path.isfile(f))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def compile_error(output: str, plugin: Path, log_path: Path) -> str:
+    """One line: ``file:line: message`` of the first error (placed in the plugin when
+    the error is inside a macro or generic it instantiated) and the full log's path."""
+    last_in_plugin: str | None = None
+    for line in output.splitlines():
+        instantiation = _INSTANTIATION.match(line)
+        if instantiation and instantiation.group("file") == str(plugin):
+            last_in_plugin = f"{plugin}:{instantiation.group('line')}"
+            continue
+        error = _ERROR.match(line)
+        if error:
+            where = f"{error.group('file')}:{error.group('line')}"
+            if error.group("file") != str(plugin) and last_in_plugin:
+                where = last_in_plugin
+            return f"{where}: {error.group('msg')} (full build log: {log_path})"
+    other = next((l.strip() for l in output.splitlines() if "Error:" in l), None)
+    detail = other or (output.strip().splitlines() or ["nim failed without output"])[-1]
+    return f"{plugin}: nim build failed: {detail} (full build log: {log_path})"
+
+
+# ---------------------------------------------------------------- building
+
+
+def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
+    bridge = bridge_dir()
+    tmp = build_dir / f"{name}.{os.getpid()}.tmp"
+    command = [
+        nim, *COMPILE_FLAGS,
+        f"--nimcache:{build_dir / 'nimcache'}",
+        f"-o:{tmp}",
+        f"--path:{bridge}",
+        str(plugin),
+    ]
+    proc = subprocess.run(command, cwd=build_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    output = proc.stdout + proc.stderr
+    log_path = build_dir / "build.log"
+    log_path.write_text(" ".join(command) + "\n\n" + output)
+    if proc.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        raise PluginLoadError(compile_error(output, plugin, log_path))
+    deps = _dependencies(output, plugin, bridge, build_dir)
+    os.replace(tmp, build_dir / name)
+    rebuilt_name = f"lib-{_deps_digest(deps)[:16]}.so"
+    if rebuilt_name != name and not (build_dir / rebuilt_name).exists():
+        os.link(build_dir / name, build_dir / rebuilt_name)
+    manifest = build_dir / f"deps.json.{os.getpid()}.tmp"
+    manifest.write_text(json.dumps({"files": {f: file_sha256(f) for f in deps}}, indent=1))
+    os.replace(manifest, build_dir / "deps.json")
+
+
+def build_plugin(plugin: Path) -> tuple[Path, bool]:
+    """The plugin's library in the build cache, built if needed: ``(path, built_now)``."""
+    nim = nim_executable(plugin)
+    try:
+        key = build_key(plugin, nim)
+    except OSError as exc:
+        raise PluginLoadError(f"{plugin}: cannot read plugin: {exc}") from exc
+    # the directory cached_build uses for this key (cache.py's layout)
+    build_dir = cache_root() / LANG / key
+    name = artifact_name(build_dir)
+    return cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name))
