@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import types
 from pathlib import Path
@@ -33,9 +32,9 @@ from typing import Any
 
 from ..errors import PluginLoadError
 from .base import Loader, PluginSpec, finish_module
-from .cache import cache_root, file_sha256
+from .cache import file_sha256, local_artifact
 from .nim_build import LANG, build_plugin, nim_executable, nim_version
-from .nim_library import NimError, NimLibrary, NimProc, open_library
+from .nim_library import NimError, NimLibrary, NimProc, library_key, open_library
 
 log = logging.getLogger("provbatch.multiplug.nim")
 
@@ -44,14 +43,16 @@ KNOWN_OPTIONS = {"const_prefix"}
 #: procs whose parameters are batch parameters, accepted by each other
 _BATCH_PROCS = ("compute", "initialize")
 
-_modules: dict[tuple[str, str], ModuleType] = {}
+_modules: dict[tuple[tuple[int, int], str], ModuleType] = {}
 _modules_lock = threading.Lock()
 
 
 def _const_prefix(options: dict[str, Any], source: str) -> str:
     unknown = sorted(set(options) - KNOWN_OPTIONS)
     if unknown:
-        log.warning("%s: Nim loader options %s are not used (known: %s)", source, ", ".join(unknown), ", ".join(sorted(KNOWN_OPTIONS)))
+        raise PluginLoadError(
+            f"{source}: unknown option(s) {', '.join(unknown)} for a Nim plugin (known: {', '.join(sorted(KNOWN_OPTIONS))})"
+        )
     prefix = options.get("const_prefix", DEFAULT_CONST_PREFIX)
     if not isinstance(prefix, str) or not prefix:
         raise PluginLoadError(f"{source}: option const_prefix must be a non-empty string, got {prefix!r}")
@@ -93,7 +94,7 @@ def _open(artifact: Path | str, source: str) -> NimLibrary:
 
 def _module_for(artifact: str, source: str, prefix: str) -> ModuleType:
     """One module per library and prefix in a process (constants are computed once)."""
-    key = (os.path.realpath(artifact), prefix)
+    key = (library_key(artifact), prefix)
     with _modules_lock:
         module = _modules.get(key)
         if module is None:
@@ -102,33 +103,17 @@ def _module_for(artifact: str, source: str, prefix: str) -> ModuleType:
         return module
 
 
-def _artifact_from_blob(spec: PluginSpec) -> Path:
-    """Write the library's bytes shipped with the spec into the local cache (another node)."""
-    blob = spec.artifact_blob
-    if not isinstance(blob, (bytes, bytearray)):
-        import ray  # the Ray backend ships an object ref
-
-        blob = ray.get(blob)
-    digest = hashlib.sha256(blob).hexdigest()
-    if spec.artifact_sha256 and digest != spec.artifact_sha256:
-        raise PluginLoadError(f"{spec.source}: the shipped library does not match its sha256")
-    target = cache_root() / LANG / "shipped" / f"{digest}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, target)
-    return target
-
-
 class NimLoader(Loader):
     lang = LANG
+    #: whether the last load() compiled (False: a cache hit); for tests and benchmarks
+    last_built: bool | None = None
 
     def load(self, path: Path, **options: Any) -> ModuleType:
         prefix = _const_prefix(options, str(path))
         if not path.is_file():
             raise PluginLoadError(f"{path}: a Nim plugin must be a .nim file")
         artifact, built = build_plugin(path)
+        self.last_built = built
         log.info("nim plugin %s: %s %s", path, "built" if built else "cached", artifact)
         module = _module_for(str(artifact), str(path), prefix)
         spec = PluginSpec(
@@ -143,17 +128,9 @@ class NimLoader(Loader):
 
     def load_spec(self, spec: PluginSpec) -> ModuleType:
         prefix = _const_prefix(dict(spec.options), spec.source)
-        artifact = Path(spec.artifact) if spec.artifact else None
-        usable = artifact is not None and artifact.is_file() and (
-            not spec.artifact_sha256 or file_sha256(artifact) == spec.artifact_sha256
-        )
-        if not usable:
-            if spec.artifact_blob is None:
-                raise PluginLoadError(
-                    f"{spec.source}: built library {spec.artifact} is not on this machine and was not "
-                    "shipped with the plugin spec (workers never compile)"
-                )
-            artifact = _artifact_from_blob(spec)
+        if not spec.artifact:
+            raise PluginLoadError(f"{spec.source}: the plugin spec has no built library (workers never compile)")
+        artifact = local_artifact(spec, self.lang)
         module = _module_for(str(artifact), spec.source, prefix)
         return finish_module(module, self.lang, spec)
 

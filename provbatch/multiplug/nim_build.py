@@ -5,7 +5,8 @@ provbatch's bridge first on the Nim path (so ``import nimpy`` is ours), and
 returns the library. Builds are cached (see :mod:`.cache`):
 
 - the cache key hashes the plugin's path and source, the bridge's sources,
-  the nim version and the compile flags;
+  the nim version and the compile flags (the log says which one changed
+  when a rebuild happens);
 - the modules the plugin imports from outside the Nim library and the bridge
   (a helper beside the plugin) and the config files nim read are recorded in
   ``deps.json`` with their hashes after each build; the artifact's name
@@ -28,7 +29,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import PluginLoadError
-from .cache import cache_root, cached_build, file_sha256, hash_inputs
+from .cache import cache_root, cached_build, file_sha256, hash_inputs, rebuild_reason, remember_build
 
 log = logging.getLogger("provbatch.build")
 
@@ -44,7 +45,7 @@ COMPILE_FLAGS: tuple[str, ...] = (
     "--threads:off",
     "-d:noSignalHandler",
     "--colors:off",
-    "--hints:off",
+    "--hint:all:off",
     "--hint:Processing:on",
     "--processing:filenames",
 )
@@ -85,13 +86,18 @@ def nim_version(nim: str) -> str:
     return _version_of(nim, os.stat(nim).st_mtime)
 
 
-def build_key(path: Path, nim: str) -> str:
-    """Hash of everything known before building that decides the library's bytes."""
-    parts: list[bytes | str] = ["provbatch-nim-1", nim_version(nim), *COMPILE_FLAGS, str(path), path.read_bytes()]
+def key_parts(path: Path, nim: str) -> dict[str, str]:
+    """Named digests of everything known before building that decides the library's bytes."""
     root = bridge_dir()
+    bridge: list[bytes | str] = []
     for file in bridge_files():
-        parts += [str(file.relative_to(root)), file.read_bytes()]
-    return hash_inputs(parts)
+        bridge += [str(file.relative_to(root)), file.read_bytes()]
+    return {
+        "source": hash_inputs([str(path), path.read_bytes()]),
+        "bridge": hash_inputs(bridge),
+        "toolchain": hash_inputs([nim_version(nim)]),
+        "flags": hash_inputs(["provbatch-nim-1", *COMPILE_FLAGS]),
+    }
 
 
 # ---------------------------------------------------------------- dependencies beside the plugin
@@ -115,14 +121,15 @@ def _recorded_deps(build_dir: Path) -> dict[str, str]:
         return {}
 
 
-def artifact_name(build_dir: Path) -> str:
-    """Name of the library for the current state of the recorded dependencies."""
+def artifact_name(build_dir: Path) -> tuple[str, str | None]:
+    """Name of the library for the current state of the recorded dependencies,
+    and why it must be built when a recorded dependency changed."""
     recorded = _recorded_deps(build_dir)
     name = f"lib-{_deps_digest(list(recorded))[:16]}.so"
     if recorded and not (build_dir / name).exists():
         changed = [f for f, sha in recorded.items() if not os.path.exists(f) or file_sha256(f) != sha]
-        log.info("nim build %s: %s changed, rebuilding", build_dir.name[:12], ", ".join(changed) or "a dependency")
-    return name
+        return name, f"{', '.join(changed) or 'a dependency'} changed"
+    return name, None
 
 
 def _dependencies(output: str, plugin: Path, bridge: Path, build_dir: Path) -> list[str]:
@@ -200,10 +207,19 @@ def build_plugin(plugin: Path) -> tuple[Path, bool]:
     """The plugin's library in the build cache, built if needed: ``(path, built_now)``."""
     nim = nim_executable(plugin)
     try:
-        key = build_key(plugin, nim)
+        parts = key_parts(plugin, nim)
     except OSError as exc:
         raise PluginLoadError(f"{plugin}: cannot read plugin: {exc}") from exc
+    key = hash_inputs([f"{name}={digest}" for name, digest in sorted(parts.items())])
     # the directory cached_build uses for this key (cache.py's layout)
     build_dir = cache_root() / LANG / key
-    name = artifact_name(build_dir)
-    return cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name))
+    name, deps_reason = artifact_name(build_dir)
+    reason = deps_reason or rebuild_reason(LANG, str(plugin), parts)
+    artifact, built = cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name), reason=reason)
+    if built:
+        remember_build(LANG, str(plugin), parts)
+        # the name the next load will look for (the dependencies are known now)
+        current, _ = artifact_name(build_dir)
+        if (build_dir / current).exists():
+            artifact = build_dir / current
+    return artifact, built

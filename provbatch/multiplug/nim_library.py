@@ -230,17 +230,24 @@ class NimLibrary:
             return int(self._dll.provbatch_bridge_live_handles())
 
 
-_libraries: dict[str, NimLibrary] = {}
+_libraries: dict[tuple[int, int], NimLibrary] = {}
 _libraries_lock = threading.Lock()
 
 
+def library_key(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """The file's identity: the dynamic linker maps a file once however it is named (hard links)."""
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
 def open_library(path: str | os.PathLike[str]) -> NimLibrary:
-    """The library at ``path``, opened once per process (a second dlopen must not rerun NimMain)."""
-    key = os.path.realpath(path)
+    """The library at ``path``, opened once per process: one lock and one
+    handle table per mapped library, whatever path it is reached by."""
+    key = library_key(path)
     with _libraries_lock:
         library = _libraries.get(key)
         if library is None:
-            library = NimLibrary(key)
+            library = NimLibrary(os.path.realpath(path))
             _libraries[key] = library
         return library
 

@@ -133,7 +133,7 @@ proc writeJ*[T](s: var string, v: T) =
       escapeJson(name(T), s)
       s.add '}'
   else:
-    {.error: "provbatch nimpy bridge: values of type " & name(T) &
+    {.error: "provbatch nimpy bridge: values of type " & $T &
              " cannot be passed to Python (use string, int, float, bool, seq, tuple, object or a ref state)".}
 
 proc toJsonNode*[T](v: T): JsonNode =
@@ -222,7 +222,7 @@ proc readJ*[T](n: JsonNode, dst: var T, path: string) =
     else:
       wrongType(path, "a Nim state handle", n)
   else:
-    {.error: "provbatch nimpy bridge: parameters of type " & name(T) &
+    {.error: "provbatch nimpy bridge: parameters of type " & $T &
              " cannot come from Python (use string, int, float, bool, seq, tuple, object or a ref state)".}
 
 # ---------------------------------------------------------------- shapes
