@@ -1,10 +1,14 @@
 //! GC content and length of the sequences in a FASTA file (plain or gzipped).
 //!
 //! The Rust twin of plugins/gc_content.py: same constants, same results.
-//! The file is read in 1 MiB blocks; each sequence byte is classified through a
-//! 256-entry table (G/C, A/T or neither), so no per-line work is done.
+//! The file is read in 1 MiB blocks. Header lines are found with memchr (SIMD);
+//! the sequence bytes between them are counted into a 256-entry histogram, and a
+//! 256-entry class table (G/C, A/T or neither) turns it into the two counts at the
+//! end: no per-line and no per-byte branching.
 //!
-// [dependencies] flate2 = "1"
+//! Crates used besides pyo3, declared for the generated Cargo.toml:
+// [dependencies] flate2 = { version = "1", default-features = false, features = ["zlib-rs"] }
+// [dependencies] memchr = "2"
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -32,7 +36,7 @@ impl Constants {
         "counts G, C, A and T (any case) over all sequence lines; GC content = (G+C)/(A+C+G+T)";
     #[classattr]
     const IMPLEMENTATION: &'static str =
-        "Rust (pyo3): 1 MiB buffered reads, a 256-entry byte class table, flate2 for gzip";
+        "Rust (pyo3): 1 MiB buffered reads, memchr for headers, a byte histogram and a 256-entry class table, flate2 (zlib-rs) for gzip";
     #[classattr]
     const PARAMETERS: [(&'static str, &'static str, &'static str, &'static str); 1] =
         [("digits", "Integer", "4", "decimal digits the GC content is rounded to")];
@@ -55,28 +59,49 @@ const CLASS: [u8; 256] = {
     table
 };
 
-#[derive(Default)]
+/// Byte-value histogram of the sequence lines, and the number of records (header lines).
 struct Counts {
-    gc: u64,
-    at: u64,
+    /// four histograms filled in turn, so that runs of one byte value do not wait on one counter
+    histograms: Box<[[u64; 256]; 4]>,
     records: u64,
 }
 
-fn count_bases(bytes: &[u8], counts: &mut Counts) {
-    let (mut gc, mut at) = (0u64, 0u64);
-    for &byte in bytes {
-        let class = CLASS[byte as usize];
-        gc += (class & GC) as u64;
-        at += (class >> 1) as u64;
+impl Counts {
+    fn new() -> Self {
+        Counts { histograms: Box::new([[0; 256]; 4]), records: 0 }
     }
-    counts.gc += gc;
-    counts.at += at;
+
+    fn add_sequence(&mut self, bytes: &[u8]) {
+        let [h0, h1, h2, h3] = &mut *self.histograms;
+        let mut quads = bytes.chunks_exact(4);
+        for quad in &mut quads {
+            h0[quad[0] as usize] += 1;
+            h1[quad[1] as usize] += 1;
+            h2[quad[2] as usize] += 1;
+            h3[quad[3] as usize] += 1;
+        }
+        for &byte in quads.remainder() {
+            h0[byte as usize] += 1;
+        }
+    }
+
+    /// (G+C, A+T) through the class table.
+    fn gc_at(&self) -> (u64, u64) {
+        let (mut gc, mut at) = (0, 0);
+        for value in 0..256 {
+            let count: u64 = self.histograms.iter().map(|histogram| histogram[value]).sum();
+            let class = CLASS[value];
+            gc += count * u64::from(class & GC);
+            at += count * u64::from(class >> 1);
+        }
+        (gc, at)
+    }
 }
 
 /// Index of the first '>' that starts a line, looking from index 1 (index 0 is decided by the caller).
 fn next_header(bytes: &[u8]) -> usize {
     let mut from = 1;
-    while let Some(offset) = bytes.get(from..).and_then(|rest| rest.iter().position(|&b| b == b'>')) {
+    while let Some(offset) = bytes.get(from..).and_then(|rest| memchr::memchr(b'>', rest)) {
         let at = from + offset;
         if bytes[at - 1] == b'\n' {
             return at;
@@ -88,7 +113,7 @@ fn next_header(bytes: &[u8]) -> usize {
 
 /// Counts over a whole stream; header lines ('>' at a line start) are skipped, as in the Python plugin.
 fn scan(mut reader: impl BufRead) -> io::Result<Counts> {
-    let mut counts = Counts::default();
+    let mut counts = Counts::new();
     let (mut line_start, mut in_header) = (true, false);
     loop {
         let block = reader.fill_buf()?;
@@ -99,7 +124,7 @@ fn scan(mut reader: impl BufRead) -> io::Result<Counts> {
         while i < block.len() {
             let rest = &block[i..];
             if in_header {
-                match rest.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', rest) {
                     Some(end) => {
                         i += end + 1;
                         in_header = false;
@@ -113,7 +138,7 @@ fn scan(mut reader: impl BufRead) -> io::Result<Counts> {
                 i += 1;
             } else {
                 let end = next_header(rest);
-                count_bases(&rest[..end], &mut counts);
+                counts.add_sequence(&rest[..end]);
                 line_start = rest[end - 1] == b'\n';
                 i += end;
             }
@@ -144,11 +169,12 @@ fn round_to(value: f64, digits: usize) -> f64 {
 #[pyo3(signature = (entity, digits = 4, **_kwargs))]
 fn compute(entity: &str, digits: usize, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<((f64, u64), Vec<String>)> {
     let counts = scan(open(entity)?).map_err(|err| PyOSError::new_err(format!("{entity}: {err}")))?;
-    let total = counts.gc + counts.at;
+    let (gc, at) = counts.gc_at();
+    let total = gc + at;
     let mut logs = vec![format!("records\t{}", counts.records)];
     if total == 0 {
         logs.push("warning\tno A, C, G or T in the file".to_string());
         return Ok(((0.0, 0), logs));
     }
-    Ok(((round_to(counts.gc as f64 / total as f64, digits), total), logs))
+    Ok(((round_to(gc as f64 / total as f64, digits), total), logs))
 }
