@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import logging
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,6 +105,45 @@ def python_gc(path: Path, digits: int = 4):
     finally:
         sys.path.remove(str(REPO / "plugins"))
     return gc_content.compute(str(path), digits=digits)
+
+
+# ---------------------------------------------------------------- finding the Python items (no build)
+
+
+def test_scan_finds_items_outside_comments_and_strings():
+    from provbatch.multiplug.rust_build import scan_items
+
+    source = textwrap.dedent(r"""
+        // #[pyfunction] fn in_a_comment() {}
+        /* #[pyfunction] /* nested */ fn in_a_block() {} */
+        const S: &str = "#[pyfunction] fn in_a_string() {}";
+        const R: &str = r#"#[pyclass] struct InARawString; "quoted""#;
+        const Q: char = '"';
+        fn lifetime<'a>(x: &'a str) -> &'a str { x }
+        #[pyfunction]
+        /// documented
+        #[pyo3(signature = (entity, digits = 4, **_kwargs))]
+        pub(crate) fn compute(entity: &str, digits: usize) {}
+        #[pyo3::pyfunction] fn initialize() {}
+        #[pyclass(eq, eq_int)]
+        #[derive(PartialEq)]
+        pub enum Mode { A }
+        #[pyclass]
+        struct Constants;
+    """)
+    items = scan_items(source)
+    assert items.functions == ("compute", "initialize")
+    assert items.classes == ("Mode", "Constants")
+    assert items.user_module is None
+
+
+def test_scan_reads_the_name_of_a_user_pymodule():
+    from provbatch.multiplug.rust_build import scan_items
+
+    assert scan_items("#[pymodule]\nfn my_plugin(m: &Bound<'_, PyModule>) {}").user_module == "my_plugin"
+    assert scan_items('#[pymodule(name = "renamed")]\nmod inner {}').user_module == "renamed"
+    assert scan_items('#[pymodule]\n#[pyo3(name = "other")]\nfn x() {}').user_module == "other"
+    assert scan_items("#[pymodule_export]\nuse super::compute;").user_module is None
 
 
 # ---------------------------------------------------------------- results and constants
@@ -241,6 +282,41 @@ def test_compile_error_points_at_the_users_file(gc_module, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.rs"]
 
 
+def test_compile_error_in_a_crate_points_at_the_crate_file(state_module, tmp_path):
+    crate = tmp_path / "crate"
+    shutil.copytree(STATE_CRATE, crate, ignore=shutil.ignore_patterns("target"))
+    lib = crate / "src" / "lib.rs"
+    lines = lib.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines, start=1) if "state.files += 1;" in line)
+    lines[number - 1] = lines[number - 1].replace("state.files += 1;", "state.files += not_defined;")
+    lib.write_text("\n".join(lines) + "\n")
+    before = sorted(p.relative_to(crate) for p in crate.rglob("*"))
+    with pytest.raises(PluginLoadError, match=rf"error\[E0425\]: cannot find value `not_defined` .* at {lib}:{number}:\d+;"):
+        importer(crate)
+    assert sorted(p.relative_to(crate) for p in crate.rglob("*")) == before  # no Cargo.lock, no target/
+
+
+def test_a_users_own_pymodule(gc_module, tmp_path):
+    plugin = write_rs(tmp_path, "own.rs", """\
+        use pyo3::prelude::*;
+
+        #[pyfunction]
+        fn compute(entity: &str) -> ((usize,), Vec<String>) {
+            ((entity.len(),), vec![])
+        }
+
+        #[pymodule]
+        fn own_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            m.add_function(wrap_pyfunction!(compute, m)?)?;
+            m.add("ID", "own")?;
+            Ok(())
+        }
+    """)
+    module = importer(plugin, req_const=["ID"], req_func=["compute"])
+    assert module.__name__.endswith(".own_module") and module.ID == "own"
+    assert module.compute("abc") == ((3,), [])
+
+
 def test_compile_error_exit_code_on_the_command_line(gc_module, tmp_path):
     plugin = write_rs(tmp_path, "broken.rs", BROKEN_PLUGIN)
     proc = run_cli(plugin, REPO / "examples" / "genomes.txt")
@@ -300,8 +376,6 @@ def test_a_worker_without_the_file_gets_the_shipped_bytes(gc_module, tmp_path):
         print(module.__file__)
         print(module.compute(sys.argv[1])[0])
     """)
-    import pickle
-
     env = {**os.environ, "PROVBATCH_CACHE": str(node_cache), "PATH": "/nonexistent"}  # no cargo: cannot build
     proc = subprocess.run([sys.executable, "-c", code, str(GENOMES[0])], input=pickle.dumps(shipped),
                           capture_output=True, env=env, timeout=120)

@@ -103,6 +103,9 @@ def find_toolchain(path: Path) -> Toolchain:
 # --------------------------------------------------------------------------- source scanning
 
 
+_RAW_STRING = re.compile(r'b?r(#*)"')
+
+
 def code_only(source: str) -> str:
     """The source with comments and string/char literals blanked out (newlines kept).
 
@@ -134,9 +137,9 @@ def code_only(source: str) -> str:
                     j += 1
             out.append(blank(source[i:j]))
             i = j
-        elif (raw := re.match(r'b?r(#*)"', source[i:i + 260])) and (i == 0 or not (source[i - 1].isalnum() or source[i - 1] == "_")):
+        elif c in "br" and (raw := _RAW_STRING.match(source, i)) and (i == 0 or not (source[i - 1].isalnum() or source[i - 1] == "_")):
             closing = '"' + raw.group(1)
-            end = source.find(closing, i + raw.end())
+            end = source.find(closing, raw.end())
             end = n if end < 0 else end + len(closing)
             out.append(blank(source[i:end]))
             i = end
@@ -338,7 +341,8 @@ def describe_crate(path: Path) -> RustProject:
     if any(isinstance(spec, dict) and "path" in spec and not Path(spec["path"]).is_absolute()
            for spec in data.get("dependencies", {}).values()):
         raise PluginLoadError(f"{manifest_path}: relative 'path' dependencies are not supported (the crate is built in the cache)")
-    if any(isinstance(value, dict) and value.get("workspace") for value in package.values()):
+    inherited = list(package.values()) + list(data.get("dependencies", {}).values())
+    if any(isinstance(value, dict) and value.get("workspace") for value in inherited):
         raise PluginLoadError(f"{manifest_path}: workspace-inherited fields are not supported; write the values out")
     name = lib.get("name") or str(package.get("name", path.name)).replace("-", "_")
     lib_rs = lib.get("path", "src/lib.rs")
