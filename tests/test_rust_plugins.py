@@ -56,6 +56,9 @@ META_PLUGIN = """\
     #[pyo3(signature = (entity, times = 1, **_kwargs))]
     fn compute(entity: &str, times: usize, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>)
         -> ((usize, String), (String,)) {
+        if entity == "boom" {
+            panic!("exploded on {entity}");
+        }
         ((entity.len() * times, entity.to_uppercase()), (format!("seen\\t{entity}"),))
     }
 
@@ -198,6 +201,12 @@ def test_constants_class_option_and_return_shapes(meta_module):
     assert meta_module.compute("abc", times=2) == ((6, "ABC"), ("seen\tabc",))
     assert meta_module.as_vectors("abcd") == ([4], [])
     assert not hasattr(meta_module, "commented_out")
+
+
+def test_a_panic_is_an_ordinary_error(meta_module):
+    with pytest.raises(RuntimeError, match="Rust panic in compute: exploded on boom"):
+        meta_module.compute("boom")
+    assert meta_module.compute("ok") == ((2, "OK"), ("seen\tok",))
 
 
 # ---------------------------------------------------------------- state
@@ -424,6 +433,17 @@ def test_run_batch_serial_with_state(state_module, tmp_path):
     assert not result.failures
     assert [row[1] for row in result] == [["2"], ["1"], ["1"]]
     assert summary.read_text() == "files\t3\trecords\t4\n"
+
+
+def test_run_batch_a_panic_fails_one_entity_only(meta_module, attributes_file):
+    from provbatch.plugin import load_plugin
+
+    plugin = load_plugin(meta_module.__provbatch_spec__.source, constants_class="Meta")  # loader options
+    result = provbatch.run_batch(plugin, ["ab", "boom", "abc"], params={"times": 2}, backend="serial",
+                                 attributes=attributes_file)
+    assert result.as_dict() == {"ab": ["4", "AB"], "abc": ["6", "ABC"]}
+    assert [(f.entity, f.error_class) for f in result.failures] == [("boom", "RuntimeError")]
+    assert "exploded on boom" in result.failures[0].message
 
 
 @pytest.mark.ray

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import importlib.machinery
 import importlib.util
 import logging
@@ -30,7 +31,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import PluginLoadError
 from . import rust_build
@@ -129,6 +130,42 @@ def _fix_class_modules(module: ModuleType) -> None:
                 pass
 
 
+#: the plugin functions the engine calls; a Rust panic in them becomes an ordinary error
+_GUARDED = ("compute", "initialize", "finalize", "merge")
+
+
+def _is_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"
+
+
+def _panic_guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn pyo3's ``PanicException`` (a ``BaseException``) into a ``RuntimeError``.
+
+    A panic is a bug of one call, like an exception in a Python plugin: the engine
+    should record that entity's failure, not stop the whole batch as it must
+    for KeyboardInterrupt or SystemExit.
+    """
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BaseException as exc:
+            if _is_panic(exc):
+                raise RuntimeError(f"Rust panic in {name}: {exc}") from exc
+            raise
+
+    guarded.__provbatch_panic_guard__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guard_functions(module: ModuleType) -> None:
+    for name in _GUARDED:
+        func = getattr(module, name, None)
+        if callable(func) and not getattr(func, "__provbatch_panic_guard__", False):
+            setattr(module, name, _panic_guard(name, func))
+
+
 class RustLoader(Loader):
     lang = LANG
 
@@ -183,6 +220,7 @@ class RustLoader(Loader):
         key = artifact.parent.name
         module = load_extension(artifact, import_name(key, module_name))
         _fix_class_modules(module)
+        _guard_functions(module)
         options = dict(spec.options)
         class_name = str(options.get("constants_class", DEFAULT_CONSTANTS_CLASS))
         apply_constants(module, class_name, spec.source, explicit="constants_class" in options)
