@@ -200,7 +200,8 @@ class NimLibrary:
         """
         func = self.function(symbol)
         with self._lock:
-            self._release_deferred()
+            if self._deferred:
+                self._release_deferred()
             raw = func(args)
         reply = json.loads(raw.decode("utf-8", "surrogateescape"))
         if "error" in reply:
@@ -285,6 +286,8 @@ class NimProc:
         self.convert = converter_for(info["returns"], library)
         self.releases_refs = info["name"] == "finalize"
         self.__signature__ = self._signature()
+        # made once: json.dumps with options builds an encoder at every call
+        self._to_json = json.JSONEncoder(default=self._encode, allow_nan=True).encode
         self.__doc__ = f"Nim proc {info['name']}({self._describe_params()}): {info['return_type']}"
 
     def _describe_params(self) -> str:
@@ -336,7 +339,7 @@ class NimProc:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self._bind(args, kwargs)
-        payload = json.dumps(bound, default=self._encode, allow_nan=True).encode()
+        payload = self._to_json(bound).encode()
         try:
             return self.convert(self.library.call(self.symbol, payload, self.__name__))
         finally:
