@@ -62,6 +62,12 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
   var body = newStmtList()
   var callArgs: seq[NimNode]
   var infos = nnkBracket.newTree()
+  # the registration runs in a block of its own: the defaults are computed
+  # first (a default naming another parameter cannot be: it shows as
+  # unknown), then the parameters are declared, so that the type of an
+  # untyped parameter, typeof(its default), can name the ones before it
+  var defaults = newStmtList()
+  var decls = newStmtList()
   body.add newAssignment(args, newCall(bindSym"bridgeParseArgs", raw))
   for i in 1 ..< formal.len:
     let identDefs = formal[i]
@@ -73,18 +79,20 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
       let localType = if typ.kind == nnkEmpty: newCall("typeof", default) else: typ
       let local = ident(nameOf(name))
       callArgs.add local
-      body.add nnkVarSection.newTree(nnkIdentDefs.newTree(local, localType, newEmptyNode()))
+      let decl = nnkVarSection.newTree(nnkIdentDefs.newTree(local, localType, newEmptyNode()))
+      body.add decl
+      decls.add decl.copyNimTree
+      let paramInfo = nnkBracketExpr.newTree(bindSym"bridgeParam", newCall("typeof", local))
       if default.kind == nnkEmpty:
         body.add newCall(bindSym"bridgeArg", args, nameStr, local)
-        infos.add newCall(nnkBracketExpr.newTree(bindSym"bridgeParam", localType),
-                          nameStr, newLit(false), newNilLit(), newLit(""))
+        infos.add newCall(paramInfo, nameStr, newLit(false), newNilLit(), newLit(""))
       else:
         body.add nnkIfStmt.newTree(nnkElifBranch.newTree(
           newCall("not", newCall(bindSym"bridgeOptArg", args, nameStr, local)),
           newAssignment(local, default)))
-        infos.add newCall(nnkBracketExpr.newTree(bindSym"bridgeParam", localType),
-                          nameStr, newLit(true), newCall(bindSym"bridgeDefault", default),
-                          newLit(default.repr))
+        let known = genSym(nskLet, "default")
+        defaults.add newLetStmt(known, newCall(bindSym"bridgeDefault", default))
+        infos.add newCall(paramInfo, nameStr, newLit(true), known, newLit(default.repr))
   let call = newCall(procName, callArgs)
   let retType = formal[0]
   let isVoid = retType.kind == nnkEmpty or (retType.kind == nnkIdent and retType.eqIdent("void"))
@@ -106,7 +114,7 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
               else: newCall(nnkBracketExpr.newTree(bindSym"shapeOf", retType))
   let register = newCall(bindSym"bridgeRegister", newLit(pyName), newLit(symbol),
                          prefix(infos, "@"), shape, newLit(if isVoid: "void" else: retType.repr))
-  result = newStmtList(wrapper, register)
+  result = newStmtList(wrapper, newBlockStmt(newStmtList(defaults, decls, register)))
 
 proc exportProc(def: NimNode, pyName: string): NimNode =
   if def.kind notin {nnkProcDef, nnkFuncDef}:
