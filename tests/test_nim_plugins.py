@@ -110,8 +110,15 @@ def state_module():
 
 
 @pytest.fixture(scope="module")
-def meta_path(tmp_path_factory) -> Path:
-    return write_nim(tmp_path_factory.mktemp("meta"), "meta.nim", META_PLUGIN)
+def meta_path() -> Path:
+    """A stable path beside the session's build cache: the build key includes the
+    plugin's path, so a new tmp dir per session would rebuild it every time."""
+    folder = Path(os.environ["PROVBATCH_CACHE"]).parent / "nim_test_plugins"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "meta.nim"
+    if not path.exists() or path.read_text() != textwrap.dedent(META_PLUGIN):
+        write_nim(folder, "meta.nim", META_PLUGIN)
+    return path
 
 
 @pytest.fixture(scope="module")
