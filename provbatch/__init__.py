@@ -27,6 +27,7 @@ _EXPORTS = {
     "PluginLoadError": "provbatch.errors",
     "PluginValidationError": "provbatch.errors",
     "InterfaceRequirementError": "provbatch.errors",
+    "current_attempt": "provbatch.context",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,31 +1,19 @@
-"""One batch computation, from the PLUGIN and ENTITIES arguments to the results, logs and report.
+"""One batch computation, from the PLUGIN and ENTITIES arguments to the results, logs and records.
 
 :class:`BatchRun` is the engine; the command line and the Python API
 (:func:`run_batch`, :func:`iter_batch`) are thin layers over it.
 
 Order of work, so that bad input fails before anything is computed or
 written: load the plugin -> check it -> resolve the parameters -> open the
-entities, the skip list and the resume list -> open the outputs ->
-initialize -> compute (streamed through a backend) -> finalize -> report.
-
-State semantics (see docs/user-guide.md, "State"):
-- ``initialize`` runs once, in the driver; its state goes to each worker once.
-- Each worker computes on its own copy. Without a ``merge`` hook, mutations
-  made in parallel workers do not reach ``finalize`` (it gets the driver's
-  state); with ``merge(states) -> state``, finalize gets the merge of the
-  states of every worker that computed.
-- A state that cannot be pickled (or a plugin whose state is process-local,
-  like a Nim handle) is made per worker instead: each worker runs
-  initialize and finalize itself.
+entities, the skip and resume lists -> open the outputs and the run record
+-> initialize -> compute (streamed through a backend, failed entities
+retried) -> finalize -> report. The lifecycle and state rules are in
+:mod:`.lifecycle`.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-import pickle
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -34,60 +22,46 @@ from . import report as reporting
 from .attributes import AttributeDefinitions
 from .entities import EntitySource, EntityStream, SeenIds, iter_column, load_idsproc
 from .errors import UsageError
-from .execution.base import Completed, Pool, SerialPool
-from .execution.runner import ChunkRunner, RunnerConfig
-from .execution.scheduler import ChunkSizer, run_chunks
-from .outputs import TsvSink, existing_ids
-from .params import STATE, resolve_params
+from .execution.base import NOT_STARTED
+from .execution.runner import Item
+from .failures import FailuresFile
+from .lifecycle import BACKENDS, ExecutionOptions, Lifecycle, default_workers  # noqa: F401 - re-exported
+from .outputs import TsvSink, existing_ids, keep_log_lines_of
 from .plugin import LoadedPlugin, load_plugin, require_valid, resolve_attributes
+from .runrecord import RunRecord, default_run_dir
 
-BACKENDS = ("auto", "serial", "pool", "ray")
-#: how long ``auto`` computes in the driver before deciding whether workers pay off
-AUTO_PROBE_SECONDS = 0.2
-#: below this compute time per entity, shipping entities to worker processes costs more than it saves
-AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
+#: errors worth no retry: the plugin returned values that do not fit OUTPUT; it would again
+NOT_RETRIED = frozenset({"ResultValueError"})
+#: a lost chunk's entities are re-run one per chunk, so a crash is pinned on its cause
+LOST = frozenset({"WorkerLost", "Timeout"})
 
 
 @dataclass(frozen=True)
 class Failure:
-    """An entity whose computation failed."""
+    """An entity whose computation failed, after all its attempts."""
 
     entity: str
     error_class: str
     message: str
     traceback: str = ""
+    attempts: int = 1
 
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+class StopBatch(Exception):
+    """--fail-fast / --max-failures reached: stop computing, finalize, report aborted."""
 
 
-def _picklable(state: Any) -> bool:
-    """Whether the state can be sent to other processes (out-of-band buffers: no copy of big arrays)."""
-    try:
-        pickle.dumps(state, protocol=5, buffer_callback=lambda _buffer: None)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "cannot travel"
-        return False
+@dataclass
+class RetryPolicy:
+    """How many times an entity is computed again after a failure, and after what delay."""
 
+    retries: int = 0
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
 
-def _ray_importable() -> str | None:
-    """None when Ray can be imported, else why not."""
-    try:
-        import ray  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _ray_requested_by_environment(address: str | None) -> bool:
-    if address or os.environ.get("RAY_ADDRESS"):
-        return True
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+    def delay(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1`` (exponential: 0.5 s, 1 s, 2 s, ...)."""
+        return min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
 
 
 @dataclass
@@ -115,8 +89,17 @@ class BatchRun:
     system: str | None = None
     reason: str | None = None
     progress: bool = False
+    retries: int = 0
+    timeout: float | None = None
+    fail_fast: bool = False
+    max_failures: int | None = None
+    failures_path: str | Path | None = None
+    retry_failed: bool = False
+    run_dir: str | Path | None = None
     #: write results and logs to stdout/stderr when no file is given (the CLI); the API writes nothing then
     write_std_streams: bool = False
+    #: the command line, for the run record
+    command: list[str] | None = None
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
@@ -125,8 +108,19 @@ class BatchRun:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be 1 or more, got {self.workers}")
+        if self.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, got {self.retries}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise UsageError(f"--max-failures must be 1 or more, got {self.max_failures}")
+        if self.fail_fast:
+            self.max_failures = 1
         reporting.check_reason(self.reason)
+        self.policy = RetryPolicy(self.retries)
         self._prepared = False
+        self.record: RunRecord | None = None
+        self.n_retried = 0
 
     # ----------------------------------------------------------------- set-up
     def prepare(self) -> None:
@@ -139,33 +133,62 @@ class BatchRun:
         )
         require_valid(self.loaded, definitions)
         self.definitions = definitions
+        from .params import resolve_params
+
         self.resolved = resolve_params(self.params or {}, self.loaded.parameters, origin="parameters")
+        self.failures_file = self._failures_file()
         self.stream = self._entity_stream()
         self.sinks = self._open_sinks()
         self._prepared = True
 
+    def _failures_file(self) -> FailuresFile | None:
+        path = self.failures_path or (f"{self.out}.failures.tsv" if self.out else None)
+        if path is None and self.retry_failed:
+            raise UsageError("--retry-failed needs --out (the failures file is OUT.failures.tsv) or --failures FILE")
+        if path is None:
+            return None
+        failures = FailuresFile(path)
+        if self.retry_failed and not failures.entries:
+            raise UsageError(f"{path}: no failures to retry (the file is missing or empty)")
+        return failures
+
+    def _check_entities_file(self, source: EntitySource) -> None:
+        if source.path in (None, "-") or source.pattern:
+            return
+        path = Path(source.path)
+        if not path.exists():
+            raise UsageError(f"{source.path}: entities file not found")
+        if path.is_dir():
+            raise UsageError(f"{source.path}: is a directory, not an entities file (use --glob for files in a directory)")
+
     def _entity_stream(self) -> EntityStream:
-        source = self.entities
-        if isinstance(source, EntitySource) and source.path not in (None, "-") and not source.pattern:
-            path = Path(source.path)
-            if not path.exists():
-                raise UsageError(f"{source.path}: entities file not found")
-            if path.is_dir():
-                raise UsageError(f"{source.path}: is a directory, not an entities file (use --glob for files in a directory)")
-            if not os.access(path, os.R_OK):
-                raise UsageError(f"{source.path}: entities file is not readable")
+        source: EntitySource | Iterable[str] = self.entities
+        if isinstance(source, EntitySource) and not self.retry_failed:
+            self._check_entities_file(source)
         skip = SeenIds()
+        if self.out is not None and Path(self.out).is_file():
+            existing_ids(Path(self.out), into=skip)  # resume: what the results file holds is done
+        self.done_or_skipped = skip
         if self.skip is not None:
             if not Path(self.skip).is_file():
                 raise UsageError(f"{self.skip}: skip file not found")
-            skip = SeenIds(iter_column(str(self.skip), 1, "skip file"))
-        if self.out is not None and Path(self.out).is_file():
-            existing_ids(Path(self.out), into=skip)  # resume: what the results file holds is done
+            for entity_id in iter_column(str(self.skip), 1, "skip file"):
+                skip.add(entity_id)
         idsproc = load_idsproc(self.idsproc) if self.idsproc else None
+        if self.retry_failed:
+            assert self.failures_file is not None
+            for entity in self.failures_file.entities():  # done meanwhile (a run killed before rewriting the file)
+                if (idsproc(entity) if idsproc else entity) in skip:
+                    self.failures_file.succeeded(entity)
+            source = self.failures_file.entities()
         return EntityStream(source, idsproc=idsproc, skip=skip)
 
     def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
         """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
+        if self.log is not None and Path(self.log).is_file() and len(self.done_or_skipped):
+            # log lines of entities that are not done (their results were lost
+            # when a run was killed) go: those entities are computed, and logged, again
+            keep_log_lines_of(Path(self.log), self.done_or_skipped)
         results = TsvSink(self.out, sys.stdout, "results") if self.out or self.write_std_streams else None
         try:
             logs = TsvSink(self.log, sys.stderr, "logs") if self.log or self.write_std_streams else None
@@ -175,13 +198,29 @@ class BatchRun:
             raise
         return results, logs
 
+    def _open_record(self) -> RunRecord:
+        plugin, report = self.loaded, self.report
+        run_dir = Path(self.run_dir) if self.run_dir else default_run_dir(plugin.id, report.uuid)
+        report.run_dir = str(run_dir)
+        return RunRecord(run_dir, {
+            "uuid": report.uuid,
+            "plugin": {"id": plugin.id, "version": plugin.version, "lang": plugin.lang,
+                       "path": report.plugin_path, "sha256": report.plugin_sha256},
+            "entities": report.entities,
+            "outputs": {**report.outputs, "report": str(self.report_path) if self.report_path else None,
+                        "failures": str(self.failures_file.path) if self.failures_file else None},
+            "parameters": reporting.plain(report.parameters),
+            "command": self.command,
+            "counts": {},
+        })
+
     # -------------------------------------------------------------- execution
     def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
         self._iterator = self._execute()
         return self._iterator
 
     def close(self) -> None:
-        """Stop a run that is being iterated: workers stop, finalize runs, the report is written."""
+        """Stop a run that is being iterated: workers stop, finalize runs, the records are written."""
         iterator = getattr(self, "_iterator", None)
         if iterator is not None:
             iterator.close()
@@ -192,10 +231,8 @@ class BatchRun:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _execute(self) -> Iterator[tuple[str, list[str], list[str]]]:
-        self.prepare()
-        plugin = self.loaded
-        report = self.report
+    def _fill_report(self) -> None:
+        plugin, report = self.loaded, self.report
         report.plugin_id, report.plugin_version, report.plugin_lang = plugin.id, plugin.version, plugin.lang
         report.plugin_sha256 = plugin.sha256() if plugin.path else ""
         report.plugin_path = str(plugin.path or plugin.label)
@@ -203,240 +240,158 @@ class BatchRun:
         report.user_id = self.user or report.user_id
         report.system_id = self.system or report.system_id
         report.reason = self.reason
-        report.entities = self.entities.describe() if isinstance(self.entities, EntitySource) else "<python iterable>"
+        if self.retry_failed:
+            report.entities = f"failures of {self.failures_file.path}"  # type: ignore[union-attr]
+        else:
+            report.entities = self.entities.describe() if isinstance(self.entities, EntitySource) else "<python iterable>"
         report.outputs = {"results": str(self.out) if self.out else None, "logs": str(self.log) if self.log else None}
 
+    def _counts(self) -> dict[str, int]:
+        counts = self.stream.counts
+        return {
+            "computed": self.report.n_units, "failed": len(self.failures), "retried": self.n_retried,
+            "skipped": counts.skipped, "duplicates": counts.duplicates,
+            "workers_lost": self._lifecycle.workers_lost if hasattr(self, "_lifecycle") else 0,
+        }
+
+    def _handle_failure(self, scheduler: Any, chunk_size: int, item: Item, error: tuple[str, str, str]) -> Failure | None:
+        """Requeue the entity if it may be tried again; else the final failure."""
+        entity_id, entity, attempt = item
+        error_class, message = error[0], error[1]
+        if error_class == NOT_STARTED:
+            scheduler.requeue(item)  # queued on a worker that died before starting it
+            return None
+        if error_class in LOST and chunk_size > 1:
+            scheduler.requeue(item, alone=True)  # not charged: its chunk died, maybe not because of it
+            return None
+        if error_class not in NOT_RETRIED and attempt <= self.policy.retries:
+            self.n_retried += 1
+            delay = self.policy.delay(attempt)
+            assert self.record is not None
+            self.record.event("entity_retried", entity=entity_id, attempt=attempt, error_class=error_class,
+                              message=message[:500], retry_in_seconds=delay)
+            scheduler.requeue((entity_id, entity, attempt + 1), delay=delay, alone=error_class in LOST)
+            return None
+        return Failure(entity_id, error_class, message, error[2], attempt)
+
+    def _execute(self) -> Iterator[tuple[str, list[str], list[str]]]:
+        self.prepare()
+        self._fill_report()
+        report = self.report
         results_sink, logs_sink = self.sinks
+        self.record = record = self._open_record()
         progress = None
         if self.progress:
             from .progress import Progress, count_lines
 
             total = count_lines(self.entities.path) if isinstance(self.entities, EntitySource) and self.entities.path else None
             progress = Progress(total)
-
-        status = "aborted"
-        ran_to_end = False
-        self._lifecycle = _Lifecycle(self, plugin)
+        status, failure_text, ran_to_end = "aborted", None, False
+        failures_file = self.failures_file
         n_done = 0
         try:
-            for completed in self._lifecycle.completed_chunks(iter(self.stream)):
+            self._lifecycle = lifecycle = Lifecycle(
+                self.loaded, self.resolved, self._datatypes(),
+                ExecutionOptions(self.backend, self.workers, self.address, self.timeout), report, record.event,
+            )
+            record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
+            items = ((entity_id, entity, 1) for entity_id, entity in self.stream)
+            for scheduler, completed in lifecycle.scheduled(items):
                 lines: list[str] = []
                 log_lines: list[str] = []
-                for entity_id, fields, logs, error in completed.outcomes:
+                done: list[tuple[str, list[str], list[str]]] = []
+                size = len(completed.chunk)
+                for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
                     if error is None:
                         lines.append(entity_id + "\t" + "\t".join(fields) + "\n")
+                        done.append((entity_id, fields, logs))
+                        if failures_file is not None and item[1] in failures_file:
+                            failures_file.succeeded(item[1])
                     else:
-                        self.failures.append(Failure(entity_id, *error))
-                        log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
+                        failed = self._handle_failure(scheduler, size, item, error)
+                        if failed is not None:
+                            self._record_failure(failed, item[1])
+                            log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
+                            if self.max_failures is not None and len(self.failures) >= self.max_failures:
+                                break  # stop here: the rest of the chunk is not written (a resume computes it)
                     for message in logs:
                         log_lines.append(f"{entity_id}\t{message}\n")
-                if results_sink is not None:
-                    results_sink.write_lines(lines)
-                if logs_sink is not None:
+                if logs_sink is not None:  # logs first: a kill between the two leaves logs that resume drops
                     if progress is not None and log_lines and logs_sink.path is None:
                         progress.clear()
                     logs_sink.write_lines(log_lines)
+                if results_sink is not None:
+                    results_sink.write_lines(lines)
                 n_done += len(lines)
                 report.n_units = n_done
+                record.update(counts=self._counts())
                 if progress is not None:
                     progress.update(n_done, len(self.failures))
-                for entity_id, fields, logs, error in completed.outcomes:
-                    if error is None:
-                        yield entity_id, fields, logs
+                yield from done
+                if self.max_failures is not None and len(self.failures) >= self.max_failures:
+                    raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
+                                    f"({'--fail-fast' if self.fail_fast else f'--max-failures {self.max_failures}'})")
             status = "partial" if self.failures else "completed"
             ran_to_end = True
+        except StopBatch as exc:
+            failure_text = str(exc)
+            report.remarks.append(failure_text)
         except GeneratorExit:
             status = "partial"
+            report.remarks.append("stopped by the caller before the end")
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             status = "partial"
-            report.remarks.append("interrupted")
+            report.remarks.append("interrupted" if type(exc) is KeyboardInterrupt else "terminated")
+            failure_text = report.remarks[-1]
+            raise
+        except BaseException as exc:
+            failure_text = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             try:
-                self._lifecycle.close(abandon=not ran_to_end)
+                if hasattr(self, "_lifecycle"):
+                    self._lifecycle.close(abandon=not ran_to_end)
             finally:
-                if progress is not None:
-                    progress.close()
-                for sink in (results_sink, logs_sink):
-                    if sink is not None:
-                        sink.close()
-                counts = self.stream.counts
-                report.n_failed = len(self.failures)
-                report.n_skipped = counts.skipped
-                report.n_duplicates = counts.duplicates
-                report.comp_status = status
-                report.time_end = reporting.now_iso()
-                if self.report_path is not None:
-                    reporting.write_report(report, self.report_path)
+                self._close_outputs(progress, status, failure_text)
 
+    def _record_failure(self, failed: Failure, entity: str) -> None:
+        self.failures.append(failed)
+        if self.failures_file is not None:
+            self.failures_file.record(entity, failed.attempts, failed.error_class, failed.message)
+        assert self.record is not None
+        self.record.event("entity_failed", entity=failed.entity, attempts=failed.attempts,
+                          error_class=failed.error_class, message=failed.message[:500])
 
-class _Lifecycle:
-    """initialize -> compute on a backend -> finish the workers -> merge -> finalize.
+    def _datatypes(self) -> tuple[str | None, ...]:
+        attributes = self.definitions.attributes if self.definitions else {}
+        return tuple(attributes.get(name, {}).get("datatype") for name in self.loaded.output)
 
-    Keeps the state rules of the module docstring in one place.
-    """
-
-    def __init__(self, run: BatchRun, plugin: LoadedPlugin) -> None:
-        self.run = run
-        self.plugin = plugin
-        self.module = plugin.module
-        self.report = run.report
-        params = dict(run.resolved)
-        self.user_state = params.pop(STATE, None)
-        self.has_user_state = STATE in run.resolved
-        self.params = params
-        self.has_initialize = plugin.has("initialize")
-        self.has_merge = plugin.has("merge")
-        self.workers = run.workers or default_workers()
-        self.backend = self._choose_backend()
-        self.process_local = plugin.spec.process_local_state
-        self.driver_state: Any = self.user_state
-        self.driver_initialized = False
-        self.pool: Pool | None = None
-        self.per_worker = False
-        self.probe_runner: ChunkRunner | None = None
-        self.finished = False
-        driver_computes = self.backend in ("serial", "auto")
-        if self.has_initialize and (driver_computes or not self.process_local):
-            init_params = dict(params)
-            if self.has_user_state:
-                init_params[STATE] = self.user_state
-            self.driver_state = self.module.initialize(**init_params)
-            self.driver_initialized = True
-        self.uses_state = self.has_initialize or self.has_user_state
-
-    # ---------------------------------------------------------------- backend
-    def _choose_backend(self) -> str:
-        requested = self.run.backend
-        if requested == "auto" and _ray_requested_by_environment(self.run.address):
-            requested = "ray"
-        if requested == "ray":
-            why = _ray_importable()
-            if why is not None:
-                message = f"Ray cannot be imported ({why}): using the local pool backend instead"
-                print(f"provbatch: {message}", file=sys.stderr)
-                self.report.remarks.append(message)
-                requested = "pool"
-        if requested == "auto" and self.workers == 1:
-            requested = "serial"
-        self.report.backend = requested
-        return requested
-
-    def _config(self, per_worker: bool) -> RunnerConfig:
-        return RunnerConfig(
-            spec=self.plugin.spec,
-            params=self.params,
-            n_outputs=len(self.plugin.output),
-            uses_state=self.uses_state,
-            per_worker_state=per_worker,
-            initial_state=self.user_state if per_worker else None,
-        )
-
-    def _start_pool(self, kind: str) -> Pool:
-        """Start parallel workers, deciding whether the state is shared or made per worker."""
-        self.per_worker = self.has_initialize and (self.process_local or not _picklable(self.driver_state))
-        if not self.per_worker and self.has_user_state and not self.has_initialize and not _picklable(self.user_state):
-            raise UsageError("the 'state' parameter cannot be sent to worker processes: use --backend serial")
-        state = None if self.per_worker else self.driver_state
-        self.report.state_mode = "per_worker" if self.per_worker else ("shared" if self.uses_state else None)
-        if self.per_worker:
-            self.report.remarks.append(
-                "the state cannot leave the process that made it: each worker ran initialize and finalize itself"
-            )
-        if kind == "ray":
-            from .execution.ray_backend import RayPool
-
-            pool: Pool = RayPool(self.run.workers, self._config(self.per_worker), state, self.run.address)
-        else:
-            from .execution.pool import LocalPool
-
-            pool = LocalPool(self.workers, self._config(self.per_worker), state, module=self.module)
-        self.report.workers = pool.n_workers
-        return pool
-
-    # ---------------------------------------------------------------- compute
-    def completed_chunks(self, entities: Iterator[tuple[str, str]]) -> Iterator[Completed]:
-        sizer = ChunkSizer()
-        if self.backend in ("pool", "ray"):
-            self.pool = self._start_pool(self.backend)
-            yield from run_chunks(entities, self.pool, sizer)
-            return
-        self.report.workers = 1
-        self.report.state_mode = "shared" if self.uses_state else None
-        probe_state = self.driver_state
-        if self.backend == "auto" and self.has_merge and self.uses_state:
-            probe_state = copy.deepcopy(self.driver_state)  # workers must start from the pristine state
-        self.probe_runner = ChunkRunner(self._config(False), state=probe_state, module=self.module)
-        serial = SerialPool(self.probe_runner)
-        if self.backend == "serial":
-            yield from run_chunks(entities, serial, sizer)
-            return
-        # auto: compute in the driver first; start workers only if they pay off
-        started = time.perf_counter()
-        probe_sizer = ChunkSizer(target_seconds=0.02)
-        seconds = 0.0
-        n_probe = 0
-        for completed in run_chunks(entities, serial, probe_sizer):
-            seconds += completed.seconds
-            n_probe += len(completed.outcomes)
-            yield completed
-            if time.perf_counter() - started > AUTO_PROBE_SECONDS:
-                break
-        else:
-            self.report.backend = "auto (serial)"
-            self.report.remarks.append(f"auto: the batch finished within {AUTO_PROBE_SECONDS} s in the driver")
-            return
-        per_entity = seconds / max(n_probe, 1)
-        if per_entity < AUTO_MIN_SECONDS_PER_ENTITY:
-            self.report.backend = "auto (serial)"
-            self.report.remarks.append(
-                f"auto: {per_entity * 1e6:.1f} µs per entity is too cheap for worker processes to pay off; computed in the driver"
-            )
-            yield from run_chunks(entities, serial, sizer)
-            return
-        self.pool = self._start_pool("pool")
-        self.report.backend = "auto (pool)"
-        self.report.remarks.append(
-            f"auto: {per_entity * 1e3:.2f} ms per entity: {n_probe} entities computed in the driver, the rest by {self.pool.n_workers} worker processes"
-        )
-        yield from run_chunks(entities, self.pool, ChunkSizer(size=sizer.size))
-
-    # ----------------------------------------------------------------- finish
-    def close(self, abandon: bool) -> None:
-        """Stop the workers and finalize, whatever happened before (finalize runs also after failures)."""
-        if self.finished:
-            return
-        self.finished = True
-        states: list[Any] = []
-        try:
-            if self.pool is not None:
-                if abandon:
-                    self.pool.terminate()
-                else:
-                    states = self.pool.finish(return_state=self.has_merge and not self.per_worker)
-        finally:
-            if self.probe_runner is not None:
-                self.probe_runner.cleanup()
-            self._finalize(states, abandon)
-
-    def _finalize(self, worker_states: list[Any], abandon: bool) -> None:
-        finalize = self.module.finalize
-        if not self.driver_initialized:
-            return
-        final = self.driver_state
-        if self.has_merge and not self.per_worker:
-            contributors = list(worker_states)
-            if self.probe_runner is not None:
-                contributors.insert(0, self.probe_runner.state)
-            if contributors:
-                final = self.module.merge(contributors)
-        elif self.pool is not None and not self.per_worker and finalize is not None:
-            self.report.remarks.append(
-                "state changes made in worker processes do not reach finalize: define merge(states) to gather them"
-            )
-        if finalize is not None:
-            finalize(final)
+    def _close_outputs(self, progress: Any, status: str, failure_text: str | None) -> None:
+        report = self.report
+        if progress is not None:
+            progress.close()
+        for sink in self.sinks:
+            if sink is not None:
+                sink.close()
+        if self.failures_file is not None:
+            self.failures_file.close()
+        counts = self.stream.counts
+        report.n_failed = len(self.failures)
+        report.n_skipped = counts.skipped
+        report.n_duplicates = counts.duplicates
+        report.n_retried = self.n_retried
+        report.comp_status = status
+        report.time_end = reporting.now_iso()
+        if self.report_path is not None:
+            reporting.write_report(report, self.report_path)
+        if self.record is not None:
+            interrupted = status == "partial" and failure_text in ("interrupted", "terminated")
+            manifest_status = "interrupted" if interrupted else ("failed" if status == "aborted" else "finished")
+            event = {"interrupted": "run_interrupted", "failed": "run_failed", "finished": "run_finished"}[manifest_status]
+            self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts())
+            self.record.close(manifest_status, failure_text, counts=self._counts(), comp_status=status,
+                              backend=report.backend, workers=report.workers)
 
 
 def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | EntitySource, **options: Any) -> BatchRun:
@@ -445,7 +400,9 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     ``entities`` is an iterable of entity strings, or an :class:`EntitySource`
     (file, column, glob). Options are those of :class:`BatchRun` (params,
     backend, workers, address, attributes, idsproc, skip, out, log,
-    report_path, user, system, reason). Nothing is computed until iterated.
+    report_path, user, system, reason, retries, timeout, fail_fast,
+    max_failures, failures_path, retry_failed, run_dir). Nothing is computed
+    until iterated; bad input raises here.
     """
     if isinstance(entities, (str, Path)):
         raise UsageError("entities must be an iterable of entities or an EntitySource, not a single string")

@@ -21,8 +21,8 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: stop like on Ctrl-C (finalize, report), then exit 143."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop like on Ctrl-C (cancel, finalize, report), then exit 143."""
 
 
 def _fail(prog: str, message: str, code: int) -> None:
@@ -45,12 +45,12 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
             signal.signal(signal.SIGTERM, on_term)
             try:
                 return command(*args, **kwargs)
-            except KeyboardInterrupt:
-                click.echo(f"{prog}: interrupted", err=True)
-                sys.exit(EXIT_INTERRUPTED)
             except Terminated:
                 click.echo(f"{prog}: terminated", err=True)
                 sys.exit(EXIT_TERMINATED)
+            except KeyboardInterrupt:
+                click.echo(f"{prog}: interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
             except ProvBatchError as exc:
                 if debug:
                     raise
@@ -87,6 +87,13 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--user", help="User id for the report."),
         click.option("--system", help="System id for the report."),
         click.option("--reason", type=click.Choice(["new_entities", "new_attributes", "recompute"]), help="Why this computation is run (report)."),
+        click.option("--retries", type=int, default=0, show_default=True, help="Compute a failed entity again up to N times (exceptions, lost workers, timeouts), with exponential backoff."),
+        click.option("--timeout", type=float, metavar="SECONDS", help="Per entity: a compute running longer is killed (with its child processes) and counts as a failed attempt."),
+        click.option("--fail-fast", is_flag=True, help="Stop at the first entity that fails for good (finalize and the report still run)."),
+        click.option("--max-failures", type=int, metavar="N", help="Stop after N entities failed for good."),
+        click.option("--failures", "failures_path", type=click.Path(dir_okay=False), help="Failures TSV (default OUT.failures.tsv): entity, attempts, error class, message."),
+        click.option("--retry-failed", is_flag=True, help="Compute only the entities of the failures file; they leave it as they succeed."),
+        click.option("--run-dir", type=click.Path(file_okay=False), help="Run record directory (manifest.json, events.jsonl); default under the user's state dir ($PROVBATCH_RUNS)."),
         click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal)."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -103,7 +110,7 @@ def _run(**kw: Any) -> None:
     entities, pattern = kw["entities"], kw["pattern"]
     if pattern and entities:
         raise UsageError("give either ENTITIES or --glob PATTERN, not both")
-    if not pattern and not entities:
+    if not pattern and not entities and not kw["retry_failed"]:
         raise UsageError("missing ENTITIES (a file of ids, '-' for stdin) or --glob PATTERN")
     params: dict[str, Any] = {}
     if kw["params_file"]:
@@ -127,12 +134,23 @@ def _run(**kw: Any) -> None:
         system=kw["system"],
         reason=kw["reason"],
         progress=not kw["no_progress"] and sys.stderr.isatty(),
+        retries=kw["retries"],
+        timeout=kw["timeout"],
+        fail_fast=kw["fail_fast"],
+        max_failures=kw["max_failures"],
+        failures_path=kw["failures_path"],
+        retry_failed=kw["retry_failed"],
+        run_dir=kw["run_dir"],
         write_std_streams=True,
+        command=list(sys.argv),
     )
     for _row in run:
         pass
     if run.failures:
-        click.echo(f"batch-compute: {len(run.failures)} entit{'y' if len(run.failures) == 1 else 'ies'} failed (see the logs)", err=True)
+        where = f" (listed in {run.failures_file.path})" if run.failures_file else " (see the logs)"
+        click.echo(f"batch-compute: {len(run.failures)} entit{'y' if len(run.failures) == 1 else 'ies'} failed{where}", err=True)
+    if run.report.comp_status == "aborted":
+        _fail("batch-compute", run.report.remarks[-1], 1)
 
 
 @click.command(name="batch-compute", context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,6 +200,13 @@ class _ProblemList(PluginValidationError):
         lines = [f"{self.filename}: {len(self.problems)} problems"]
         lines.extend(f"  - {problem}" for problem in self.problems)
         return "\n".join(lines)
+
+
+from .cli_authoring import describe, new, plugins  # noqa: E402
+
+provbatch.add_command(plugins)
+provbatch.add_command(describe)
+provbatch.add_command(new)
 
 
 def batch_compute_main() -> None:

@@ -1,4 +1,4 @@
-"""The results TSV and the logs TSV: formatting values, appending safely, resuming.
+"""The results TSV and the logs TSV: appending safely, resuming.
 
 Results: ``entity_id<TAB>value<TAB>value...`` in OUTPUT order, one line per
 entity. Logs: ``entity_id<TAB>message`` per log string. Lines are written
@@ -11,47 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any, Iterable, Sequence
+from typing import IO, Any, Iterable
 
 from .entities import SeenIds
 from .errors import UsageError
-
-
-class ResultFormatError(ValueError):
-    """compute returned values that cannot become one TSV line."""
-
-
-def format_value(value: Any) -> str:
-    """One result value as TSV text.
-
-    None -> empty; bool -> true/false; tuples (composite datatypes ``A;B``)
-    -> ``;``-joined; lists (arrays ``T[N]``) -> ``,``-joined; anything else str().
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        text = ";".join(format_value(item) for item in value)
-    elif isinstance(value, list):
-        text = ",".join(format_value(item) for item in value)
-    else:
-        text = value if isinstance(value, str) else str(value)
-    if "\t" in text or "\n" in text or "\r" in text:
-        raise ResultFormatError(f"result value {text[:40]!r} contains a tab or a newline")
-    return text
-
-
-def format_results(values: Any, n_outputs: int) -> list[str]:
-    """The values compute returned, as TSV fields; ResultFormatError when they do not fit OUTPUT."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        try:
-            values = list(values)
-        except TypeError:
-            raise ResultFormatError(f"results must be a list of {n_outputs} value(s), got {type(values).__name__}") from None
-    if len(values) != n_outputs:
-        raise ResultFormatError(f"compute returned {len(values)} value(s), OUTPUT declares {n_outputs}")
-    return [format_value(value) for value in values]
 
 
 def format_logs(logs: Any) -> list[str]:
@@ -130,3 +93,24 @@ class TsvSink:
         if self._owned:
             self._handle.close()
 
+
+
+def keep_log_lines_of(path: Path, entity_ids: SeenIds) -> int:
+    """Rewrite a logs TSV keeping only the lines of the given entities; returns the lines dropped.
+
+    On resume, the log lines of entities whose results never reached the
+    results file (a killed run) go, since those entities are logged again.
+    """
+    dropped = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, encoding="utf-8", errors="replace", newline="") as source, open(tmp, "w", encoding="utf-8", newline="") as target:
+        for line in source:
+            if line.endswith("\n") and line.split("\t", 1)[0] in entity_ids:
+                target.write(line)
+            else:
+                dropped += 1
+    if dropped:
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+    return dropped

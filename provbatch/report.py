@@ -52,12 +52,14 @@ class Report:
     n_failed: int = 0
     n_skipped: int = 0
     n_duplicates: int = 0
+    n_retried: int = 0
     comp_status: str = "aborted"
     backend: str = ""
     workers: int = 1
     state_mode: str | None = None
     entities: str = ""
     outputs: dict[str, str | None] = field(default_factory=dict)
+    run_dir: str | None = None
     remarks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,14 +72,14 @@ def check_reason(reason: str | None) -> str | None:
     return reason
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Parameters as YAML-safe values (a state object is reported by its type)."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return f"<{type(value).__name__}>"
 
 
@@ -86,7 +88,7 @@ def write_report(report: Report, path: str | Path) -> None:
     import yaml
 
     data = report.as_dict()
-    data["parameters"] = _plain(data["parameters"])
+    data["parameters"] = plain(data["parameters"])
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path = Path(path)
     try:

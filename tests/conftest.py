@@ -16,6 +16,8 @@ BIN = Path(sys.executable).parent
 # tests of a cold build point PROVBATCH_CACHE at a tmp dir themselves.
 os.environ.setdefault("PROVBATCH_CACHE", str(REPO / ".pytest_cache" / "provbatch-build"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# run records of the tests go to the test cache, not to the user's state dir
+os.environ.setdefault("PROVBATCH_RUNS", str(REPO / ".pytest_cache" / "provbatch-runs"))
 
 #: results of plugins/gc_content.py on examples/genomes.txt (digits=4)
 GC_EXPECTED = {

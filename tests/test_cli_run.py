@@ -144,7 +144,7 @@ def test_wrong_number_of_values_fails_that_entity_only(tmp_path, write_plugin, a
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out) == {"ok": ["2", "OK"], "fine": ["4", "FINE"]}
     logs = log.read_text()
-    assert "bad\terror\tResultFormatError: compute returned 1 value(s), OUTPUT declares 2" in logs
+    assert "bad\terror\tResultValueError: compute returned 1 value(s), OUTPUT declares 2" in logs
     assert "boom\terror\tValueError: cannot compute boom" in logs
     assert "2 entities failed" in proc.stderr
     report = yaml.safe_load((tmp_path / "out.tsv.report.yaml").read_text())

@@ -6,7 +6,8 @@ import pytest
 
 from provbatch.errors import UsageError
 from provbatch.execution.scheduler import ChunkSizer
-from provbatch.outputs import ResultFormatError, format_results, repair_torn_tail
+from provbatch.outputs import repair_torn_tail
+from provbatch.values import ResultValueError, make_row_formatter
 from provbatch.params import converter_for, parse_param_options, resolve_params
 
 PARAMS = [
@@ -50,13 +51,37 @@ def test_unknown_datatype():
         converter_for("Complex")
 
 
-def test_format_results():
-    assert format_results([1, 0.25, True, None, "s", (1, 2.5), [1, 2]], 7) == ["1", "0.25", "true", "", "s", "1;2.5", "1,2"]
-    assert format_results((3,), 1) == ["3"]
-    with pytest.raises(ResultFormatError, match="returned 2 value"):
-        format_results([1, 2], 1)
-    with pytest.raises(ResultFormatError, match="tab or a newline"):
-        format_results(["a\tb"], 1)
+def test_row_formatter_without_datatypes():
+    fmt = make_row_formatter([None] * 7)
+    assert fmt([1, 0.25, True, None, "s", (1, 2.5), [1, 2]]) == ["1", "0.25", "true", "", "s", "1;2.5", "1,2"]
+    assert make_row_formatter([None])((3,)) == ["3"]
+    with pytest.raises(ResultValueError, match="returned 2 value"):
+        make_row_formatter([None])([1, 2])
+    with pytest.raises(ResultValueError, match="tab or a newline"):
+        make_row_formatter([None])(["a\tb"])
+
+
+def test_row_formatter_checks_datatypes():
+    import numpy as np
+
+    fmt = make_row_formatter(["Integer", "Float", "Boolean", "String[3]", "Float[2]", "Integer;Float", "Text"],
+                             ["n", "x", "b", "s", "arr", "pair", "t"])
+    assert fmt([5, 0.5, False, "abc", [1.5, 2], (1, 2.5), "free text"]) == ["5", "0.5", "false", "abc", "1.5,2", "1;2.5", "free text"]
+    # text from Bash plugins, numpy scalars and arrays
+    assert fmt(["5", "1e-3", "true", "ab", "1,2", "3;4.5", 7]) == ["5", "1e-3", "true", "ab", "1,2", "3;4.5", "7"]
+    assert fmt([np.int64(3), np.float32(0.5), True, "", np.array([1.0]), (1, 2), None]) == ["3", "0.5", "true", "", "1.0", "1;2", ""]
+    for bad, message in [
+        (["x", 0.5, True, "a", [], (1, 2), ""], "n: expected an Integer, got str 'x'"),
+        ([True, 0.5, True, "a", [], (1, 2), ""], "n: expected an Integer, got the boolean True"),
+        ([1, "high", True, "a", [], (1, 2), ""], "x: expected a Float"),
+        ([1, 0.5, "maybe", "a", [], (1, 2), ""], "b: expected a Boolean"),
+        ([1, 0.5, True, "abcd", [], (1, 2), ""], "s: string of 4 characters is longer than String[3]"),
+        ([1, 0.5, True, "a", [1, 2, 3], (1, 2), ""], "arr: 3 values are more than Float[2] allows"),
+        ([1, 0.5, True, "a", [], (1,), ""], "pair: expected 2 components"),
+        ([1, 0.5, True, "a", [], (1, 2), object()], "t: expected a string, got object"),
+    ]:
+        with pytest.raises(ResultValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            fmt(bad)
 
 
 @pytest.mark.parametrize("content,kept", [

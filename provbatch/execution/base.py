@@ -9,7 +9,7 @@ are therefore written once for all backends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .runner import Chunk, Outcome
 
@@ -20,16 +20,25 @@ class WorkerLost(RuntimeError):
 
 @dataclass
 class Completed:
-    """A chunk that came back from a worker."""
+    """A chunk that came back from a worker: its items and their outcomes, in the same order."""
 
     chunk_id: int
+    chunk: Chunk
     outcomes: list[Outcome]
-    seconds: float  # compute time measured in the worker
+    seconds: float  # compute time measured in the worker; 0 when the worker was lost
 
 
-def lost_outcomes(chunk: Chunk, reason: str) -> list[Outcome]:
-    """Outcomes for the entities of a chunk whose worker died."""
-    return [(entity_id, None, [], ("WorkerLost", reason, "")) for entity_id, _entity in chunk]
+#: error class of the entities of a chunk that was queued on a worker that died before starting it
+NOT_STARTED = "NotStarted"
+
+
+def lost_outcomes(chunk: Chunk, reason: str, error_class: str = "WorkerLost") -> list[Outcome]:
+    """Outcomes for the entities of a chunk whose worker died (``NOT_STARTED`` if it never began it)."""
+    return [(item[0], None, [], (error_class, reason, "")) for item in chunk]
+
+
+def no_event(_name: str, **_details: Any) -> None:
+    """Default event sink of a pool."""
 
 
 class Pool:
@@ -39,6 +48,9 @@ class Pool:
     n_workers: int = 1
     #: chunks a worker may hold at once: one computing, one queued to hide latency
     depth: int = 2
+    #: where the pool reports events (worker_lost, ...): set by the batch to its run record
+    emit: Callable[..., None] = staticmethod(no_event)
+    workers_lost: int = 0
 
     def capacity(self) -> int:
         """How many more chunks can be submitted now."""
@@ -87,7 +99,7 @@ class SerialPool(Pool):
         chunk_id, chunk = self._pending
         self._pending = None
         outcomes, seconds = self.runner.run_chunk(chunk)
-        return [Completed(chunk_id, outcomes, seconds)]
+        return [Completed(chunk_id, chunk, outcomes, seconds)]
 
     def finish(self, return_state: bool) -> list[Any]:
         state = self.runner.finish(return_state)

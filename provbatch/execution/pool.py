@@ -21,8 +21,8 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import Completed, Pool, lost_outcomes
-from .runner import Chunk, ChunkRunner, RunnerConfig
+from .base import NOT_STARTED, Completed, Pool, lost_outcomes
+from .runner import EXIT_TIMEOUT, Chunk, ChunkRunner, RunnerConfig
 
 
 def _start_method() -> str:
@@ -32,6 +32,7 @@ def _start_method() -> str:
 def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool) -> None:
     """A worker's loop: compute chunks until told to finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
+    os.setpgrp()  # its own process group: terminate() kills the plugin's children with it
     try:
         runner = ChunkRunner(config, module=module)
         # a spawned worker gets the state pickled, and unpickles it only now that
@@ -94,7 +95,6 @@ class LocalPool(Pool):
         self._module = module
         self._context = multiprocessing.get_context(_start_method())
         self.workers = [self._spawn() for _ in range(n_workers)]
-        self.workers_lost = 0
 
     def _spawn(self) -> _Worker:
         return _Worker(self._context, self.config, self._state, self._module)
@@ -108,16 +108,29 @@ class LocalPool(Pool):
     def submit(self, chunk_id: int, chunk: Chunk) -> None:
         worker = min(self.workers, key=lambda w: len(w.chunks))
         worker.chunks.append((chunk_id, chunk))
-        worker.conn.send(("chunk", chunk_id, chunk))
+        try:
+            worker.conn.send(("chunk", chunk_id, chunk))
+        except OSError:  # the worker died: wait() sees its pipe close and returns its chunks as lost
+            pass
 
     def _replace(self, worker: _Worker) -> list[Completed]:
-        """A worker died: its chunks fail as WorkerLost, a new worker takes its place."""
+        """A worker died: its chunks come back lost, a new worker takes its place."""
+        worker.process.join(timeout=5)
         code = worker.process.exitcode
-        worker.process.join(timeout=1)
         worker.conn.close()
+        _kill_group(worker.process.pid)
         self.workers_lost += 1
-        reason = f"worker process {worker.process.pid} died (exit code {worker.process.exitcode if code is None else code})"
-        lost = [Completed(chunk_id, lost_outcomes(chunk, reason), 0.0) for chunk_id, chunk in worker.chunks]
+        if code == EXIT_TIMEOUT:
+            reason, error_class = "compute hung in native code past the timeout; its worker was ended", "Timeout"
+        else:
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            reason, error_class = f"worker process {worker.process.pid} died ({how})", "WorkerLost"
+        self.emit("worker_lost", pid=worker.process.pid, reason=reason)
+        # the worker computes its chunks in order: the first was running, the others never started
+        lost = [
+            Completed(chunk_id, chunk, lost_outcomes(chunk, reason, error_class if index == 0 else NOT_STARTED), 0.0)
+            for index, (chunk_id, chunk) in enumerate(worker.chunks)
+        ]
         self.workers[self.workers.index(worker)] = self._spawn()
         return lost
 
@@ -136,7 +149,7 @@ class LocalPool(Pool):
         if kind == "done":
             chunk_id, chunk = worker.chunks.popleft()
             assert chunk_id == message[1]
-            return [Completed(chunk_id, message[2], message[3])]
+            return [Completed(chunk_id, chunk, message[2], message[3])]
         raise RuntimeError(f"unexpected message from worker: {kind}")
 
     def wait(self) -> list[Completed]:
@@ -169,11 +182,22 @@ class LocalPool(Pool):
         return states
 
     def terminate(self) -> None:
+        """SIGTERM lets each worker kill its plugin's children; SIGKILL to each process group finishes the rest."""
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.terminate()
         for worker in self.workers:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
+            worker.process.join(timeout=3)
+            _kill_group(worker.process.pid)
+            worker.process.join(timeout=1)
             worker.conn.close()
+
+
+def _kill_group(pid: int | None) -> None:
+    """Kill what is left of a worker's process group (a hung plugin's children)."""
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

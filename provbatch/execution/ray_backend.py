@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import Completed, Pool, lost_outcomes
+from .base import NOT_STARTED, Completed, Pool, lost_outcomes
 from .runner import Chunk, ChunkRunner, RunnerConfig
 
 
@@ -80,7 +80,7 @@ class RayPool(Pool):
         self.actors = [self._new_actor() for _ in range(n_workers)]
         self.inflight: dict[Any, tuple[int, int, Chunk, Any]] = {}  # ref -> (chunk_id, actor index, chunk, actor)
         self.load = [0] * n_workers
-        self.workers_lost = 0
+        self._running_when_died: dict[int, int] = {}  # id(dead actor) -> the chunk it was computing
         try:
             ray.get([actor.ready.remote() for actor in self.actors])
         except Exception:
@@ -113,16 +113,23 @@ class RayPool(Pool):
             try:
                 outcomes, seconds = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                completed.append(Completed(chunk_id, lost_outcomes(chunk, f"Ray worker died: {str(exc).splitlines()[0]}"), 0.0))
-                self._replace(index, actor)
+                reason = f"Ray worker died: {str(exc).splitlines()[0]}"
+                # an actor runs its chunks in submission order: the oldest was running, the others never started
+                running = self._running_when_died.setdefault(
+                    id(actor), min([chunk_id] + [c for c, _i, _ch, a in self.inflight.values() if a is actor])
+                )
+                error_class = "WorkerLost" if chunk_id == running else NOT_STARTED
+                completed.append(Completed(chunk_id, chunk, lost_outcomes(chunk, reason, error_class), 0.0))
+                self._replace(index, actor, reason)
                 continue
-            completed.append(Completed(chunk_id, outcomes, seconds))
+            completed.append(Completed(chunk_id, chunk, outcomes, seconds))
         return completed
 
-    def _replace(self, index: int, dead: Any) -> None:
+    def _replace(self, index: int, dead: Any, reason: str) -> None:
         """Start a new actor for a dead one, once (its other in-flight chunks fail on their own)."""
         if self.actors[index] is dead:
             self.workers_lost += 1
+            self.emit("worker_lost", worker=index, reason=reason)
             self.actors[index] = self._new_actor()
 
     def finish(self, return_state: bool) -> list[Any]:

@@ -1,29 +1,46 @@
 """Runs chunks of entities through the plugin inside one worker (or the driver).
 
 The same :class:`ChunkRunner` serves every backend, so the semantics of a
-compute call (parameters, state, result checks, failure capture) are written
-once. Results are formatted to TSV fields here, in the worker, so the driver
-only writes lines.
+compute call (parameters, state, result checks, timeouts, failure capture)
+are written once. Results are checked and formatted to TSV fields here, in
+the worker: the driver only writes lines, and only text crosses processes,
+so a result that cannot be serialized fails its entity, not the worker.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
-from .. import multiplug
+from .. import context, multiplug
 from ..multiplug.base import PluginSpec
-from ..outputs import ResultFormatError, format_logs, format_results
+from ..outputs import format_logs
 from ..params import STATE
 from ..validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
+from ..values import ResultValueError, make_row_formatter
 
 #: one entity's outcome: (entity_id, TSV fields or None if it failed, log strings, error)
 #: error = (error class, message, traceback text) or None
 Outcome = tuple[str, "list[str] | None", list[str], "tuple[str, str, str] | None"]
-Chunk = list[tuple[str, str]]
+#: an entity to compute: (entity_id, entity, attempt number)
+Item = tuple[str, str, int]
+Chunk = list[Item]
+
+#: exit status of a worker that ended itself because a compute hung in native code
+EXIT_TIMEOUT = 75
+#: how long after its timeout a compute that ignores the alarm (native code) gets before the worker ends itself
+HARD_TIMEOUT_GRACE = 2.0
+
+
+class Timeout(BaseException):
+    """A compute ran past --timeout. A BaseException, so that a plugin's
+    ``except Exception`` cannot swallow it."""
 
 
 @dataclass(frozen=True)
@@ -32,14 +49,66 @@ class RunnerConfig:
 
     spec: PluginSpec
     params: dict[str, Any]  # resolved parameters, without 'state'
-    n_outputs: int
-    uses_state: bool  # compute gets state= (initialize exists, or the user gave a state)
-    per_worker_state: bool  # this worker runs initialize and finalize itself
+    datatypes: tuple[str | None, ...]  # of the OUTPUT attributes, in order
+    output_names: tuple[str, ...] = ()
+    uses_state: bool = False  # compute gets state= (initialize exists, or the user gave a state)
+    per_worker_state: bool = False  # this worker runs initialize and finalize itself
     initial_state: Any = None  # the user's state parameter, for a per-worker initialize
+    timeout: float | None = None  # seconds per entity
+    #: end this process when a compute ignores its timeout (workers yes, the driver never)
+    hard_timeout: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _wrong_shape(value: Any) -> ResultFormatError:
-    return ResultFormatError(f"compute must return a 2-tuple (results, logs), got {type(value).__name__}")
+def _wrong_shape(value: Any) -> ResultValueError:
+    return ResultValueError(f"compute must return a 2-tuple (results, logs), got {type(value).__name__}")
+
+
+class _Deadline:
+    """Per-entity timeout: SIGALRM interrupts Python code (and a Bash plugin's
+    wait); a watchdog thread ends the worker when native code ignores it."""
+
+    def __init__(self, seconds: float, cancel: Callable[[], None] | None, hard: bool) -> None:
+        self.seconds = seconds
+        self.cancel = cancel
+        self.in_compute = False
+        self.started = 0.0
+        self.use_alarm = threading.current_thread() is threading.main_thread()
+        if self.use_alarm:
+            signal.signal(signal.SIGALRM, self._on_alarm)
+        if hard:
+            threading.Thread(target=self._watch, name="provbatch-watchdog", daemon=True).start()
+
+    def _on_alarm(self, _signum: int, _frame: Any) -> None:
+        if self.in_compute:
+            self._cancel_plugin()
+            raise Timeout(f"compute ran longer than the timeout of {self.seconds:g} s")
+
+    def _cancel_plugin(self) -> None:
+        if self.cancel is not None:
+            try:
+                self.cancel()
+            except Exception:  # noqa: BLE001 - best effort: the timeout is reported anyway
+                pass
+
+    def _watch(self) -> None:
+        limit = self.seconds + HARD_TIMEOUT_GRACE
+        while True:
+            time.sleep(min(0.5, self.seconds / 4 + 0.05))
+            if self.in_compute and time.monotonic() - self.started > limit:
+                self._cancel_plugin()
+                os._exit(EXIT_TIMEOUT)  # the driver reports the entity as timed out
+
+    def arm(self) -> None:
+        self.started = time.monotonic()
+        self.in_compute = True
+        if self.use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def disarm(self) -> None:
+        self.in_compute = False
+        if self.use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 class ChunkRunner:
@@ -54,6 +123,12 @@ class ChunkRunner:
                 init_params[STATE] = config.initial_state
             state = self.module.initialize(**init_params)
         self.state = state
+        self.format_row = make_row_formatter(config.datatypes, config.output_names)
+        self.deadline = (
+            _Deadline(config.timeout, getattr(self.module, "__provbatch_cancel__", None), config.hard_timeout)
+            if config.timeout
+            else None
+        )
         compute = self.module.compute
         params = config.params
         if config.uses_state:
@@ -66,17 +141,28 @@ class ChunkRunner:
     def run_chunk(self, chunk: Chunk) -> tuple[list[Outcome], float]:
         """Compute every entity of the chunk; a failing entity never stops the others."""
         call = self._call
-        n_outputs = self.config.n_outputs
+        format_row = self.format_row
+        deadline = self.deadline
         outcomes: list[Outcome] = []
         append = outcomes.append
         started = time.perf_counter()
-        for entity_id, entity in chunk:
+        for entity_id, entity, attempt in chunk:
+            context._attempt = attempt
             try:
-                value = call(entity)
+                if deadline is None:
+                    value = call(entity)
+                else:
+                    deadline.arm()
+                    try:
+                        value = call(entity)
+                    finally:
+                        deadline.disarm()
                 if not isinstance(value, (tuple, list)) or len(value) != 2:
                     raise _wrong_shape(value)
                 results, logs = value
-                append((entity_id, format_results(results, n_outputs), format_logs(logs), None))
+                append((entity_id, format_row(results), format_logs(logs), None))
+            except Timeout as exc:
+                append((entity_id, None, [], ("Timeout", str(exc), "")))
             except Exception as exc:  # the plugin's failure is this entity's outcome
                 append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
         return outcomes, time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Feeding a pool: adaptive chunk sizes and a bounded amount of work in flight.
+"""Feeding a pool: adaptive chunk sizes, bounded work in flight, retries.
 
 Written once for every backend (see :mod:`.base`). Chunks start at one entity
 and grow while chunks finish faster than :attr:`ChunkSizer.target_seconds`,
@@ -6,15 +6,24 @@ so cheap entities travel in large chunks (little overhead per entity) and
 expensive ones in small chunks (good balance between workers). Memory stays
 bounded: at most ``pool.depth`` chunks per worker exist at any time, and the
 entity stream is read only as fast as chunks are submitted.
+
+Entities to compute again (retries after a backoff, or the entities of a
+chunk whose worker died, which are re-run one per chunk so that a crash is
+pinned on the entity that caused it) go through :meth:`Scheduler.requeue`
+and are submitted before new entities.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
 from .base import Completed, Pool
+from .runner import Chunk, Item
 
 
 @dataclass
@@ -28,31 +37,69 @@ class ChunkSizer:
     max_growth: int = 4
 
     def observe(self, n_entities: int, seconds: float) -> None:
-        if n_entities <= 0:
+        if n_entities <= 0 or seconds <= 0:  # a lost chunk tells nothing about the cost
             return
         per_entity = max(seconds / n_entities, 1e-7)
         wanted = int(self.target_seconds / per_entity)
         self.size = max(1, min(wanted, self.size * self.max_growth, self.max_size))
 
 
-def run_chunks(entities: Iterator[tuple[str, str]], pool: Pool, sizer: ChunkSizer) -> Iterator[Completed]:
-    """Submit chunks of ``entities`` to ``pool`` as capacity frees up; yield chunks as they complete.
+class Scheduler:
+    """Submits chunks of ``entities`` (and of requeued items) to ``pool``; iterate to get completed chunks.
 
     Stops reading ``entities`` when the consumer stops iterating (the caller
     then terminates or finishes the pool).
     """
-    chunk_id = 0
-    exhausted = False
-    while True:
-        while not exhausted and pool.capacity() > 0:
-            chunk = list(islice(entities, sizer.size))
-            if not chunk:
-                exhausted = True
+
+    def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer) -> None:
+        self.entities = entities
+        self.pool = pool
+        self.sizer = sizer
+        self._retries: list[tuple[float, int, bool, Item]] = []  # (ready at, order, alone, item)
+        self._order = itertools.count()
+        self._chunk_ids = itertools.count()
+        self.exhausted = False
+
+    def requeue(self, item: Item, delay: float = 0.0, alone: bool = False) -> None:
+        """Compute ``item`` again after ``delay`` seconds; ``alone``: in a chunk of its own."""
+        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._order), alone, item))
+
+    def pending_retries(self) -> int:
+        return len(self._retries)
+
+    def _next_chunk(self) -> Chunk:
+        now = time.monotonic()
+        chunk: Chunk = []
+        while self._retries and self._retries[0][0] <= now and len(chunk) < self.sizer.size:
+            _ready, _order, alone, item = self._retries[0]
+            if alone and chunk:
                 break
-            pool.submit(chunk_id, chunk)
-            chunk_id += 1
-        if pool.in_flight() == 0:
-            return
-        for completed in pool.wait():
-            sizer.observe(len(completed.outcomes), completed.seconds)
-            yield completed
+            heapq.heappop(self._retries)
+            chunk.append(item)
+            if alone:
+                return chunk
+        if not self.exhausted and len(chunk) < self.sizer.size:
+            new = list(islice(self.entities, self.sizer.size - len(chunk)))
+            if not new:
+                self.exhausted = True
+            chunk.extend(new)
+        return chunk
+
+    def __iter__(self) -> Iterator[Completed]:
+        pool = self.pool
+        while True:
+            while pool.capacity() > 0:
+                chunk = self._next_chunk()
+                if not chunk:
+                    break
+                pool.submit(next(self._chunk_ids), chunk)
+            if pool.in_flight() == 0:
+                if self._retries:
+                    time.sleep(max(0.0, self._retries[0][0] - time.monotonic()))
+                    continue
+                if self.exhausted:
+                    return
+                continue
+            for completed in pool.wait():
+                self.sizer.observe(len(completed.outcomes), completed.seconds)
+                yield completed

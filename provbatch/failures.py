@@ -1,0 +1,78 @@
+"""The failures TSV: ``entity<TAB>attempts<TAB>error_class<TAB>message``, one line per failed entity.
+
+New failures are appended as they become final, so a killed run keeps them;
+at the end of the run the file is rewritten (atomically) without the
+entities that have since succeeded, keeping the latest failure of each.
+``--retry-failed`` computes just the entities listed here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UsageError
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def read_failures(path: Path) -> dict[str, tuple[int, str, str]]:
+    """entity -> (attempts, error_class, message), the last line of an entity winning."""
+    failures: dict[str, tuple[int, str, str]] = {}
+    if not path.is_file():
+        return failures
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                continue  # torn by a killed run
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 4 or not fields[1].isdigit():
+                raise UsageError(f"{path}:{lineno}: not a failures file line (entity, attempts, error_class, message)")
+            failures[fields[0]] = (int(fields[1]), fields[2], fields[3])
+    return failures
+
+
+class FailuresFile:
+    """The failures of a batch: the ones from earlier runs, and this run's."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.entries = read_failures(self.path)
+        self._handle = None
+
+    def __contains__(self, entity: str) -> bool:
+        return entity in self.entries
+
+    def entities(self) -> Iterator[str]:
+        return iter(list(self.entries))
+
+    def record(self, entity: str, attempts: int, error_class: str, message: str) -> None:
+        entry = (attempts, error_class, _one_line(message)[:2000])
+        self.entries[entity] = entry
+        if self._handle is None:
+            try:
+                self._handle = open(self.path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"{self.path}: cannot write the failures file: {exc.strerror or exc}") from exc
+        self._handle.write(f"{_one_line(entity)}\t{entry[0]}\t{entry[1]}\t{entry[2]}\n")
+        self._handle.flush()
+
+    def succeeded(self, entity: str) -> None:
+        self.entries.pop(entity, None)
+
+    def close(self) -> None:
+        """Rewrite the file with the failures still standing (removed when there are none)."""
+        if self._handle is not None:
+            self._handle.close()
+        if not self.entries:
+            if self.path.exists():
+                self.path.unlink()
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for entity, (attempts, error_class, message) in self.entries.items():
+                handle.write(f"{_one_line(entity)}\t{attempts}\t{error_class}\t{message}\n")
+        os.replace(tmp, self.path)

@@ -1,0 +1,272 @@
+"""initialize -> compute on a backend -> finish the workers -> merge -> finalize.
+
+Keeps the state rules in one place (docs/user-guide.md, "State"):
+
+- ``initialize`` runs once, in the driver; its state goes to each worker once.
+- Each worker computes on its own copy. Without a ``merge`` hook, changes
+  made in parallel workers do not reach ``finalize`` (it gets the driver's
+  state); with ``merge(states) -> state``, finalize gets the merge of the
+  states of every worker that computed.
+- A state that cannot be pickled, or a plugin whose state is process-local
+  (a Nim handle), is made per worker: each worker runs initialize and
+  finalize itself; the driver finalizes the one it made for itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .errors import UsageError
+from .execution.base import Completed, Pool, SerialPool
+from .execution.runner import ChunkRunner, Item, RunnerConfig
+from .execution.scheduler import ChunkSizer, Scheduler
+from .params import STATE
+from .plugin import LoadedPlugin
+from .report import Report
+
+BACKENDS = ("auto", "serial", "pool", "ray")
+#: how long ``auto`` computes in the driver before deciding whether workers pay off
+AUTO_PROBE_SECONDS = 0.2
+#: below this compute time per entity, shipping entities to worker processes costs more than it saves
+AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def picklable(state: Any) -> bool:
+    """Whether the state can be sent to other processes (out-of-band buffers: no copy of big arrays)."""
+    try:
+        pickle.dumps(state, protocol=5, buffer_callback=lambda _buffer: None)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "cannot travel"
+        return False
+
+
+def ray_import_problem() -> str | None:
+    """None when Ray can be imported, else why not."""
+    try:
+        import ray  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def ray_requested_by_environment(address: str | None) -> bool:
+    if address or os.environ.get("RAY_ADDRESS"):
+        return True
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+@dataclass
+class ExecutionOptions:
+    backend: str = "auto"
+    workers: int | None = None
+    address: str | None = None
+    timeout: float | None = None
+
+
+class Lifecycle:
+    """One batch's plugin lifecycle and backend; :meth:`scheduler` gives the chunks to drive."""
+
+    def __init__(
+        self,
+        plugin: LoadedPlugin,
+        resolved_params: dict[str, Any],
+        datatypes: tuple[str | None, ...],
+        options: ExecutionOptions,
+        report: Report,
+        emit: Callable[..., None],
+    ) -> None:
+        self.plugin = plugin
+        self.module = plugin.module
+        self.report = report
+        self.options = options
+        self.emit = emit
+        self.datatypes = datatypes
+        params = dict(resolved_params)
+        self.user_state = params.pop(STATE, None)
+        self.has_user_state = STATE in resolved_params
+        self.params = params
+        self.has_initialize = plugin.has("initialize")
+        self.has_merge = plugin.has("merge")
+        self.workers = options.workers or default_workers()
+        self.backend = self._choose_backend()
+        self.process_local = plugin.spec.process_local_state
+        self.driver_state: Any = self.user_state
+        self.driver_initialized = False
+        self.pool: Pool | None = None
+        self.per_worker = False
+        self.probe_runner: ChunkRunner | None = None
+        self.finished = False
+        self.uses_state = self.has_initialize or self.has_user_state
+        driver_computes = self.backend in ("serial", "auto")
+        if self.has_initialize and (driver_computes or not self.process_local):
+            init_params = dict(params)
+            if self.has_user_state:
+                init_params[STATE] = self.user_state
+            self.driver_state = self.module.initialize(**init_params)
+            self.driver_initialized = True
+
+    # ---------------------------------------------------------------- backend
+    def _choose_backend(self) -> str:
+        requested = self.options.backend
+        if requested == "auto" and ray_requested_by_environment(self.options.address):
+            requested = "ray"
+        if requested == "ray":
+            why = ray_import_problem()
+            if why is not None:
+                message = f"Ray cannot be imported ({why}): using the local pool backend instead"
+                print(f"provbatch: {message}", file=sys.stderr)
+                self.report.remarks.append(message)
+                self.emit("backend_fallback", requested="ray", used="pool", reason=why)
+                requested = "pool"
+        if requested == "auto" and self.workers == 1:
+            requested = "serial"
+        self.report.backend = requested
+        return requested
+
+    def _config(self, per_worker: bool, in_worker: bool) -> RunnerConfig:
+        return RunnerConfig(
+            spec=self.plugin.spec,
+            params=self.params,
+            datatypes=self.datatypes,
+            output_names=tuple(self.plugin.output),
+            uses_state=self.uses_state,
+            per_worker_state=per_worker,
+            initial_state=self.user_state if per_worker else None,
+            timeout=self.options.timeout,
+            hard_timeout=in_worker,
+        )
+
+    def _start_pool(self, kind: str) -> Pool:
+        """Start parallel workers, deciding whether the state is shared or made per worker."""
+        self.per_worker = self.has_initialize and (self.process_local or not picklable(self.driver_state))
+        if not self.per_worker and self.has_user_state and not self.has_initialize and not picklable(self.user_state):
+            raise UsageError("the 'state' parameter cannot be sent to worker processes: use --backend serial")
+        state = None if self.per_worker else self.driver_state
+        self.report.state_mode = "per_worker" if self.per_worker else ("shared" if self.uses_state else None)
+        if self.per_worker:
+            self.report.remarks.append(
+                "the state cannot leave the process that made it: each worker ran initialize and finalize itself"
+            )
+        config = self._config(self.per_worker, in_worker=True)
+        if kind == "ray":
+            from .execution.ray_backend import RayPool
+
+            pool: Pool = RayPool(self.options.workers, config, state, self.options.address)
+        else:
+            from .execution.pool import LocalPool
+
+            pool = LocalPool(self.workers, config, state, module=self.module)
+        pool.emit = self.emit
+        self.report.workers = pool.n_workers
+        return pool
+
+    # ---------------------------------------------------------------- compute
+    def scheduled(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
+        """Completed chunks, each with the scheduler that can requeue its items."""
+        sizer = ChunkSizer()
+        if self.backend in ("pool", "ray"):
+            self.pool = self._start_pool(self.backend)
+            scheduler = Scheduler(entities, self.pool, sizer)
+            for completed in scheduler:
+                yield scheduler, completed
+            return
+        self.report.workers = 1
+        self.report.state_mode = "shared" if self.uses_state else None
+        probe_state = self.driver_state
+        if self.backend == "auto" and self.has_merge and self.uses_state:
+            probe_state = copy.deepcopy(self.driver_state)  # workers must start from the pristine state
+        self.probe_runner = ChunkRunner(self._config(False, in_worker=False), state=probe_state, module=self.module)
+        serial = SerialPool(self.probe_runner)
+        if self.backend == "serial":
+            scheduler = Scheduler(entities, serial, sizer)
+            for completed in scheduler:
+                yield scheduler, completed
+            return
+        # auto: compute in the driver first; start workers only if they pay off
+        started = time.perf_counter()
+        probe = Scheduler(entities, serial, ChunkSizer(target_seconds=0.02))
+        seconds = 0.0
+        n_probe = 0
+        for completed in probe:
+            seconds += completed.seconds
+            n_probe += len(completed.outcomes)
+            yield probe, completed
+            if time.perf_counter() - started > AUTO_PROBE_SECONDS:
+                break
+        else:
+            self.report.backend = "auto (serial)"
+            self.report.remarks.append(f"auto: the batch finished within {AUTO_PROBE_SECONDS} s in the driver")
+            return
+        per_entity = seconds / max(n_probe, 1)
+        if per_entity < AUTO_MIN_SECONDS_PER_ENTITY:
+            self.report.backend = "auto (serial)"
+            self.report.remarks.append(
+                f"auto: {per_entity * 1e6:.1f} µs per entity is too cheap for worker processes to pay off; computed in the driver"
+            )
+            for completed in probe:
+                yield probe, completed
+            return
+        self.pool = self._start_pool("pool")
+        self.report.backend = "auto (pool)"
+        self.report.remarks.append(
+            f"auto: {per_entity * 1e3:.2f} ms per entity: {n_probe} entities computed in the driver, "
+            f"the rest by {self.pool.n_workers} worker processes"
+        )
+        parallel = Scheduler(entities, self.pool, ChunkSizer(size=probe.sizer.size))
+        parallel._retries = probe._retries  # retries scheduled during the probe go on in the pool
+        for completed in parallel:
+            yield parallel, completed
+
+    @property
+    def workers_lost(self) -> int:
+        return self.pool.workers_lost if self.pool is not None else 0
+
+    # ----------------------------------------------------------------- finish
+    def close(self, abandon: bool) -> None:
+        """Stop the workers and finalize, whatever happened before (finalize runs also after failures)."""
+        if self.finished:
+            return
+        self.finished = True
+        states: list[Any] = []
+        try:
+            if self.pool is not None:
+                if abandon:
+                    self.pool.terminate()
+                else:
+                    states = self.pool.finish(return_state=self.has_merge and not self.per_worker)
+        finally:
+            if self.probe_runner is not None:
+                self.probe_runner.cleanup()
+            self._finalize(states)
+
+    def _finalize(self, worker_states: list[Any]) -> None:
+        finalize = self.module.finalize
+        if not self.driver_initialized:
+            return
+        final = self.driver_state
+        if self.has_merge and not self.per_worker:
+            contributors = list(worker_states)
+            if self.probe_runner is not None:
+                contributors.insert(0, self.probe_runner.state)
+            if contributors:
+                final = self.module.merge(contributors)
+        elif self.pool is not None and not self.per_worker and finalize is not None:
+            self.report.remarks.append(
+                "state changes made in worker processes do not reach finalize: define merge(states) to gather them"
+            )
+        if finalize is not None:
+            finalize(final)

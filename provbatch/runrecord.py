@@ -1,0 +1,90 @@
+"""The run directory: ``manifest.json`` (where the run stands) and ``events.jsonl`` (what happened).
+
+The manifest is rewritten atomically (write + rename) at start, every few
+seconds while running, and at the end: its ``status`` goes ``running`` ->
+``finished`` | ``failed`` | ``interrupted``, with the counts and, for a
+failed run, the failure text. A run killed with SIGKILL leaves ``running``.
+
+The events file is append-only, one JSON object per line, flushed at once:
+``launch_started`` (with the backend), ``backend_fallback``,
+``worker_lost``, ``entity_retried``, ``entity_failed``, ``run_finished``,
+``run_failed``, ``run_interrupted``.
+
+Default location: ``$PROVBATCH_RUNS`` or the user's state directory
+(``~/.local/state/provbatch/runs`` on Linux), one folder per run named by
+time, plugin and uuid: nothing lands in the user's working folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+STATUSES = ("running", "finished", "failed", "interrupted")
+#: how often the manifest's counts are refreshed while the run goes on
+MANIFEST_REFRESH_SECONDS = 5.0
+
+
+def runs_root() -> Path:
+    env = os.environ.get("PROVBATCH_RUNS")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("provbatch")) / "runs"
+
+
+def default_run_dir(plugin_id: str, uuid: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in plugin_id)[:40] or "plugin"
+    return runs_root() / f"{stamp}-{safe_id}-{uuid[:8]}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunRecord:
+    """Writes one run's manifest and events."""
+
+    def __init__(self, run_dir: str | Path, manifest: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._events = open(self.run_dir / EVENTS, "a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{self.run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
+        self.manifest: dict[str, Any] = {"status": "running", **manifest, "started": _now(), "ended": None, "failure": None}
+        self._last_write = 0.0
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        path = self.run_dir / MANIFEST
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        self._last_write = time.monotonic()
+
+    def event(self, name: str, **details: Any) -> None:
+        self._events.write(json.dumps({"time": _now(), "event": name, **details}, default=str) + "\n")
+        self._events.flush()
+
+    def update(self, force: bool = False, **fields: Any) -> None:
+        """Merge fields into the manifest; written now if forced, else at most every few seconds."""
+        self.manifest.update(fields)
+        if force or time.monotonic() - self._last_write >= MANIFEST_REFRESH_SECONDS:
+            self._write_manifest()
+
+    def close(self, status: str, failure: str | None = None, **fields: Any) -> None:
+        assert status in STATUSES
+        self.manifest.update(fields, status=status, ended=_now(), failure=failure)
+        self._write_manifest()
+        self._events.close()

@@ -1,0 +1,179 @@
+"""Result values -> TSV fields, checked against the attribute datatypes.
+
+Each OUTPUT attribute has a datatype in attribute_definitions.yaml; the value
+compute returns for it must fit: an ``Integer`` gets an int (or a string
+that reads as one: Bash plugins return text), a ``Float`` a number, a
+``Boolean`` a bool, a ``String[N]`` at most N characters, arrays ``T[N]`` a
+list of at most N values of T, composites ``A;B`` a tuple with one value per
+component. A value that does not fit, or that holds a tab or a newline,
+makes that entity fail with :class:`ResultValueError`; the batch goes on.
+
+Formatting runs in the workers, so the driver only writes lines.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Any, Callable, Sequence
+
+Formatter = Callable[[Any], str]
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+class ResultValueError(ValueError):
+    """compute returned values that do not fit OUTPUT and its datatypes."""
+
+
+def _clean_text(text: str) -> str:
+    if "\t" in text or "\n" in text or "\r" in text:
+        raise ResultValueError(f"value {text[:40]!r} contains a tab or a newline")
+    return text
+
+
+def _integer(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
+    if isinstance(value, bool):
+        raise ResultValueError(f"expected an Integer, got the boolean {value}")
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, str) and _INT_TEXT.match(value.strip()):
+        return value.strip()
+    raise ResultValueError(f"expected an Integer, got {type(value).__name__} {str(value)[:40]!r}")
+
+
+def _float(value: Any) -> str:
+    if type(value) is float or type(value) is int:
+        return str(value)
+    if isinstance(value, bool):
+        raise ResultValueError(f"expected a Float, got the boolean {value}")
+    if isinstance(value, numbers.Real):
+        return str(float(value))
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            pass
+        else:
+            return value.strip()
+    raise ResultValueError(f"expected a Float, got {type(value).__name__} {str(value)[:40]!r}")
+
+
+def _boolean(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return "true" if value.strip().lower() in _TRUE else "false"
+    raise ResultValueError(f"expected a Boolean, got {type(value).__name__} {str(value)[:40]!r}")
+
+
+def _text(limit: int | None) -> Formatter:
+    def text(value: Any) -> str:
+        if isinstance(value, str):
+            result = value
+        elif isinstance(value, (numbers.Number, bool)):
+            result = str(value)
+        else:
+            raise ResultValueError(f"expected a string, got {type(value).__name__}, which has no text form")
+        if limit is not None and len(result) > limit:
+            raise ResultValueError(f"string of {len(result)} characters is longer than String[{limit}]")
+        return _clean_text(result)
+
+    return text
+
+
+def _array(element: Formatter, size: int, name: str) -> Formatter:
+    def array(value: Any) -> str:
+        if isinstance(value, str):
+            value = value.split(",") if value else []
+        if not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
+            raise ResultValueError(f"expected a list for {name}, got {type(value).__name__}")
+        items = list(value.tolist() if hasattr(value, "tolist") else value)
+        if len(items) > size:
+            raise ResultValueError(f"{len(items)} values are more than {name} allows")
+        return ",".join(element(item) for item in items)
+
+    return array
+
+
+def _composite(parts: list[Formatter], name: str) -> Formatter:
+    def composite(value: Any) -> str:
+        if isinstance(value, str):
+            value = value.split(";")
+        if not isinstance(value, (list, tuple)) or len(value) != len(parts):
+            raise ResultValueError(f"expected {len(parts)} components for {name}")
+        return ";".join(fmt(item) for fmt, item in zip(parts, value))
+
+    return composite
+
+
+def generic(value: Any) -> str:
+    """Without a datatype: None -> empty, bool -> true/false, tuple -> ;-joined, list -> ,-joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ";".join(generic(item) for item in value)
+    if isinstance(value, list):
+        return ",".join(generic(item) for item in value)
+    return _clean_text(value if isinstance(value, str) else str(value))
+
+
+_SCALARS: dict[str, Formatter] = {"Integer": _integer, "Float": _float, "Boolean": _boolean, "Text": _text(None)}
+_STRING_N = re.compile(r"^String\[([1-9][0-9]*)\]$")
+_ARRAY = re.compile(r"^(.+)\[([1-9][0-9]*)\]$")
+
+
+def formatter_for(datatype: str | None) -> Formatter:
+    """The checking formatter of a datatype; :func:`generic` when it is unknown or None."""
+    if not datatype:
+        return generic
+    datatype = datatype.strip()
+    if ";" in datatype:
+        return _composite([formatter_for(part) for part in datatype.split(";")], datatype)
+    if datatype in _SCALARS:
+        return _SCALARS[datatype]
+    string_n = _STRING_N.match(datatype)
+    if string_n:
+        return _text(int(string_n.group(1)))
+    array = _ARRAY.match(datatype)
+    if array:
+        return _array(formatter_for(array.group(1)), int(array.group(2)), datatype)
+    return generic
+
+
+def _nullable(fmt: Formatter) -> Formatter:
+    """None means "no value" for every datatype: an empty field."""
+
+    def nullable(value: Any) -> str:
+        return "" if value is None else fmt(value)
+
+    return nullable
+
+
+def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None = None) -> Callable[[Any], list[str]]:
+    """A function turning compute's results into TSV fields, checking count and types."""
+    formatters = [_nullable(formatter_for(dt)) for dt in datatypes]
+    n_outputs = len(formatters)
+    labels = list(names) if names else [f"value {i + 1}" for i in range(n_outputs)]
+
+    def format_row(values: Any) -> list[str]:
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+            try:
+                values = list(values)
+            except TypeError:
+                raise ResultValueError(f"results must be a list of {n_outputs} value(s), got {type(values).__name__}") from None
+        if len(values) != n_outputs:
+            raise ResultValueError(f"compute returned {len(values)} value(s), OUTPUT declares {n_outputs}")
+        fields = []
+        for fmt, value, label in zip(formatters, values, labels):
+            try:
+                fields.append(fmt(value))
+            except ResultValueError as exc:
+                raise ResultValueError(f"{label}: {exc}") from None
+        return fields
+
+    return format_row
