@@ -26,6 +26,7 @@ from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
 from provbatch.errors import PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
 from provbatch.multiplug.cache import artifact_bytes
+from provbatch.multiplug.nim_build import compile_error
 from provbatch.multiplug.nim_library import NimError, NimRef
 
 pytestmark = pytest.mark.skipif(shutil.which("nim") is None, reason="nim is not installed (apt-get install -y nim)")
@@ -312,6 +313,21 @@ def test_bridge_errors_point_at_the_exported_proc(tmp_path):
     plugin.write_text("import nimpy\n\nproc compute(entity: string, cb: proc()): int {.exportpy.} = 1\n")
     with pytest.raises(PluginLoadError, match=rf"^{plugin}:3: provbatch nimpy bridge: parameters of type proc"):
         importer(plugin)
+
+
+def test_compile_error_parsing_of_nim_and_c_compiler_output(tmp_path):
+    """The first error, placed in the plugin when it comes from a macro the plugin instantiated."""
+    plugin, log_path = tmp_path / "p.nim", tmp_path / "build.log"
+    bridge = "/x/bridge/provbatch_bridge/runtime.nim"
+    macro_output = f"{plugin}(7, 3) template/generic instantiation of `exportpy` from here\n{bridge}(225, 5) Error: boom\n"
+    assert compile_error(macro_output, plugin, log_path) == f"{plugin}:7: boom (full build log: {log_path})"
+    gcc_output = (
+        "/c/@mp.nim.c:161:15: error: unknown type name 'this'\n"
+        "Error: execution of an external compiler program 'gcc -c ...' failed with exit code: 1\n"
+    )
+    assert compile_error(gcc_output, plugin, log_path) == (
+        f"{plugin}: nim build failed: C compiler error: unknown type name 'this' (full build log: {log_path})"
+    )
 
 
 def test_missing_nim_says_what_to_install(tmp_path, monkeypatch):

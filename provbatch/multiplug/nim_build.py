@@ -51,6 +51,7 @@ COMPILE_FLAGS: tuple[str, ...] = (
 )
 _ERROR = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) Error: (?P<msg>.*)$")
 _INSTANTIATION = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) template/generic instantiation")
+_C_ERROR = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$")
 _PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
 
 
@@ -168,8 +169,14 @@ def compile_error(output: str, plugin: Path, log_path: Path) -> str:
             if error.group("file") != str(plugin) and last_in_plugin:
                 where = last_in_plugin
             return f"{where}: {error.group('msg')} (full build log: {log_path})"
-    other = next((l.strip() for l in output.splitlines() if "Error:" in l), None)
-    detail = other or (output.strip().splitlines() or ["nim failed without output"])[-1]
+    c_error = next(filter(None, map(_C_ERROR.match, output.splitlines())), None)
+    if c_error:  # nim's C output did not compile (an {.emit.}, a bad importc header)
+        detail = f"C compiler error: {c_error.group('msg')}"
+    else:
+        other = next((l.strip() for l in output.splitlines() if "Error:" in l), None)
+        detail = other or (output.strip().splitlines() or ["nim failed without output"])[-1]
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
     return f"{plugin}: nim build failed: {detail} (full build log: {log_path})"
 
 
