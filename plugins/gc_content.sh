@@ -13,49 +13,50 @@ VERSION="1.0.0"
 INPUT="path to a FASTA file (plain, or gzipped with a .gz suffix)"
 OUTPUT=(gc_content genome_size)
 METHOD="counts G, C, A and T (any case) over all sequence lines; GC content = (G+C)/(A+C+G+T)"
-IMPLEMENTATION="grep drops the header lines, tr keeps the bases and turns G/C into newlines, wc counts lines and bytes; awk divides and rounds like Python's round()"
+IMPLEMENTATION="grep drops the header lines, tr keeps the bases and turns G/C into newlines, wc counts lines and bytes; awk divides and rounds like Python's round(); gzip -dc for .gz files"
 REQ_SOFTWARE="bash >= 4.4, grep, tr, wc, awk; gzip for .gz files"
 PARAMETERS=(
   $'digits\tInteger\t4\tdecimal digits the GC content is rounded to'
 )
 
-# The file's bytes, decompressed when its name ends in .gz.
-_gc_cat() {
+# The sequence lines (header lines dropped), decompressed when the name ends
+# in .gz. grep exits 1 when it selects no line: not an error here.
+_gc_sequence() {
   case $1 in
-    *.gz) gzip -dc -- "$1" ;;
-    *) cat -- "$1" ;;
+    *.gz) gzip -dc -- "$1" | { LC_ALL=C grep -v '^>' || [ $? -eq 1 ]; } ;;
+    *) LC_ALL=C grep -v '^>' -- "$1" || [ $? -eq 1 ] ;;
   esac
 }
 
-# "GC TOTAL": sequence lines only; each G or C becomes a newline and each A or
-# T an x, so that wc -l counts G+C and wc -c counts A+C+G+T, in one pass.
-# (grep exits 1 when no line is selected: not an error here.)
-_gc_counts() {
-  _gc_cat "$1" | { LC_ALL=C grep -v '^>' || [ $? -eq 1 ]; } \
-    | LC_ALL=C tr -cd 'ACGTacgt' | LC_ALL=C tr 'GCgcATat' '\n\n\n\nxxxx' | wc -lc
-}
-
 _gc_records() {
-  _gc_cat "$1" | { LC_ALL=C grep -c '^>' || [ $? -eq 1 ]; }
+  case $1 in
+    *.gz) gzip -dc -- "$1" | { LC_ALL=C grep -c '^>' || [ $? -eq 1 ]; } ;;
+    *) LC_ALL=C grep -c '^>' -- "$1" || [ $? -eq 1 ] ;;
+  esac
 }
 
-# round(gc / total, digits) printed as Python's str() prints a float:
+# Reads "GC TOTAL" (from wc -lc), prints the results line and the log lines.
+# round(gc / total, digits) is printed as Python's str() prints a float:
 # %.Nf rounds the double exactly as round() does; the shortest %.Pg that
 # reads back as the same double is what repr() prints; ".0" when integral.
-_gc_round() {
-  awk -v gc="$1" -v total="$2" -v digits="$3" 'BEGIN {
-    x = gc / total
-    v = (digits < 0) ? 0 : sprintf("%." digits "f", x) + 0
+_gc_report() {
+  awk -v digits="$1" -v records="$2" '{
+    gc = $1; total = $2
+    if (total == 0) {
+      print "0.0\t0"; print "records\t" records; print "warning\tno A, C, G or T in the file"
+      exit
+    }
+    v = (digits < 0) ? 0 : sprintf("%." digits "f", gc / total) + 0
     for (p = 1; p <= 17; p++) { s = sprintf("%." p "g", v); if (s + 0 == v) break }
     if (s !~ /[.e]/) s = s ".0"
-    print s
+    print s "\t" total; print "records\t" records
   }'
 }
 
 compute() {
   local -          # the options set below end with the function
-  set -o pipefail  # a failed gzip or cat fails the entity
-  local entity=$1 digits=4 arg counts records gc total
+  set -o pipefail  # a failed gzip fails the entity
+  local entity=$1 digits=4 arg records
   shift
   for arg in "$@"; do
     case $arg in
@@ -69,12 +70,8 @@ compute() {
     printf 'cannot read %s\n' "$entity" >&2
     return 2
   fi
-  counts=$(_gc_counts "$entity") || return
   records=$(_gc_records "$entity") || return
-  read -r gc total <<<"$counts"
-  if [ "$total" -eq 0 ]; then
-    printf '0.0\t0\nrecords\t%s\nwarning\tno A, C, G or T in the file\n' "$records"
-    return 0
-  fi
-  printf '%s\t%s\nrecords\t%s\n' "$(_gc_round "$gc" "$total" "$digits")" "$total" "$records"
+  # each G or C becomes a newline and each A or T an x: wc -l counts G+C, wc -c counts A+C+G+T
+  _gc_sequence "$entity" | LC_ALL=C tr -cd 'ACGTacgt' | LC_ALL=C tr 'GCgcATat' '\n\n\n\nxxxx' | wc -lc \
+    | _gc_report "$digits" "$records"
 }

@@ -229,6 +229,21 @@ def test_nonzero_exit_fails_with_status_and_last_stderr_lines(bash_plugin, persi
     assert info.value.status == 3 and "stderr\tline 1" in info.value.logs
 
 
+@pytest.mark.parametrize("persistent", MODES)
+def test_large_output_and_background_children_do_not_block(bash_plugin, persistent):
+    plugin = bash_plugin("""
+        OUTPUT=(a)
+        compute() {
+          echo big
+          for ((i = 0; i < 20000; i++)); do printf 'log\\t%s\\n' "$i"; done
+          head -c 300000 /dev/zero | tr '\\0' x >&2; echo >&2
+          sleep 0.3 &  # a child still holding the output files when compute returns
+        }
+        """)
+    results, logs = importer(plugin, persistent=persistent).compute("e")
+    assert results == ["big"] and len(logs) == 20001 and logs[-1] == "stderr\t" + "x" * 300000
+
+
 def test_wrong_field_count_and_no_output(bash_plugin):
     plugin = bash_plugin("""
         OUTPUT=(a b)
@@ -409,7 +424,7 @@ def test_a_compute_cannot_break_the_next(bash_plugin):
     assert baseline[0][0].startswith(f"{os.getcwd()}|$' \\t\\n'|original|")
     with pytest.raises(BashCallError, match="status 7"):
         module.compute("exit")
-    assert module.compute("strict")[0] == ["done"]
+    assert module.compute("strict") == (["done"], ["trapped"])  # the EXIT trap printed a log line
     with pytest.raises(BashCallError, match="status 1: .*UNDEFINED_VARIABLE: unbound variable"):
         module.compute("unbound")
     assert module.compute("report") == baseline
@@ -597,3 +612,42 @@ def test_a_worker_dying_without_cleanup_leaves_nothing(bash_plugin):
     private_dir = Path(queue.get(timeout=30))
     child.join(timeout=30)
     assert wait_for(lambda: not processes_with(f"sleep {marker}") and not private_dir.exists(), 10)
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+def test_an_interrupted_call_never_desynchronizes_the_next(bash_plugin):
+    plugin = bash_plugin('OUTPUT=(a)\ncompute() { [ "$1" = slow ] && sleep 0.5; echo "$1"; }\n')
+    module = importer(plugin)
+    assert module.compute("first") == (["first"], [])
+
+    def interrupt(_signum, _frame):
+        raise _Interrupted()  # like a Ctrl-C, or a timeout alarm that does not cancel
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(_Interrupted):
+            module.compute("slow")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert module.compute("fast") == (["fast"], [])  # not the status of "slow"
+
+
+@pytest.mark.parametrize("backend", ["serial", "pool"])
+def test_timeout_kills_a_hanging_compute_and_the_batch_goes_on(bash_plugin, tmp_path, attributes_file, backend):
+    marker = f"{os.getpid()}4.{len(backend)}"
+    plugin = bash_plugin(f"""
+        ID=hang; VERSION=1; INPUT=x; OUTPUT=(length)
+        compute() {{ [ "$1" = hang ] && sleep {marker}; echo "${{#1}}"; }}
+        """)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\nhang\nbb\nccc\n")
+    proc = run_cli(plugin, ids, "--attributes", attributes_file, "--backend", backend, "--workers", "2",
+                   "--timeout", "1", "--out", tmp_path / "out.tsv", "--log", tmp_path / "log.tsv")
+    assert read_tsv(tmp_path / "out.tsv") == {"a": ["1"], "bb": ["2"], "ccc": ["3"]}, proc.stderr
+    assert "hang\terror\tTimeout" in (tmp_path / "log.tsv").read_text()
+    assert not processes_with(f"sleep {marker}")

@@ -119,7 +119,11 @@ def _log_lines(path: Path, function: str, lines: list[str]) -> None:
 
 
 class _Plugin:
-    """The Python side of one loaded script: builds the module's functions."""
+    """The Python side of one loaded script; its methods are the module's functions.
+
+    Each call looks its runner up by process id (see ``runner_for``), so the
+    same module works in the driver and in forked workers.
+    """
 
     def __init__(self, path: Path, bash: str, sha256: str, persistent: bool, definitions: ScriptDefinitions) -> None:
         self.path, self.bash, self.sha256, self.persistent = path, bash, sha256, persistent
@@ -137,7 +141,7 @@ class _Plugin:
         _check_status(self.path, "initialize", result, call_logs(result, skip_first=False))
         if b"\0" in result.stdout:
             raise BashCallError(f"{self.path}: initialize printed a NUL byte; the state must be text without NUL", 0)
-        _log_lines(self.path, "initialize", call_logs(CallResult(0, b"", result.stderr), skip_first=False))
+        _log_lines(self.path, "initialize", ["stderr\t" + line for line in _lines(result.stderr)])
         state = result.stdout[:-1] if result.stdout.endswith(b"\n") else result.stdout
         return state.decode("utf-8", "surrogateescape")
 

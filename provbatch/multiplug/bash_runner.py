@@ -3,17 +3,23 @@
 Persistent mode (the default) starts one bash per process and plugin, which
 sources the plugin once and then serves requests read from a pipe. Each
 request runs the function in a subshell forked from that bash, so whatever
-a compute does to its shell (``exit``, ``set -eu``, ``IFS=``, ``cd``, new
-globals) dies with the subshell and never reaches the next compute.
+a compute does to its shell (``exit``, ``set -eu``, ``IFS=``, ``cd``, traps,
+new globals) dies with the subshell and never reaches the next compute. The
+subshell is forked before its request arrives: the fork overlaps with the
+worker's own work between two calls.
 
 The protocol cannot be confused by plugin output:
 
 * request (Python -> bash stdin): ``FUNCTION \\0 N \\0 ARG1 \\0 ... ARGN \\0``;
   arguments may hold any byte but NUL (bash variables cannot hold NUL either);
-* the function's stdout and stderr go to two files in a private temporary
-  directory, its stdin is /dev/null;
-* response (bash stdout -> Python): the exit status as a decimal line. Only
-  the server loop writes to that pipe.
+* once its request is read, the subshell's stdout and stderr are two files in
+  a private directory (on tmpfs when possible), its stdin is /dev/null;
+* response (bash stdout -> Python): the exit status as a decimal line,
+  written by the serving loop only.
+
+A call interrupted on the Python side (a timeout, Ctrl-C) or cancelled marks
+the runner: the next call starts a new bash rather than risk reading the
+interrupted call's status as its own.
 
 Naive mode runs ``bash -c`` per call (sourcing the plugin each time); it is
 kept for comparison (``benchmarks/bench_bash.py``) and as a fallback
@@ -21,9 +27,10 @@ kept for comparison (``benchmarks/bench_bash.py``) and as a fallback
 
 Every bash runs in its own process group (its own session), so that
 ``cancel()`` and ``close()`` kill it together with the compute subshell and
-all their children with one ``killpg``. Runners are per process: they are
-looked up by ``os.getpid()``, so a forked worker never talks to its
-parent's bash.
+all their children with one ``killpg``; a persistent bash whose worker died
+without cleanup sees the end of its input and kills its own group. Runners
+are per process: they are looked up by ``os.getpid()``, so a forked worker
+never talks to its parent's bash.
 """
 
 from __future__ import annotations
@@ -39,23 +46,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Served by the persistent bash. $0 = the plugin, $1 = the private directory.
-#: The serve loop is defined before the plugin is sourced so that the plugin's
-#: aliases cannot change how it is parsed; the plugin's top-level shell options
-#: are captured after sourcing and re-applied inside each call's subshell only.
+#: __pb_call is defined before the plugin is sourced, and the serving loop is
+#: parsed after the clean options are restored, so that the plugin's aliases
+#: cannot change how they parse; the plugin's top-level shell options are
+#: captured after sourcing and re-applied inside each call's subshell only.
 _SERVER_SCRIPT = r"""
-__pb_serve() {
+# One call. It runs in a subshell forked *before* its request arrives, so
+# that the fork (the slowest step) overlaps with the worker's own work: read
+# the request, restore the plugin's top-level shell options, run the function.
+__pb_call() {
   local __pb_fn __pb_n __pb_i __pb_arg
-  local -a __pb_args
-  while IFS= builtin read -r -d '' __pb_fn; do
-    IFS= builtin read -r -d '' __pb_n || return 1
-    __pb_args=()
-    for ((__pb_i = 0; __pb_i < __pb_n; __pb_i++)); do
-      IFS= builtin read -r -d '' __pb_arg || return 1
-      __pb_args+=("$__pb_arg")
-    done
-    (builtin eval "$__pb_plugin_opts"; "$__pb_fn" "${__pb_args[@]}") </dev/null >"$__pb_dir/out" 2>"$__pb_dir/err"
-    builtin printf '%d\n' "$?"
+  local -a __pb_args=()
+  IFS= builtin read -r -d '' __pb_fn || __pb_quit
+  IFS= builtin read -r -d '' __pb_n || __pb_quit
+  for ((__pb_i = 0; __pb_i < __pb_n; __pb_i++)); do
+    IFS= builtin read -r -d '' __pb_arg || __pb_quit
+    __pb_args+=("$__pb_arg")
   done
+  # from here on, nothing this subshell prints (an EXIT trap...) reaches the protocol pipe
+  exec </dev/null >"$__pb_dir/out" 2>"$__pb_dir/err"
+  builtin eval "$__pb_plugin_opts"
+  "$__pb_fn" "${__pb_args[@]}"
+}
+# End of input: the worker closed the pipe or died without cleanup. Leave
+# nothing behind: the private directory, and every process of this group.
+__pb_quit() {
+  command rm -rf -- "$__pb_dir"
+  builtin kill -KILL 0
 }
 __pb_dir=$1
 set --
@@ -70,11 +87,10 @@ done <<<"$(set +o; shopt -p)"
 builtin eval "$__pb_clean_opts"
 trap - EXIT ERR DEBUG RETURN
 builtin printf 'ready\n'
-__pb_serve
-# End of input: the worker closed the pipe or died without cleanup. Leave
-# nothing behind: the private directory, and every process of this group.
-command rm -rf -- "$__pb_dir"
-builtin kill -KILL 0
+while :; do
+  (__pb_call)
+  builtin printf '%d\n' "$?"
+done
 """
 
 #: One call per bash. $0 = the plugin, $1 = the function, the rest its arguments.
@@ -136,6 +152,21 @@ def encode_arg(arg: str) -> bytes:
     return data
 
 
+def output_dir_root() -> str | None:
+    """Where the private directories of the calls' output files go.
+
+    ``$PROVBATCH_BASH_TMPDIR`` when set, else /dev/shm when writable: each
+    call truncates its two output files, which costs about a millisecond on
+    a journaling file system and nothing on tmpfs. Else the default temp dir.
+    """
+    explicit = os.environ.get("PROVBATCH_BASH_TMPDIR")
+    if explicit:
+        return explicit
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
+        return "/dev/shm"
+    return None
+
+
 def _killpg(pgid: int | None) -> bool:
     if pgid is None:
         return False
@@ -161,7 +192,7 @@ class Runner:
     # -- shared helpers -------------------------------------------------
     def _private_dir(self) -> Path:
         if self._dir is None or not self._dir.is_dir():
-            self._dir = Path(tempfile.mkdtemp(prefix="provbatch-bash-"))
+            self._dir = Path(tempfile.mkdtemp(prefix="provbatch-bash-", dir=output_dir_root()))
         return self._dir
 
     def _read_outputs(self, status: int) -> CallResult:
@@ -175,9 +206,16 @@ class Runner:
         """Run ``function ARGS...`` in the plugin and return its status and output."""
         encoded = [encode_arg(arg) for arg in args]
         with self._lock:
+            if self._cancelled:  # the previous call was killed: its bash may not be dead yet
+                self._discard()
             self._busy, self._cancelled = True, False
             try:
                 return self._call(function, encoded)
+            except BaseException:
+                # Interrupted (a timeout's alarm, Ctrl-C) or failed: the bash may still run the
+                # call and later write its status; never read that status as the next call's.
+                self._cancelled = True
+                raise
             finally:
                 self._busy = False
 
@@ -196,13 +234,18 @@ class Runner:
         self._cancelled = True
         return _killpg(proc.pid)
 
-    def close(self) -> None:
-        """Kill the bash and everything it started; remove the private directory."""
+    def _discard(self) -> None:
+        """Kill the current bash with its group and wait for it: the next call starts a new one."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            self._cancelled = True
             _killpg(proc.pid)
             _reap(proc)
+
+    def close(self) -> None:
+        """Kill the bash and everything it started; remove the private directory."""
+        if self._proc is not None:
+            self._cancelled = True
+        self._discard()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -261,9 +304,7 @@ class PersistentRunner(Runner):
         self._proc = proc
         assert proc.stdout is not None
         if proc.stdout.readline() != b"ready\n":
-            self._proc = None
-            _killpg(proc.pid)
-            _reap(proc)
+            self._discard()
             if self._cancelled:
                 raise BashCallCancelled(f"{self.script}: killed while sourcing the plugin (cancelled)")
             tail = stderr_tail(self._server_stderr())
@@ -280,9 +321,7 @@ class PersistentRunner(Runner):
         proc = self._proc
         if proc is not None and proc.poll() is None:
             return proc
-        if proc is not None:
-            _killpg(proc.pid)  # whatever the dead bash left behind
-            _reap(proc)
+        self._discard()  # with whatever the dead bash left behind
         return self._start()
 
     def _send(self, function: str, args: list[bytes]) -> subprocess.Popen[bytes]:
@@ -295,9 +334,7 @@ class PersistentRunner(Runner):
                 proc.stdin.flush()
                 return proc
             except (BrokenPipeError, ValueError):
-                _killpg(proc.pid)
-                _reap(proc)
-                self._proc = None
+                self._discard()
                 if attempt == 2:
                     raise BashCallError(f"{self.script}: cannot send the call to the persistent bash") from None
         raise AssertionError("unreachable")
@@ -310,9 +347,7 @@ class PersistentRunner(Runner):
         except (OSError, ValueError):
             line = b""
         if not line.endswith(b"\n"):  # the bash died during the call: restart on the next one
-            _killpg(proc.pid)
-            _reap(proc)
-            self._proc = None
+            self._discard()
             if self._cancelled:
                 raise BashCallCancelled(f"{self.script}: {function} was killed (cancelled)")
             raise BashCallError(
