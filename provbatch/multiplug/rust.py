@@ -28,6 +28,7 @@ import importlib.machinery
 import importlib.util
 import logging
 import re
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -214,7 +215,7 @@ class RustLoader(Loader):
             summary = rust_build.summarize_build_error(project, crate_dir, log_path.read_text(encoding="utf-8", errors="replace"))
             raise PluginLoadError(f"{project.path}: Rust build failed: {summary}; full build log: {log_path}")
         rust_build.extract_extension(wheel_dir, project.module_name, build_dir / artifact_name)
-        _remove_tree(wheel_dir)
+        shutil.rmtree(wheel_dir, ignore_errors=True)
 
     def _import(self, artifact: Path, module_name: str, spec: PluginSpec) -> ModuleType:
         key = artifact.parent.name
@@ -245,8 +246,3 @@ class RustLoader(Loader):
             return {}
         return {name: value.splitlines()[0] for name, value in toolchain.versions.items()}
 
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
