@@ -454,3 +454,31 @@ def test_run_batch_on_ray(gc_module, ray_session):
     assert {Path(entity).name: results for entity, results, _ in result} == {
         Path(name).name: values for name, values in GC_EXPECTED.items()
     }
+
+
+@pytest.mark.ray
+def test_a_ray_worker_writes_the_shipped_object_into_its_cache(gc_module, ray_session, tmp_path):
+    """The bytes travel as a Ray ObjectRef inside the spec; the worker resolves it and never builds."""
+    spec = gc_module.__provbatch_spec__
+    moved = tmp_path / "elsewhere" / Path(spec.artifact).parent.name / Path(spec.artifact).name
+    shipped = dataclasses.replace(spec, artifact=str(moved)).with_blob(ray_session.put(artifact_bytes(spec)))
+    node_cache = tmp_path / "node_cache"
+
+    @ray_session.remote
+    def load_on_worker(spec, cache, fasta):
+        saved = os.environ.get("PROVBATCH_CACHE")
+        os.environ["PROVBATCH_CACHE"] = cache
+        try:
+            from provbatch.multiplug import load_spec as load
+
+            return load(spec).compute(fasta)[0]
+        finally:
+            if saved is None:
+                os.environ.pop("PROVBATCH_CACHE", None)
+            else:
+                os.environ["PROVBATCH_CACHE"] = saved
+
+    result = ray_session.get(load_on_worker.remote(shipped, str(node_cache), str(GENOMES[0])))
+    assert tuple(result) == (0.5066, 5000)
+    written = node_cache / "rust" / moved.parent.name / moved.name
+    assert hashlib.sha256(written.read_bytes()).hexdigest() == spec.artifact_sha256
