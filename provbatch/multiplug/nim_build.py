@@ -56,12 +56,18 @@ _PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
 
 
 def bridge_dir() -> Path:
-    """The directory holding our ``nimpy.nim`` ($PROVBATCH_NIM_BRIDGE, else the repository's)."""
+    """The directory holding our ``nimpy.nim``: $PROVBATCH_NIM_BRIDGE, else a copy shipped
+    as package data (``provbatch/multiplug/nim_bridge``), else the repository's
+    ``nim_plugins/bridge``."""
     env = os.environ.get("PROVBATCH_NIM_BRIDGE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "nim_plugins" / "bridge"
-    if not (path / "nimpy.nim").is_file():
-        raise PluginLoadError(f"{path}: provbatch's Nim bridge (nimpy.nim) not found; set PROVBATCH_NIM_BRIDGE")
-    return path
+    here = Path(__file__).resolve().parent
+    candidates = [Path(env)] if env else [here / "nim_bridge", here.parents[1] / "nim_plugins" / "bridge"]
+    for path in candidates:
+        if (path / "nimpy.nim").is_file():
+            return path
+    raise PluginLoadError(
+        f"{candidates[-1]}: provbatch's Nim bridge (nimpy.nim) not found; set PROVBATCH_NIM_BRIDGE to its directory"
+    )
 
 
 def bridge_files() -> list[Path]:
