@@ -30,16 +30,54 @@ OPTIONAL_CONSTANTS = ("PARAMETERS", "METHOD", "IMPLEMENTATION", "REQ_SOFTWARE", 
 REQUIRED_FUNCTIONS = ("compute",)
 OPTIONAL_FUNCTIONS = ("initialize", "finalize", "merge")
 
+#: How to write a constant or compute in each compiled or shell language: the
+#: fixes below show Python syntax, and this adds the plugin's own.
+_SYNTAX: dict[str, dict[str, str]] = {
+    "rust": {
+        "string": "#[classattr] const {name}: &'static str = \"...\"; in the impl Constants block",
+        "list": "#[classattr] const OUTPUT: [&'static str; 2] = [\"a\", \"b\"]; in the impl Constants block",
+        "parameters": "#[classattr] const PARAMETERS: [(&'static str, &'static str, &'static str, &'static str); 1] "
+                      "= [(\"name\", \"Integer\", \"4\", \"documentation\")]; in the impl Constants block",
+        "compute": "#[pyfunction] fn compute(entity: &str, ...) -> PyResult<((...), Vec<String>)>",
+    },
+    "nim": {
+        "string": "{name} = \"...\" in a const section, and {name} among the arguments of exportpy_consts(...)",
+        "list": "OUTPUT = @[\"a\", \"b\"] in a const section, and OUTPUT among the arguments of exportpy_consts(...)",
+        "parameters": "PARAMETERS = @[(\"name\", \"Integer\", \"4\", \"documentation\")] in a const section, "
+                      "and PARAMETERS among the arguments of exportpy_consts(...)",
+        "compute": "proc compute(entity: string, ...): tuple[results: (...), logs: seq[string]] {{.exportpy.}}",
+    },
+    "bash": {
+        "string": "{name}=\"...\" at the top level of the script",
+        "list": "OUTPUT=(a b), a bash array",
+        "parameters": "PARAMETERS=($'name\\tInteger\\t4\\tdocumentation'), one entry per parameter, its four fields separated by tabs",
+        "compute": "a function compute() that prints the results, tab-separated, on its first stdout line",
+    },
+}
+
+
+def _in_lang(module: ModuleType, kind: str, name: str = "") -> str:
+    """`` (in Rust: ...)``: the fix in the plugin's language; empty for Python."""
+    lang = getattr(module, "__lang__", "python")
+    form = _SYNTAX.get(lang, {}).get(kind)
+    return f" (in {lang.capitalize()}: {form.format(name=name)})" if form else ""
+
 
 def _check_strings(module: ModuleType, problems: list[str]) -> None:
     for name, limit in STRING_LIMITS.items():
         value = getattr(module, name, None)
         if value is None:
             if name in REQUIRED_CONSTANTS:
-                problems.append(f"constant {name} is missing: define {name} as a string of at most {limit} characters")
+                problems.append(
+                    f"constant {name} is missing: define {name} as a string of at most {limit} characters"
+                    + _in_lang(module, "string", name)
+                )
             continue
         if not isinstance(value, str):
-            problems.append(f"constant {name} must be a string (max {limit} characters), not {type(value).__name__}")
+            problems.append(
+                f"constant {name} must be a string (max {limit} characters), not {type(value).__name__}"
+                + _in_lang(module, "string", name)
+            )
         elif name in REQUIRED_CONSTANTS and not value.strip():
             problems.append(f"constant {name} is empty: give it a value (max {limit} characters)")
         elif len(value) > limit:
@@ -49,10 +87,13 @@ def _check_strings(module: ModuleType, problems: list[str]) -> None:
 def _check_output(module: ModuleType, attributes: AttributeDefinitions | None, problems: list[str]) -> None:
     output = getattr(module, "OUTPUT", None)
     if output is None:
-        problems.append("constant OUTPUT is missing: define OUTPUT as a list of attribute names, in the order compute returns them")
+        problems.append(
+            "constant OUTPUT is missing: define OUTPUT as a list of attribute names, in the order compute returns them"
+            + _in_lang(module, "list")
+        )
         return
     if not isinstance(output, (list, tuple)) or not output:
-        problems.append("constant OUTPUT must be a non-empty list of attribute names (strings)")
+        problems.append("constant OUTPUT must be a non-empty list of attribute names (strings)" + _in_lang(module, "list"))
         return
     bad = [repr(item) for item in output if not isinstance(item, str) or not item.strip()]
     if bad:
@@ -80,13 +121,19 @@ def _check_parameters(module: ModuleType, problems: list[str]) -> None:
     if parameters is None:
         return
     if not isinstance(parameters, (list, tuple)):
-        problems.append("constant PARAMETERS must be a list of 4-tuples (name, datatype, default, documentation)")
+        problems.append(
+            "constant PARAMETERS must be a list of 4-tuples (name, datatype, default, documentation)"
+            + _in_lang(module, "parameters")
+        )
         return
     seen: set[str] = set()
     for index, entry in enumerate(parameters):
         where = f"PARAMETERS[{index}]"
         if not isinstance(entry, (list, tuple)) or len(entry) != 4:
-            problems.append(f"{where} must be a 4-tuple of strings (name, datatype, default, documentation), got {entry!r}")
+            problems.append(
+                f"{where} must be a 4-tuple of strings (name, datatype, default, documentation), got {entry!r}"
+                + _in_lang(module, "parameters")
+            )
             continue
         if not all(isinstance(item, str) for item in entry):
             problems.append(f"{where} must contain only strings (name, datatype, default, documentation), got {entry!r}")
@@ -189,7 +236,9 @@ def validate_plugin(module: ModuleType, attributes: AttributeDefinitions | None)
     _check_parameters(module, problems)
     compute = getattr(module, "compute", None)
     if compute is None:
-        problems.append("function compute is missing: define compute(entity, **kwargs) returning (results, logs)")
+        problems.append(
+            "function compute is missing: define compute(entity, **kwargs) returning (results, logs)" + _in_lang(module, "compute")
+        )
     elif not callable(compute):
         problems.append("compute is defined but is not a function")
     for name in OPTIONAL_FUNCTIONS:
