@@ -146,6 +146,7 @@ def test_constants_are_read_in_a_clean_environment(bash_plugin, monkeypatch):
 def test_top_level_output_is_not_a_constant_nor_a_result(bash_plugin):
     plugin = bash_plugin("""
         echo "top level chatter"
+        trap 'echo "top level trap"' EXIT
         OUTPUT=(x)
         compute() { echo result; }
         """)

@@ -51,6 +51,7 @@ declare -A __pb_seen=()
 while IFS= builtin read -r __pb_name; do __pb_seen[$__pb_name]=1; done < <(compgen -v)
 builtin source "$0" >&2 </dev/null
 builtin eval "$__pb_clean_opts"
+trap - EXIT ERR DEBUG RETURN  # a top-level trap would print after the dump
 IFS=$' \t\n'
 while IFS= builtin read -r __pb_name; do
   [[ -n ${__pb_seen[$__pb_name]-} || $__pb_name == __pb_* ]] || __pb_var "$__pb_name"
@@ -146,13 +147,11 @@ def read_definitions(bash: str, path: Path) -> ScriptDefinitions:
     """
     check_syntax(bash, path)
     result = _run([bash, "--noprofile", "--norc", "-c", _DUMP_SCRIPT, str(path)], path)
-    if not result.stdout.endswith(b"end\0"):
+    try:
+        return parse_dump(result.stdout)
+    except (ValueError, StopIteration) as exc:  # the dump stopped short: the top level exited
         detail = _one_line(result.stderr, path) if result.stderr.strip() else f"{path}: no error message"
         raise PluginLoadError(
             f"{detail} (the script's top level stopped bash with status {result.returncode} while being sourced; "
             "keep the top level to definitions)"
-        )
-    try:
-        return parse_dump(result.stdout)
-    except (ValueError, StopIteration) as exc:
-        raise PluginLoadError(f"{path}: cannot read the script's definitions: {exc}") from exc
+        ) from exc
