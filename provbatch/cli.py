@@ -43,6 +43,7 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
                 raise Terminated()
 
             signal.signal(signal.SIGTERM, on_term)
+            _show_build_messages()
             try:
                 return command(*args, **kwargs)
             except Terminated:
@@ -65,6 +66,18 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
         return wrapper
 
     return decorate
+
+
+def _show_build_messages() -> None:
+    """Builds of compiled plugins can take a minute: say on stderr that one is under way, and why."""
+    import logging
+
+    logger = logging.getLogger("provbatch.build")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("provbatch: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
