@@ -247,6 +247,34 @@ def validate_plugin(module: ModuleType, attributes: AttributeDefinitions | None)
             problems.append(f"{name} is defined but is not a function")
     if callable(getattr(module, "finalize", None)) and not callable(getattr(module, "initialize", None)):
         problems.append("finalize is defined without initialize: finalize receives the state initialize returns; define initialize too")
-    if getattr(module, "__lang__", "python") == "python":
+    lang = getattr(module, "__lang__", "python")
+    if lang == "python":
         _check_python_signatures(module, problems)
+    elif lang in ("rust", "nim"):
+        _check_compiled_signatures(module, lang, problems)
     return problems
+
+
+def _check_compiled_signatures(module: ModuleType, lang: str, problems: list[str]) -> None:
+    """Declared parameters the compiled compute cannot take would fail every entity: say so now.
+
+    Rust functions bind every keyword the engine passes, like Python ones.
+    The Nim loader gives each parameter to whichever of compute and
+    initialize declares it, so a parameter only initialize uses is fine there.
+    """
+    compute = getattr(module, "compute", None)
+    sig = _signature(compute) if callable(compute) else None
+    if sig is None:
+        return
+    names = _parameter_names(module)
+    missing = _accepts_keywords(sig, names)
+    if lang == "nim":
+        initialize = getattr(module, "initialize", None)
+        init_sig = _signature(initialize) if callable(initialize) else None
+        if init_sig is not None:
+            missing = [name for name in missing if name in _accepts_keywords(init_sig, [name])]
+    if missing:
+        where = "proc compute (or initialize)" if lang == "nim" else "#[pyo3(signature = (entity, ..., **_kwargs))] of compute"
+        problems.append(
+            f"compute does not accept the declared parameter(s) {', '.join(missing)}: add them to the {where}"
+        )

@@ -120,3 +120,34 @@ def test_definitions_file_problems(tmp_path):
 def test_repo_definitions_cover_every_bundled_python_plugin():
     proc = run_cli("check", "plugins/seq_stats_state.py", prog="provbatch")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_compiled_compute_must_accept_declared_parameters(definitions):
+    """Rust (pyo3) and Nim functions expose signatures; a declared parameter compute cannot take is reported."""
+    import inspect
+
+    def compute(entity, digits=4):
+        return [1], []
+
+    def initialize(summary=""):
+        return None
+
+    for lang in ("rust", "nim"):
+        module = make_module(compute=compute, PARAMETERS=[("digits", "Integer", "4", ""), ("extra", "Text", "", "")])
+        module.__lang__ = lang
+        problems = validate_plugin(module, definitions)
+        assert len(problems) == 1 and problems[0].startswith("compute does not accept the declared parameter(s) extra")
+    # Nim hands a parameter only initialize declares to initialize
+    module = make_module(compute=compute, initialize=initialize, PARAMETERS=[("digits", "Integer", "4", ""), ("summary", "Text", "", "")])
+    module.__lang__ = "nim"
+    assert validate_plugin(module, definitions) == []
+    module.__lang__ = "rust"
+    assert any("summary" in p for p in validate_plugin(module, definitions))
+    assert inspect.signature(compute)  # the check relies on signatures being readable
+
+
+def test_bundled_compiled_plugins_pass_check():
+    for plugin in ("rust_plugins/gc_content.rs", "rust_plugins/state_counter", "nim_plugins/gc_content.nim",
+                   "nim_plugins/state_example.nim", "plugins/gc_content.sh", "plugins/bash_state_example.sh"):
+        proc = run_cli("check", plugin, prog="provbatch")
+        assert proc.returncode == 0, (plugin, proc.stderr)
