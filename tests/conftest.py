@@ -47,14 +47,38 @@ def read_tsv(path: Path) -> dict[str, list[str]]:
     return rows
 
 
+def write_source(folder: Path, name: str, source: str) -> Path:
+    """Write a (dedented) source file into ``folder``; returns its path."""
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def install_plugin_package(root: Path, package: str, files: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """pip-install a small package registering plugins under 'provbatch.plugins' into ``root/site``
+    (put it on PYTHONPATH to use it); ``files`` are the package's modules, by file name."""
+    (root / package).mkdir()
+    for name, source in {"__init__.py": "", **files}.items():
+        (root / package / name).write_text(textwrap.dedent(source))
+    points = "\n".join(f'{name} = "{value}"' for name, value in entry_points.items())
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{package.replace("_", "-")}"\nversion = "0.1"\n'
+        f'[project.entry-points."provbatch.plugins"]\n{points}\n'
+        f'[tool.setuptools]\npackages = ["{package}"]\n'
+    )
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(root)], check=True, capture_output=True)
+    return target
+
+
 @pytest.fixture
 def write_plugin(tmp_path: Path):
     """Write a plugin file from a dedented source; returns its path."""
 
     def write(source: str, name: str = "plugin.py") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(source))
-        return path
+        return write_source(tmp_path, name, source)
 
     return write
 

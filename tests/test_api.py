@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, run_cli
+from conftest import GC_EXPECTED, REPO, install_plugin_package, run_cli
 from provbatch import InterfaceRequirementError, importer
 from provbatch.errors import PluginLoadError
 
@@ -99,38 +95,24 @@ def test_importer_unknown_suffix(tmp_path):
 @pytest.fixture(scope="module")
 def installed_plugins(tmp_path_factory):
     """A small package registering two plugins under 'provbatch.plugins', pip-installed into a target dir."""
-    root = tmp_path_factory.mktemp("pkg")
-    (root / "pbtest_plugins").mkdir()
-    (root / "pbtest_plugins" / "__init__.py").write_text(
-        "import os\nLENGTH_PLUGIN = os.path.join(os.path.dirname(__file__), 'length_file.py')\n"
+    return install_plugin_package(
+        tmp_path_factory.mktemp("pkg"),
+        "pbtest_plugins",
+        {
+            "__init__.py": "import os\nLENGTH_PLUGIN = os.path.join(os.path.dirname(__file__), 'length_file.py')\n",
+            "upper.py": """
+                ID = "upper_mod"; VERSION = "2.0"; INPUT = "a string"; OUTPUT = ["upper"]
+                def compute(entity, **kwargs):
+                    return [entity.upper()], []
+                """,
+            "length_file.py": """
+                ID = "length_file"; VERSION = "1.0"; INPUT = "a string"; OUTPUT = ["length"]
+                def compute(entity, **kwargs):
+                    return [len(entity)], []
+                """,
+        },
+        {"upper": "pbtest_plugins.upper", "length": "pbtest_plugins:LENGTH_PLUGIN"},
     )
-    (root / "pbtest_plugins" / "upper.py").write_text(textwrap.dedent("""
-        ID = "upper_mod"; VERSION = "2.0"; INPUT = "a string"; OUTPUT = ["upper"]
-        def compute(entity, **kwargs):
-            return [entity.upper()], []
-        """))
-    (root / "pbtest_plugins" / "length_file.py").write_text(textwrap.dedent("""
-        ID = "length_file"; VERSION = "1.0"; INPUT = "a string"; OUTPUT = ["length"]
-        def compute(entity, **kwargs):
-            return [len(entity)], []
-        """))
-    (root / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "pbtest-plugins"
-        version = "0.1"
-        [project.entry-points."provbatch.plugins"]
-        upper = "pbtest_plugins.upper"
-        length = "pbtest_plugins:LENGTH_PLUGIN"
-        [tool.setuptools]
-        packages = ["pbtest_plugins"]
-        """))
-    target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(root)], check=True, capture_output=True)
-    return target
 
 
 def test_installed_plugins_by_name(installed_plugins, attributes_file, ids_file):

@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, install_plugin_package, run_cli
 from provbatch.authoring import format_plugin_list, list_plugins, new_plugin, repo_root
 
 TINY = REPO / "examples" / "genomes" / "tiny.fna"
@@ -250,31 +249,16 @@ def test_a_plugin_that_fails_to_load_is_listed_with_its_error(tmp_path):
 @pytest.fixture(scope="module")
 def installed_site(tmp_path_factory):
     """A package registering a good and a broken plugin under 'provbatch.plugins', pip-installed into a dir."""
-    root = tmp_path_factory.mktemp("pkg")
-    (root / "pbauthor_plugins").mkdir()
-    (root / "pbauthor_plugins" / "__init__.py").write_text("")
-    (root / "pbauthor_plugins" / "upper.py").write_text(textwrap.dedent("""
-        ID = "upper_mod"; VERSION = "2.0"; INPUT = "a string"; OUTPUT = ["upper"]
-        def compute(entity, **kwargs):
-            return [entity.upper()], []
-        """))
-    (root / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "pbauthor-plugins"
-        version = "0.1"
-        [project.entry-points."provbatch.plugins"]
-        upper = "pbauthor_plugins.upper"
-        gone = "pbauthor_plugins.missing_module"
-        [tool.setuptools]
-        packages = ["pbauthor_plugins"]
-        """))
-    target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(root)], check=True, capture_output=True)
-    return target
+    return install_plugin_package(
+        tmp_path_factory.mktemp("pkg"),
+        "pbauthor_plugins",
+        {"upper.py": """
+            ID = "upper_mod"; VERSION = "2.0"; INPUT = "a string"; OUTPUT = ["upper"]
+            def compute(entity, **kwargs):
+                return [entity.upper()], []
+            """},
+        {"upper": "pbauthor_plugins.upper", "gone": "pbauthor_plugins.missing_module"},
+    )
 
 
 def test_plugins_lists_installed_plugins(installed_site):

@@ -10,7 +10,6 @@ import dataclasses
 import gzip
 import hashlib
 import inspect
-import logging
 import os
 import pickle
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
+from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
 from provbatch.multiplug.cache import artifact_bytes
@@ -94,12 +93,6 @@ BROKEN_PLUGIN = """\
 """
 
 
-def write_nim(folder: Path, name: str, source: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
 @pytest.fixture(scope="module")
 def gc_module():
     return importer(GC_NIM, req_const=["ID", "VERSION", "OUTPUT"], req_func=["compute"])
@@ -118,7 +111,7 @@ def meta_path() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "meta.nim"
     if not path.exists() or path.read_text() != textwrap.dedent(META_PLUGIN):
-        write_nim(folder, "meta.nim", META_PLUGIN)
+        write_source(folder, "meta.nim", META_PLUGIN)
     return path
 
 
@@ -295,7 +288,7 @@ def test_state_is_bound_to_its_process(state_module):
 
 
 def test_compile_error_is_one_line_at_the_users_file(tmp_path):
-    plugin = write_nim(tmp_path, "broken.nim", BROKEN_PLUGIN)
+    plugin = write_source(tmp_path, "broken.nim", BROKEN_PLUGIN)
     with pytest.raises(PluginLoadError) as caught:
         importer(plugin)
     message = str(caught.value)
@@ -307,7 +300,7 @@ def test_compile_error_is_one_line_at_the_users_file(tmp_path):
 
 
 def test_bridge_errors_point_at_the_exported_proc(tmp_path):
-    plugin = write_nim(tmp_path, "var_param.nim", "import nimpy\n\nproc compute(entity: var string): int {.exportpy.} = 1\n")
+    plugin = write_source(tmp_path, "var_param.nim", "import nimpy\n\nproc compute(entity: var string): int {.exportpy.} = 1\n")
     with pytest.raises(PluginLoadError, match=rf"^{plugin}:3: exportpy: 'var' parameters cannot be exported"):
         importer(plugin)
     plugin.write_text("import nimpy\n\nproc compute(entity: string, cb: proc()): int {.exportpy.} = 1\n")
@@ -346,7 +339,7 @@ def test_cold_build_once_under_concurrency_then_hits_and_dependency_rebuilds(tmp
     plugin_dir, cache = tmp_path / "plugin", tmp_path / "cache"
     plugin_dir.mkdir()
     (plugin_dir / "helper.nim").write_text("proc factor*(): int = 2\n")
-    plugin = write_nim(plugin_dir, "uses_helper.nim", """\
+    plugin = write_source(plugin_dir, "uses_helper.nim", """\
         import nimpy, helper
         proc compute(entity: string): tuple[results: seq[int], logs: seq[string]] {.exportpy.} =
           result.results = @[entity.len * factor()]

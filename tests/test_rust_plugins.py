@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
+from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
 from provbatch.multiplug.cache import artifact_bytes
@@ -79,12 +79,6 @@ BROKEN_PLUGIN = """\
 """
 
 
-def write_rs(folder: Path, name: str, source: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
 @pytest.fixture(scope="module")
 def gc_module():
     return importer(GC_RS, req_const=["ID", "VERSION", "OUTPUT"], req_func=["compute"])
@@ -98,7 +92,7 @@ def state_module():
 @pytest.fixture(scope="module")
 def meta_module(tmp_path_factory):
     folder = tmp_path_factory.mktemp("meta")
-    return importer(write_rs(folder, "meta.rs", META_PLUGIN), constants_class="Meta")
+    return importer(write_source(folder, "meta.rs", META_PLUGIN), constants_class="Meta")
 
 
 def python_gc(path: Path, digits: int = 4):
@@ -279,7 +273,7 @@ def test_concurrent_loads_build_once(gc_module, tmp_path):
 
 
 def test_compile_error_points_at_the_users_file(gc_module, tmp_path):
-    plugin = write_rs(tmp_path, "broken.rs", BROKEN_PLUGIN)
+    plugin = write_source(tmp_path, "broken.rs", BROKEN_PLUGIN)
     with pytest.raises(PluginLoadError) as caught:
         importer(plugin)
     message = str(caught.value)
@@ -306,7 +300,7 @@ def test_compile_error_in_a_crate_points_at_the_crate_file(state_module, tmp_pat
 
 
 def test_a_users_own_pymodule(gc_module, tmp_path):
-    plugin = write_rs(tmp_path, "own.rs", """\
+    plugin = write_source(tmp_path, "own.rs", """\
         use pyo3::prelude::*;
 
         #[pyfunction]
@@ -327,14 +321,14 @@ def test_a_users_own_pymodule(gc_module, tmp_path):
 
 
 def test_compile_error_exit_code_on_the_command_line(gc_module, tmp_path):
-    plugin = write_rs(tmp_path, "broken.rs", BROKEN_PLUGIN)
+    plugin = write_source(tmp_path, "broken.rs", BROKEN_PLUGIN)
     proc = run_cli(plugin, REPO / "examples" / "genomes.txt")
     assert proc.returncode == 1
     assert f"{plugin}:5:13" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bad_dependency_comment_is_reported_with_its_line(gc_module, tmp_path):
-    plugin = write_rs(tmp_path, "dep.rs", '// the plugin\n// [dependencies] flate2 = 1.0.0\nuse pyo3::prelude::*;\n')
+    plugin = write_source(tmp_path, "dep.rs", '// the plugin\n// [dependencies] flate2 = 1.0.0\nuse pyo3::prelude::*;\n')
     with pytest.raises(PluginLoadError, match=rf"^{plugin}:2: bad '// \[dependencies\]' line"):
         importer(plugin)  # not TOML: refused before any build
     plugin.write_text('// the plugin\n// [dependencies] flate2 = 1.0\nuse pyo3::prelude::*;\n')
@@ -343,7 +337,7 @@ def test_bad_dependency_comment_is_reported_with_its_line(gc_module, tmp_path):
 
 
 def test_unknown_crate_is_reported_at_its_comment(gc_module, tmp_path):
-    plugin = write_rs(tmp_path, "dep.rs", '// [dependencies] provbatch_no_such_crate_xyz = "1"\nuse pyo3::prelude::*;\n')
+    plugin = write_source(tmp_path, "dep.rs", '// [dependencies] provbatch_no_such_crate_xyz = "1"\nuse pyo3::prelude::*;\n')
     with pytest.raises(PluginLoadError, match=rf"no matching package named `provbatch_no_such_crate_xyz`.* at {plugin}:1;"):
         importer(plugin)
 
