@@ -36,12 +36,15 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             debug = kwargs.get("debug", False)
-            previous = signal.getsignal(signal.SIGTERM)
+            previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 
             def on_term(_signum: int, _frame: Any) -> None:
                 raise Terminated()
 
             signal.signal(signal.SIGTERM, on_term)
+            # Also when started in the background by a shell, which leaves SIGINT
+            # ignored: an explicit SIGINT means "stop", as Ctrl-C does.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             _show_build_messages()
             try:
                 return command(*args, **kwargs)
@@ -60,7 +63,8 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
                     raise
                 _fail(prog, f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
             finally:
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, previous[0])
+                signal.signal(signal.SIGINT, previous[1])
 
         return wrapper
 
