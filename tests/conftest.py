@@ -111,6 +111,6 @@ def ray_session():
     """One local Ray instance for the tests of the Python API on the Ray backend."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()

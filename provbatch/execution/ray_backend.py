@@ -45,17 +45,18 @@ class RayWorker:
 
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` (or RAY_ADDRESS), reuse a Ray already initialized by
-    the caller, or start a local instance. True when this call started it."""
+    the caller, or start a private local instance. True when this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **kwargs)
+    if address:  # an existing cluster ("auto": the one `ray start` runs on this machine)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": a private instance, even when a `ray start` cluster runs on this
+        # machine (plain ray.init() would join that one, and refuse num_cpus)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     return True
 
 
