@@ -30,11 +30,12 @@ demo: setup
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
 	$(BIN)/batch-compute plugins/gc_content.py examples/genomes.txt \
 	  --out $(DEMO_OUT)/gc_content.tsv --log $(DEMO_OUT)/gc_content.log.tsv \
-	  --report $(DEMO_OUT)/gc_content.report.yaml --reason new_entities
+	  --report $(DEMO_OUT)/gc_content.report.yaml --run-dir $(DEMO_OUT)/run --reason new_entities
 	@echo
 	@echo "results: $(DEMO_OUT)/gc_content.tsv"; cat $(DEMO_OUT)/gc_content.tsv
 	@echo "logs:    $(DEMO_OUT)/gc_content.log.tsv"
 	@echo "report:  $(DEMO_OUT)/gc_content.report.yaml"
+	@echo "run record (manifest.json, events.jsonl): $(DEMO_OUT)/run"
 
 test: setup
 	$(BIN)/python -m pytest -q
