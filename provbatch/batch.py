@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from . import provenance
 from . import report as reporting
 from .attributes import AttributeDefinitions
 from .entities import EntitySource, EntityStream, SeenIds, iter_column, load_idsproc
@@ -280,6 +281,7 @@ class BatchRun:
         report = self.report
         results_sink, logs_sink = self.sinks
         self.record = record = self._open_record()
+        self.run_config = provenance.start_run_config(self)  # run_config.json: what rerun needs
         progress = None
         if self.progress:
             from .progress import Progress, count_lines
@@ -385,6 +387,7 @@ class BatchRun:
         report.time_end = reporting.now_iso()
         if self.report_path is not None:
             reporting.write_report(report, self.report_path)
+        provenance.finish_run_config(self)
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated")
             manifest_status = "interrupted" if interrupted else ("failed" if status == "aborted" else "finished")

@@ -224,6 +224,11 @@ provbatch.add_command(plugins)
 provbatch.add_command(describe)
 provbatch.add_command(new)
 
+from .cli_provenance import rerun, show  # noqa: E402
+
+provbatch.add_command(show)
+provbatch.add_command(rerun)
+
 
 def batch_compute_main() -> None:
     batch_compute(prog_name="batch-compute")

@@ -1,0 +1,642 @@
+"""``run_config.json``: what a run computed, with what, on what, so that it can be redone.
+
+Every run (command line or Python API) writes ``run_config.json`` into its
+run directory, beside ``manifest.json`` and ``events.jsonl`` (see
+:mod:`.runrecord`), before the first entity is computed; the end time and
+the backend actually used are added when the run ends. It holds:
+
+- the plugin: path, label, language, loader options, the full text of every
+  source file (all the files a Rust crate's build reads; for Nim also the
+  helper modules beside the plugin that the build imported), the sha256 of
+  each and of the built library;
+- the resolved parameters (a value that is not JSON, such as a ``state``
+  object, is recorded by type and flagged as not restorable);
+- the inputs, each with size and sha256 read in one streamed pass: the
+  entities file (or every file a glob matched; stdin and Python iterables
+  cannot be re-checked, and an API list of up to
+  :data:`MAX_STORED_ENTITIES` entities is stored itself), the skip file,
+  the idsproc module (with its source) and the attribute definitions (with
+  the definitions of the OUTPUT attributes);
+- the execution options, the environment (Python, platform, provbatch, Ray
+  when it is already imported, the language's toolchain, installed
+  packages), user, system, reason, uuid (the report's and the manifest's),
+  working directory, command line, times.
+
+:mod:`.rerun` reads it back to redo the run; :func:`summarize_run` renders
+a run directory for ``provbatch show``. Capture costs one read of each
+input file; its failure never stops a run (it is noted in the report's
+remarks and the events).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from .errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .attributes import AttributeDefinitions
+    from .batch import BatchRun
+    from .plugin import LoadedPlugin
+
+RUN_CONFIG = "run_config.json"
+FORMAT = "provbatch-run-config/1"
+#: an iterable of entities given to the Python API is stored if it has at most this many
+MAX_STORED_ENTITIES = 100_000
+_BLOCK = 1 << 20
+
+
+# --------------------------------------------------------------------------- files
+
+
+def size_and_sha256(path: str | Path) -> tuple[int, str]:
+    """Size and sha256 of a file, from one streamed read (size and digest always agree)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def absolute(path: str | Path, cwd: str | Path) -> Path:
+    """``path`` as the run saw it: relative paths are relative to the run's working directory."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(cwd) / path
+
+
+def file_facts(path: str | Path, cwd: str | Path) -> dict[str, Any]:
+    """``{path, abs_path, size, sha256}`` of an input file; ``error`` instead of the digest if unreadable."""
+    full = absolute(path, cwd)
+    facts: dict[str, Any] = {"path": str(path), "abs_path": str(full)}
+    try:
+        facts["size"], facts["sha256"] = size_and_sha256(full)
+    except OSError as exc:
+        facts["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
+    return facts
+
+
+def _source_entry(name: str, data: bytes) -> dict[str, Any]:
+    """A source file as stored: its text when it is UTF-8, else its bytes in base64."""
+    entry: dict[str, Any] = {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    try:
+        entry["text"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["base64"] = base64.b64encode(data).decode("ascii")
+    return entry
+
+
+def source_bytes(entry: dict[str, Any]) -> bytes:
+    """The bytes of a stored source file (see :func:`_source_entry`)."""
+    if "text" in entry:
+        return str(entry["text"]).encode("utf-8")
+    return base64.b64decode(entry["base64"])
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+def _crate_files(root: Path) -> dict[str, bytes]:
+    """The files the Rust build copies from a crate directory (the same walk, so a rerun gets the same build key)."""
+    from .multiplug import rust_build
+
+    return rust_build._crate_files(root)
+
+
+def _nim_helpers(artifact: str | None, folder: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Files the Nim build read besides the plugin (``deps.json`` of the build):
+    those under the plugin's folder (helper modules, a nim.cfg) by relative name,
+    and the paths of the others (system config files), which are only recorded."""
+    helpers: dict[str, bytes] = {}
+    others: list[str] = []
+    if not artifact:
+        return helpers, others
+    try:
+        recorded = json.loads((Path(artifact).parent / "deps.json").read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError):
+        return helpers, others
+    for file in sorted(recorded):
+        path = Path(file)
+        try:
+            relative = path.relative_to(folder)
+        except ValueError:
+            others.append(file)
+            continue
+        try:
+            helpers[relative.as_posix()] = path.read_bytes()
+        except OSError:
+            others.append(file)
+    return helpers, others
+
+
+def _plugin_files(plugin: "LoadedPlugin") -> tuple[dict[str, Any] | None, dict[str, bytes], list[str]]:
+    """Layout (``file`` or ``directory`` and its name), the source files by relative name, other build inputs."""
+    path = plugin.path
+    if path is None:
+        return None, {}, []
+    if path.is_dir():
+        return {"kind": "directory", "name": path.name}, _crate_files(path), []
+    name = path.name
+    if plugin.spec.source.startswith("module:"):
+        module = plugin.spec.source[len("module:"):]
+        name = module.split(".")[-1] + ".py"  # a package's __init__.py too: named after the package
+    files = {name: path.read_bytes()}
+    others: list[str] = []
+    if plugin.lang == "nim":
+        helpers, others = _nim_helpers(plugin.spec.artifact, path.parent)
+        helpers.pop(path.name, None)
+        files.update(helpers)
+    return {"kind": "file", "name": name}, files, others
+
+
+def capture_plugin(plugin: "LoadedPlugin", sha256: str) -> dict[str, Any]:
+    """The plugin with every source file's text; ``sha256`` is the report's plugin_sha256."""
+    spec = plugin.spec
+    layout, files, others = _plugin_files(plugin)
+    dependencies = []
+    for other in others:
+        facts = file_facts(other, "/")
+        facts.pop("abs_path", None)
+        dependencies.append(facts)
+    label = plugin.label
+    return {
+        "label": label,
+        "installed": not Path(label).expanduser().exists(),
+        "path": str(plugin.path) if plugin.path else None,
+        "source": spec.source,
+        "lang": plugin.lang,
+        "id": plugin.id,
+        "version": plugin.version,
+        "options": {str(key): _json_value(value)[0] for key, value in spec.options},
+        "sha256": sha256,
+        "layout": layout,
+        "sources": [_source_entry(name, data) for name, data in sorted(files.items())],
+        "build_dependencies": dependencies,
+        "artifact": {"path": spec.artifact, "sha256": spec.artifact_sha256} if spec.artifact else None,
+    }
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _json_value(value: Any) -> tuple[Any, bool]:
+    """``(value as JSON, True)`` when JSON can hold it exactly enough to pass it again; else ``(None, False)``."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value, True
+    if isinstance(value, (list, tuple)):
+        items = [_json_value(item) for item in value]
+        return [item for item, _ok in items], all(ok for _item, ok in items)
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        entries = {key: _json_value(item) for key, item in value.items()}
+        return {key: item for key, (item, _ok) in entries.items()}, all(ok for _item, ok in entries.values())
+    return None, False
+
+
+def capture_parameters(resolved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """JSON-safe parameters, and the type names of those that are not (rerun cannot restore them)."""
+    parameters: dict[str, Any] = {}
+    unrestorable: dict[str, str] = {}
+    for name, value in resolved.items():
+        plain, ok = _json_value(value)
+        if ok:
+            parameters[name] = plain
+        else:
+            unrestorable[name] = type(value).__name__
+    return parameters, unrestorable
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _glob_matches(pattern: str, cwd: str | Path) -> list[str]:
+    """What :func:`provbatch.entities.iter_glob` yields for ``pattern`` run in ``cwd``."""
+    import glob as globlib
+
+    root = Path(cwd)
+    if Path(pattern).expanduser().is_absolute():
+        return sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file())
+    return sorted(p for p in globlib.glob(pattern, root_dir=root, recursive=True) if (root / p).is_file())
+
+
+def _stored_values(values: Iterable[Any]) -> dict[str, Any]:
+    stored = [str(value) for value in values]
+    digest = hashlib.sha256("\n".join(stored).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"count": len(stored), "values": stored, "values_sha256": digest}
+
+
+def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
+    """Where the entities came from, with what rerun needs to check or replay them."""
+    from .entities import EntitySource
+
+    source = run.entities
+    if run.retry_failed and run.failures_file is not None:
+        return {"kind": "failures_file", "path": str(run.failures_file.path), "recheckable": False,
+                **_stored_values(run.failures_file.entries)}
+    if isinstance(source, EntitySource):
+        if source.pattern:
+            files = [file_facts(p, cwd) for p in _glob_matches(source.pattern, cwd)]
+            for facts in files:
+                facts.pop("abs_path", None)
+            return {"kind": "glob", "pattern": source.pattern, "count": len(files),
+                    "size": sum(f.get("size", 0) for f in files), "files": files}
+        if source.path == "-":
+            return {"kind": "stdin", "column": source.column, "recheckable": False}
+        return {"kind": "file", "column": source.column, **file_facts(str(source.path), cwd)}
+    stored: dict[str, Any] = {"count": None, "values": None}
+    if hasattr(source, "__len__") and not isinstance(source, Iterator):
+        try:
+            if len(source) <= MAX_STORED_ENTITIES:  # type: ignore[arg-type]
+                stored = _stored_values(source)
+        except TypeError:
+            pass
+    return {"kind": "iterable", "recheckable": False, **stored}
+
+
+def capture_idsproc(spec: str | None, cwd: str) -> dict[str, Any] | None:
+    """The idsproc module (a ``.py`` file or an importable module) with its source text."""
+    if not spec:
+        return None
+    path = absolute(spec, cwd)
+    module = None
+    if not (spec.endswith(".py") or path.exists()):
+        module = spec
+        try:
+            found = importlib.util.find_spec(spec)
+        except (ImportError, ValueError) as exc:
+            return {"spec": spec, "module": module, "error": f"{type(exc).__name__}: {exc}"}
+        if found is None or not found.origin or not Path(found.origin).is_file():
+            return {"spec": spec, "module": module, "error": "module source file not found"}
+        path = Path(found.origin)
+    facts = {"spec": spec, "module": module, **file_facts(path, cwd)}
+    try:
+        facts["source"] = _source_entry(path.name if module is None else module.replace(".", "_") + ".py", path.read_bytes())
+    except OSError:
+        pass
+    return facts
+
+
+def capture_attributes(definitions: "AttributeDefinitions | None", output: list[str], cwd: str) -> dict[str, Any] | None:
+    """The definitions file used, and the definitions of the OUTPUT attributes themselves."""
+    if definitions is None:
+        return None
+    facts = file_facts(definitions.path, cwd)
+    facts["definitions"] = {name: definitions.attributes.get(name) for name in output}
+    return facts
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def ray_version() -> str | None:
+    """Ray's version if this process has imported it (never imports Ray to find out)."""
+    ray = sys.modules.get("ray")
+    return getattr(ray, "__version__", None) if ray is not None else None
+
+
+@functools.lru_cache(maxsize=1)
+def installed_packages() -> tuple[str, ...]:
+    """``name==version`` of every installed distribution (read once per process: ~70 ms cold)."""
+    from importlib.metadata import distributions
+
+    found = set()
+    for dist in distributions():
+        name = dist.metadata.get("Name") if dist.metadata else None
+        if name:
+            found.add(f"{name}=={dist.version}")
+    return tuple(sorted(found, key=str.lower))
+
+
+def toolchain_versions(lang: str) -> dict[str, str]:
+    """The language's toolchain versions (the loader's ``versions()``); nothing for Python."""
+    if lang == "python":
+        return {}
+    from . import multiplug
+
+    try:
+        return dict(multiplug.loader_for(lang).versions())
+    except Exception as exc:  # noqa: BLE001 - a missing tool must not stop the run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def capture_environment(lang: str) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "provbatch": __version__,
+        "ray": ray_version(),
+        "toolchain": toolchain_versions(lang),
+        "packages": list(installed_packages()),
+    }
+
+
+# --------------------------------------------------------------------------- the whole record
+
+
+def capture_run_config(run: "BatchRun") -> dict[str, Any]:
+    """Everything needed to redo ``run`` (prepared, its report filled): see the module docstring."""
+    report = run.report
+    cwd = os.getcwd()
+    parameters, unrestorable = capture_parameters(dict(run.resolved))
+    failures = run.failures_file.path if run.failures_file is not None else None
+    out = Path(run.out) if run.out else None
+    resumed = out.stat().st_size if out is not None and out.is_file() else 0
+    return {
+        "format": FORMAT,
+        "uuid": report.uuid,
+        "rerun_of": getattr(run, "rerun_of", None),
+        "time_start": report.time_start,
+        "time_end": None,
+        "user": report.user_id,
+        "system": report.system_id,
+        "reason": report.reason,
+        "command": list(run.command) if run.command else None,
+        "cwd": cwd,
+        "run_dir": report.run_dir,
+        "plugin": capture_plugin(run.loaded, report.plugin_sha256),
+        "parameters": parameters,
+        "unrestorable_parameters": unrestorable,
+        "entities": capture_entities(run, cwd),
+        "idsproc": capture_idsproc(run.idsproc, cwd),
+        "skip": file_facts(str(run.skip), cwd) if run.skip is not None else None,
+        "attributes": capture_attributes(run.definitions, run.loaded.output, cwd),
+        "execution": {
+            "backend": run.backend, "workers": run.workers, "address": run.address,
+            "retries": run.retries, "timeout": run.timeout, "fail_fast": run.fail_fast,
+            "max_failures": run.max_failures, "retry_failed": run.retry_failed,
+            "backend_used": None, "workers_used": None,
+        },
+        "outputs": {
+            "results": str(run.out) if run.out else None,
+            "logs": str(run.log) if run.log else None,
+            "report": str(run.report_path) if run.report_path else None,
+            "failures": str(failures) if failures else None,
+            "resumed_bytes": resumed,
+        },
+        "environment": capture_environment(run.loaded.lang),
+    }
+
+
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
+    """Write ``run_config.json`` atomically (a reader never sees half a file)."""
+    path = Path(run_dir) / RUN_CONFIG
+    temporary = path.with_name(f"{RUN_CONFIG}.tmp{os.getpid()}")
+    temporary.write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def _warn(run: "BatchRun", what: str, exc: Exception) -> None:
+    message = f"{RUN_CONFIG} {what}: {type(exc).__name__}: {exc}"
+    run.report.remarks.append(message)
+    print(f"provbatch: warning: {message}", file=sys.stderr)
+    if run.record is not None:
+        run.record.event("run_config_failed", message=message)
+
+
+def start_run_config(run: "BatchRun") -> dict[str, Any] | None:
+    """The start hook of :class:`BatchRun`: capture and write ``run_config.json``.
+
+    Never raises for an ordinary error: a provenance gap is noted (report
+    remarks, an event, stderr) rather than losing the computation.
+    """
+    assert run.record is not None
+    try:
+        config = capture_run_config(run)
+        write_run_config(run.record.run_dir, config)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        _warn(run, "not written", exc)
+        return None
+    return config
+
+
+def finish_run_config(run: "BatchRun") -> None:
+    """The end hook of :class:`BatchRun`: add the end time, the backend used and Ray's version if it ran."""
+    config = getattr(run, "run_config", None)
+    if config is None or run.record is None:
+        return
+    report = run.report
+    try:
+        config["time_end"] = report.time_end
+        config["execution"].update(backend_used=report.backend, workers_used=report.workers)
+        if config["environment"].get("ray") is None:
+            config["environment"]["ray"] = ray_version()
+        write_run_config(run.record.run_dir, config)
+    except Exception as exc:  # noqa: BLE001 - the run's results are already written
+        _warn(run, "not completed", exc)
+
+
+# --------------------------------------------------------------------------- reading a run directory
+
+
+def find_run_dir(run: str | Path) -> Path:
+    """A run directory given by path, or by its uuid (or the uuid's first 8+ characters) under the runs root."""
+    path = Path(run).expanduser()
+    if path.is_dir():
+        return path
+    text = str(run)
+    if len(text) >= 8 and all(c in "0123456789abcdef-" for c in text.lower()):
+        from .runrecord import runs_root
+
+        root = runs_root()
+        candidates = sorted(root.glob(f"*-{text[:8].lower()}")) if root.is_dir() else []
+        matches = [c for c in candidates if _manifest_uuid(c).startswith(text.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"{run}: {len(matches)} runs in {root} have a uuid starting so; give more of it")
+    raise UsageError(f"{run}: no such run directory (give its path, or the uuid of a run under $PROVBATCH_RUNS)")
+
+
+def _manifest_uuid(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("uuid", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: not found ({what})") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read {what}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: {what} is not a JSON object")
+    return data
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``run_config.json`` (a UsageError naming the file if it is missing or unreadable)."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.exists():
+        raise UsageError(f"{path}: not found: this run directory has no run_config.json (runs record it since provbatch 0.1)")
+    config = _read_json(path, "the run configuration")
+    if config.get("format") != FORMAT:
+        raise UsageError(f"{path}: unknown format {config.get('format')!r} (this provbatch reads {FORMAT})")
+    return config
+
+
+def load_manifest(run_dir: str | Path) -> dict[str, Any]:
+    return _read_json(Path(run_dir) / "manifest.json", "the run manifest")
+
+
+# --------------------------------------------------------------------------- provbatch show
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def _facts(facts: dict[str, Any]) -> str:
+    """``path (size, sha256 ...)`` of a recorded file."""
+    if "error" in facts:
+        return f"{facts.get('path')} (unreadable at the run: {facts['error']})"
+    return f"{facts.get('path')} ({_size(facts.get('size'))}, sha256 {facts.get('sha256')})"
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    try:
+        seconds = (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return f" ({seconds:.1f} s)"
+
+
+def _entities_lines(entities: dict[str, Any] | None) -> list[str]:
+    if not entities:
+        return ["entities     (not recorded)"]
+    kind = entities.get("kind")
+    if kind == "file":
+        return [f"entities     file {_facts(entities)}, column {entities.get('column', 1)}"]
+    if kind == "glob":
+        lines = [f"entities     glob {entities['pattern']}: {entities['count']} files, {_size(entities.get('size'))}"]
+        lines += [f"               {_facts(f)}" for f in entities.get("files", [])[:20]]
+        if entities["count"] > 20:
+            lines.append(f"               ... and {entities['count'] - 20} more (run_config.json lists them all)")
+        return lines
+    if kind == "stdin":
+        return ["entities     stdin (not recorded: cannot be re-checked)"]
+    if kind == "failures_file":
+        return [f"entities     the {entities['count']} failures of {entities['path']} (stored in run_config.json)"]
+    if entities.get("values") is not None:
+        return [f"entities     a Python iterable of {entities['count']} entities (stored in run_config.json)"]
+    return ["entities     a Python iterable (not stored: cannot be re-checked or replayed)"]
+
+
+def _plugin_lines(plugin: dict[str, Any]) -> list[str]:
+    lines = [f"plugin       {plugin.get('id')} {plugin.get('version')} ({plugin.get('lang')})"]
+    where = plugin.get("path") or plugin.get("source")
+    if plugin.get("installed"):
+        where = f"{where} (installed plugin '{plugin.get('label')}')"
+    lines.append(f"  path       {where}")
+    lines.append(f"  sha256     {plugin.get('sha256')}")
+    sources = plugin.get("sources", [])
+    lines.append(f"  sources    {len(sources)} file(s) captured: " + ", ".join(
+        f"{s['name']} ({_size(s['size'])})" for s in sources[:8]) + (" ..." if len(sources) > 8 else ""))
+    if plugin.get("options"):
+        lines.append("  options    " + ", ".join(f"{k}={v}" for k, v in plugin["options"].items()))
+    artifact = plugin.get("artifact")
+    if artifact and artifact.get("path") != plugin.get("path"):
+        lines.append(f"  library    {artifact['path']}")
+        lines.append(f"  lib sha256 {artifact.get('sha256')}")
+    return lines
+
+
+def _input_lines(config: dict[str, Any]) -> list[str]:
+    lines = _entities_lines(config.get("entities"))
+    if config.get("skip"):
+        lines.append(f"skip         {_facts(config['skip'])}")
+    idsproc = config.get("idsproc")
+    if idsproc:
+        lines.append(f"idsproc      {_facts(idsproc) if 'sha256' in idsproc or 'error' in idsproc else idsproc.get('spec')}")
+    attributes = config.get("attributes")
+    if attributes:
+        lines.append(f"attributes   {_facts(attributes)}")
+    return lines
+
+
+def _environment_lines(environment: dict[str, Any]) -> list[str]:
+    items = [f"Python {environment.get('python')}", f"provbatch {environment.get('provbatch')}"]
+    if environment.get("ray"):
+        items.append(f"ray {environment['ray']}")
+    items += [value if str(value).lower().startswith(name.lower()) else f"{name} {value}"
+              for name, value in (environment.get("toolchain") or {}).items()]
+    return [f"environment  {', '.join(items)}", f"  platform   {environment.get('platform')}",
+            f"  packages   {len(environment.get('packages') or [])} installed (listed in run_config.json)"]
+
+
+def summarize_run(run_dir: str | Path) -> str:
+    """The provenance of a run, readable: what ``provbatch show`` prints."""
+    run_dir = find_run_dir(run_dir)
+    manifest = load_manifest(run_dir)
+    try:
+        config: dict[str, Any] | None = load_run_config(run_dir)
+    except UsageError:
+        config = None
+    counts = manifest.get("counts") or {}
+    status = manifest.get("status", "?") + (f", {manifest['comp_status']}" if manifest.get("comp_status") else "")
+    lines = [f"run          {manifest.get('uuid')}", f"status       {status}"]
+    if manifest.get("failure"):
+        lines.append(f"failure      {manifest['failure']}")
+    lines.append(f"directory    {run_dir}")
+    if config and config.get("rerun_of"):
+        lines.append(f"rerun of     {config['rerun_of']}")
+    command = manifest.get("command")
+    lines.append(f"command      {shlex.join(command) if command else '(Python API)'}")
+    if config:
+        lines.append(f"working dir  {config.get('cwd')}")
+    lines.append(f"started      {manifest.get('started')}")
+    lines.append(f"ended        {manifest.get('ended') or '-'}{_duration(manifest.get('started'), manifest.get('ended'))}")
+    if config:
+        reason = config.get("reason") or "-"
+        lines.append(f"who          {config.get('user')} on {config.get('system')}, reason {reason}")
+        lines += _plugin_lines(config["plugin"])
+        params = config.get("parameters") or {}
+        unrestorable = config.get("unrestorable_parameters") or {}
+        shown = [f"{k}={json.dumps(v)}" for k, v in params.items()] + [f"{k}=<{t}> (not restorable)" for k, t in unrestorable.items()]
+        lines.append(f"parameters   {', '.join(shown) or '(none)'}")
+        lines += _input_lines(config)
+    else:
+        plugin = manifest.get("plugin") or {}
+        lines.append(f"plugin       {plugin.get('id')} {plugin.get('version')} ({plugin.get('lang')}) {plugin.get('path')}")
+        lines.append(f"  sha256     {plugin.get('sha256')}")
+        lines.append(f"parameters   {', '.join(f'{k}={v}' for k, v in (manifest.get('parameters') or {}).items()) or '(none)'}")
+        lines.append(f"entities     {manifest.get('entities')}")
+        lines.append("(no run_config.json: no captured sources or input hashes)")
+    outputs = manifest.get("outputs") or {}
+    lines.append("outputs      " + (", ".join(f"{k} {v}" for k, v in outputs.items() if v) or "(none: results went to stdout or the caller)"))
+    lines.append("counts       " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+    backend = manifest.get("backend") or "-"
+    if config:
+        execution = config.get("execution") or {}
+        timeout = execution.get("timeout")
+        lines.append(f"backend      {backend} (requested {execution.get('backend')}), workers {manifest.get('workers', '-')}, "
+                     f"retries {execution.get('retries')}, timeout {f'{timeout} s' if timeout else 'none'}")
+        lines += _environment_lines(config.get("environment") or {})
+    else:
+        lines.append(f"backend      {backend}, workers {manifest.get('workers', '-')}")
+    return "\n".join(lines)
