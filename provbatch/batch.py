@@ -101,6 +101,8 @@ class BatchRun:
     write_std_streams: bool = False
     #: the command line, for the run record
     command: list[str] | None = None
+    #: the uuid of the run this one redoes (``provbatch rerun``), for run_config.json
+    rerun_of: str | None = None
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 

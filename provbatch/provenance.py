@@ -360,7 +360,7 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
     return {
         "format": FORMAT,
         "uuid": report.uuid,
-        "rerun_of": getattr(run, "rerun_of", None),
+        "rerun_of": run.rerun_of,
         "time_start": report.time_start,
         "time_end": None,
         "user": report.user_id,

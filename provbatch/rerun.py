@@ -401,8 +401,8 @@ def prepare_rerun(
         progress=progress,
         write_std_streams=write_std_streams,
         command=command if command is not None else list(sys.argv),
+        rerun_of=config["uuid"],
     )
-    batch.rerun_of = config["uuid"]  # recorded in the new run's run_config.json
     batch.prepare()
     check.notes += _artifact_notes(config, batch)
     return Rerun(source_run, config, batch, out_path, resuming, check)
