@@ -156,7 +156,13 @@ class BatchRun:
         return failures
 
     def _check_entities_file(self, source: EntitySource) -> None:
-        if source.path in (None, "-") or source.pattern:
+        if source.pattern:
+            import glob
+
+            if not any(Path(p).is_file() for p in glob.iglob(source.pattern, recursive=True)):
+                raise UsageError(f"--glob {source.pattern}: no file matches (relative to {Path.cwd()})")
+            return
+        if source.path in (None, "-"):
             return
         path = Path(source.path)
         if not path.exists():

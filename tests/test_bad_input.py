@@ -149,3 +149,11 @@ def test_usage_errors_exit_2(setup):
     assert_one_line_error(proc, 2, "missing ENTITIES")
     proc = run_cli(setup["plugin"], setup["ids"], "--glob", "*.fna", "--attributes", setup["attrs"])
     assert_one_line_error(proc, 2, "either ENTITIES or --glob")
+
+
+def test_glob_matching_nothing(setup):
+    """A typo in --glob is an error, not a silent batch of nothing; the results file is kept."""
+    proc = run_cli(setup["plugin"], "--glob", str(setup["tmp"] / "no_such_dir" / "*.fna"), "--attributes", setup["attrs"],
+                   "--out", setup["out"])
+    assert_one_line_error(proc, 2, "--glob", "no_such_dir/*.fna", "no file matches")
+    assert setup["out"].read_text() == PREVIOUS_RESULTS
