@@ -7,80 +7,13 @@ usage errors and 1 for plugin errors; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import functools
-import signal
 import sys
 from typing import Any, Callable
 
 import click
 
-from .errors import PluginValidationError, ProvBatchError, UsageError
-
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: stop like on Ctrl-C (cancel, finalize, report), then exit 143."""
-
-
-def _fail(prog: str, message: str, code: int) -> None:
-    click.echo(f"{prog}: error: {message}", err=True)
-    sys.exit(code)
-
-
-def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Turn errors into one-line messages and exit codes, unless ``debug`` is set."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            debug = kwargs.get("debug", False)
-            previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-
-            def on_term(_signum: int, _frame: Any) -> None:
-                raise Terminated()
-
-            signal.signal(signal.SIGTERM, on_term)
-            # Also when started in the background by a shell, which leaves SIGINT
-            # ignored: an explicit SIGINT means "stop", as Ctrl-C does.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            _show_build_messages()
-            try:
-                return command(*args, **kwargs)
-            except Terminated:
-                click.echo(f"{prog}: terminated", err=True)
-                sys.exit(EXIT_TERMINATED)
-            except KeyboardInterrupt:
-                click.echo(f"{prog}: interrupted", err=True)
-                sys.exit(EXIT_INTERRUPTED)
-            except ProvBatchError as exc:
-                if debug:
-                    raise
-                _fail(prog, str(exc), exc.exit_code)
-            except Exception as exc:  # a plugin's initialize/finalize/merge, or a bug of ours
-                if debug:
-                    raise
-                _fail(prog, f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
-            finally:
-                signal.signal(signal.SIGTERM, previous[0])
-                signal.signal(signal.SIGINT, previous[1])
-
-        return wrapper
-
-    return decorate
-
-
-def _show_build_messages() -> None:
-    """Builds of compiled plugins can take a minute: say on stderr that one is under way, and why."""
-    import logging
-
-    logger = logging.getLogger("provbatch.build")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("provbatch: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+from .cli_errors import fail as _fail, friendly_errors
+from .errors import PluginValidationError, UsageError
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,32 +7,13 @@ stays fast) and prints the result; errors are one line (``friendly_errors``).
 
 from __future__ import annotations
 
-import functools
 import shlex
-from typing import Any, Callable
 
 import click
 
+from .cli_errors import friendly_errors
+
 _LANGS = ["py", "rust", "nim", "bash"]
-
-
-def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """:func:`provbatch.cli.friendly_errors`, looked up when the command runs.
-
-    provbatch.cli imports this module to register the commands; importing it
-    back at import time would break ``python -m provbatch.cli`` (a circular import).
-    """
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .cli import friendly_errors as cli_friendly_errors
-
-            return cli_friendly_errors(prog)(command)(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 @click.command()

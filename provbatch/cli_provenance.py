@@ -8,26 +8,11 @@ rerun (``friendly_errors``).
 
 from __future__ import annotations
 
-import functools
 import sys
-from typing import Any, Callable
 
 import click
 
-
-def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """:func:`provbatch.cli.friendly_errors`, looked up when the command runs (provbatch.cli imports this module)."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .cli import friendly_errors as cli_friendly_errors
-
-            return cli_friendly_errors(prog)(command)(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
+from .cli_errors import friendly_errors
 
 
 @click.command()
