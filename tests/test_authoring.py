@@ -273,7 +273,8 @@ def test_plugins_lists_installed_plugins(installed_site):
 
 
 def test_installed_without_the_repository(tmp_path):
-    """A non-editable install: no bundled plugins, and `new` still finds its templates."""
+    """A non-editable install: no bundled plugins, `new` still finds its templates, and a Nim
+    plugin builds with the bridge shipped as package data (the repository's nim_plugins/ is not there)."""
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -290,13 +291,20 @@ def test_installed_without_the_repository(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     out = {}
-    for args in (["plugins"], ["new", "shipped", "--lang", "bash"], ["check", "shipped.sh"]):
+    assert sorted(p.relative_to(site).as_posix() for p in (site / "provbatch" / "multiplug" / "nim_bridge").rglob("*.nim")) == [
+        "provbatch/multiplug/nim_bridge/multiplug_nim/exportpy_consts.nim",
+        "provbatch/multiplug/nim_bridge/nimpy.nim",
+        "provbatch/multiplug/nim_bridge/provbatch_bridge/runtime.nim",
+    ]
+    for args in (["plugins"], ["new", "shipped", "--lang", "bash"], ["check", "shipped.sh"],
+                 ["new", "shipped_nim", "--lang", "nim"], ["check", "shipped_nim.nim"]):
         done = subprocess.run([sys.executable, "-m", "provbatch.cli", *args], cwd=work, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        out[args[0]] = done.stdout
+        out[args[0]] = out.get(args[0], "") + done.stdout
     assert "bundled plugins: none (provbatch is installed without its repository)" in out["plugins"]
     assert str(site / "provbatch") in subprocess.run(
         [sys.executable, "-c", "import provbatch; print(provbatch.__file__)"], cwd=work, env=env, capture_output=True, text=True
     ).stdout
     assert "OK: shipped 0.1.0 (bash)" in out["check"]
+    assert "OK: shipped_nim 0.1.0 (nim)" in out["check"]

@@ -318,3 +318,14 @@ def test_rerun_of_a_directory_without_run_config_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "empty/run_config.json: not found" in line
+
+
+def test_nim_plugin_beside_the_bridge_captures_only_its_own_source(tmp_path):
+    """nim_plugins/ also holds our bridge: it is provbatch's, not the plugin's, so it is not captured."""
+    (tmp_path / "ids.txt").write_text(f"{REPO / 'examples/genomes/tiny.fna'}\n")
+    proc = run_cli(REPO / "nim_plugins" / "gc_content.nim", "ids.txt", "--attributes", REPO / "attribute_definitions.yaml",
+                   "--out", "gc.tsv", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plugin = load_config(tmp_path / "run")["plugin"]
+    assert [entry["name"] for entry in plugin["sources"]] == ["gc_content.nim"]
+    assert all(not dep["path"].startswith(str(REPO)) for dep in plugin["build_dependencies"])

@@ -64,7 +64,7 @@ def bridge_dir() -> Path:
     candidates = [Path(env)] if env else [here / "nim_bridge", here.parents[1] / "nim_plugins" / "bridge"]
     for path in candidates:
         if (path / "nimpy.nim").is_file():
-            return path
+            return path.resolve()  # nim reports the files it reads by resolved path (nim_bridge is a link)
     raise PluginLoadError(
         f"{candidates[-1]}: provbatch's Nim bridge (nimpy.nim) not found; set PROVBATCH_NIM_BRIDGE to its directory"
     )
