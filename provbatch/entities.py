@@ -14,7 +14,7 @@ import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import UsageError
 
@@ -101,28 +101,66 @@ def load_idsproc(spec: str) -> Callable[[str], str]:
     return func
 
 
+#: up to this many ids, SeenIds is an exact ``set`` of the strings; beyond, 128-bit fingerprints
+EXACT_LIMIT = 1_000_000
+
+
 class SeenIds:
     """The set of ids seen so far (duplicates, resume, skip list).
 
-    Kept behind this small interface so that its memory layout can change
-    without touching the callers.
+    Exact (the strings themselves) for the first :data:`EXACT_LIMIT` ids,
+    which is fast and small enough; beyond that the ids move to a
+    :class:`~provbatch.fingerprints.FingerprintSet` (16 bytes per id instead of
+    ~100, collision odds ~1e-25 for ten million ids), so that ten million ids
+    fit in a few hundred megabytes.
     """
 
-    def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._ids: set[str] = set(ids)
+    def __init__(self, ids: Iterable[str] = (), exact_limit: int = EXACT_LIMIT) -> None:
+        # A dict of str -> None, not a set: a dict holding only strings is not tracked by the
+        # garbage collector, a set always is, and the collector's full passes (one every few
+        # chunks) would walk all its entries: 4 µs per entity at a million ids.
+        self._exact: dict[str, None] | None = {}
+        self._compact: Any = None
+        self._limit = exact_limit
+        for entity_id in ids:
+            self.add(entity_id)
 
     def add(self, entity_id: str) -> bool:
         """Add the id; False if it was already there."""
-        if entity_id in self._ids:
+        exact = self._exact
+        if exact is None:
+            return self._compact.add(entity_id)
+        if entity_id in exact:
             return False
-        self._ids.add(entity_id)
+        exact[entity_id] = None
+        if len(exact) > self._limit:
+            self._make_compact()
         return True
 
+    def _make_compact(self) -> None:
+        from .fingerprints import FingerprintSet
+
+        assert self._exact is not None
+        self._compact = FingerprintSet(self._exact, initial_capacity=2 * len(self._exact) >> 6)
+        self._exact = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the ids are still kept as strings (no collision possible)."""
+        return self._exact is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for the compact form (0 while exact)."""
+        return self._compact.nbytes if self._compact is not None else 0
+
     def __contains__(self, entity_id: str) -> bool:
-        return entity_id in self._ids
+        if self._exact is not None:
+            return entity_id in self._exact
+        return entity_id in self._compact
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._exact) if self._exact is not None else len(self._compact)
 
 
 @dataclass
@@ -131,7 +169,7 @@ class EntityCounts:
 
     skipped: int = 0  # in --skip or already in --out
     duplicates: int = 0
-    read: int = 0
+    read: int = 0  # set when the stream ends
 
 
 @dataclass
@@ -146,7 +184,7 @@ class EntityStream:
 
     def raw(self) -> Iterator[str]:
         if not isinstance(self.source, EntitySource):
-            return (text for text in map(str, self.source) if text.strip())
+            return filter(str.strip, map(str, self.source))  # blank entities are dropped; in C, no Python frame per entity
         if self.source.pattern:
             return iter_glob(self.source.pattern)
         if self.source.path is None:
@@ -154,17 +192,39 @@ class EntityStream:
         return iter_column(self.source.path, self.source.column)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
+        for entity_id, entity, _attempt in self.items():
+            yield entity_id, entity
+
+    def items(self) -> Iterator[tuple[str, str, int]]:
+        """``(entity_id, entity, 1)``: the scheduler's items (first attempt), straight from the input.
+
+        Once per entity, so written for speed: the seen set is used inline
+        while it is an exact ``set``; ``counts.read`` is set when the stream ends.
+        """
         seen = SeenIds()
         counts = self.counts
         idsproc = self.idsproc
-        skip = self.skip
-        for entity in self.raw():
-            counts.read += 1
-            entity_id = idsproc(entity) if idsproc else entity
-            if entity_id in skip:
-                counts.skipped += 1
-            elif not seen.add(entity_id):
-                counts.duplicates += 1
-            else:
-                yield entity_id, entity
-
+        skip = self.skip if len(self.skip) else None  # filled before the stream starts
+        exact = seen._exact
+        read = 0
+        try:
+            for entity in self.raw():
+                read += 1
+                entity_id = idsproc(entity) if idsproc else entity
+                if skip is not None and entity_id in skip:
+                    counts.skipped += 1
+                elif exact is not None:
+                    if entity_id in exact:
+                        counts.duplicates += 1
+                        continue
+                    exact[entity_id] = None
+                    if len(exact) > seen._limit:
+                        seen._make_compact()
+                        exact = None
+                    yield entity_id, entity, 1
+                elif not seen.add(entity_id):
+                    counts.duplicates += 1
+                else:
+                    yield entity_id, entity, 1
+        finally:
+            counts.read += read
