@@ -35,6 +35,7 @@ from .runrecord import RunRecord, default_run_dir
 NOT_RETRIED = frozenset({"ResultValueError"})
 #: a lost chunk's entities are re-run one per chunk, so a crash is pinned on its cause
 LOST = frozenset({"WorkerLost", "Timeout"})
+TAB = "\t"
 
 
 @dataclass(frozen=True)
@@ -305,18 +306,21 @@ class BatchRun:
                 ExecutionOptions(self.backend, self.workers, self.address, self.timeout), report, record.event,
             )
             record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
-            items = ((entity_id, entity, 1) for entity_id, entity in self.stream)
+            items = self.stream.items()
+            # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
+            earlier_failures = failures_file.entries if failures_file is not None else {}
             for scheduler, completed in lifecycle.scheduled(items):
                 lines: list[str] = []
                 log_lines: list[str] = []
                 done: list[tuple[str, list[str], list[str]]] = []
                 size = len(completed.chunk)
+                add_line, add_done = lines.append, done.append
                 for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
                     if error is None:
-                        lines.append(entity_id + "\t" + "\t".join(fields) + "\n")
-                        done.append((entity_id, fields, logs))
-                        if failures_file is not None and item[1] in failures_file:
-                            failures_file.succeeded(item[1])
+                        add_line(f"{entity_id}\t{TAB.join(fields)}\n")
+                        add_done((entity_id, fields, logs))
+                        if earlier_failures and item[1] in earlier_failures:
+                            failures_file.succeeded(item[1])  # type: ignore[union-attr]
                     else:
                         failed = self._handle_failure(scheduler, size, item, error)
                         if failed is not None:
@@ -324,8 +328,8 @@ class BatchRun:
                             log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
                             if self.max_failures is not None and len(self.failures) >= self.max_failures:
                                 break  # stop here: the rest of the chunk is not written (a resume computes it)
-                    for message in logs:
-                        log_lines.append(f"{entity_id}\t{message}\n")
+                    if logs:
+                        log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
                 if logs_sink is not None:  # logs first: a kill between the two leaves logs that resume drops
                     if progress is not None and log_lines and logs_sink.path is None:
                         progress.clear()

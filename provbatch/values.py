@@ -154,8 +154,8 @@ def _nullable(fmt: Formatter) -> Formatter:
     return nullable
 
 
-def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None = None) -> Callable[[Any], list[str]]:
-    """A function turning compute's results into TSV fields, checking count and types."""
+def _checked_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None) -> Callable[[Any], list[str]]:
+    """Any values: every datatype's checks, errors naming the attribute."""
     formatters = [_nullable(formatter_for(dt)) for dt in datatypes]
     n_outputs = len(formatters)
     labels = list(names) if names else [f"value {i + 1}" for i in range(n_outputs)]
@@ -177,3 +177,53 @@ def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | N
         return fields
 
     return format_row
+
+
+_CLEAN_STR = 'type({v}) is str and "\\t" not in {v} and "\\n" not in {v} and "\\r" not in {v}'
+
+
+def _fast_case(datatype: str | None, v: str) -> tuple[str, str] | None:
+    """(condition, field expression) for the common, obviously valid value of a datatype, or None."""
+    datatype = (datatype or "").strip()
+    if datatype == "Integer":
+        return f"type({v}) is int", f"str({v})"
+    if datatype == "Float":
+        return f"type({v}) is float or type({v}) is int", f"str({v})"
+    if datatype == "Boolean":
+        return f"type({v}) is bool", f'("true" if {v} else "false")'
+    if datatype in ("Text", ""):
+        return _CLEAN_STR.format(v=v), v
+    string_n = _STRING_N.match(datatype)
+    if string_n:
+        return f"{_CLEAN_STR.format(v=v)} and len({v}) <= {int(string_n.group(1))}", v
+    return None
+
+
+def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None = None) -> Callable[[Any], list[str]]:
+    """A function turning compute's results into TSV fields, checking count and types.
+
+    This is on the hot path (once per entity), so it is compiled per OUTPUT:
+    the common case (a list of plain ints, floats, bools, clean strings) takes
+    one generated function with no loop and no per-value call; anything else
+    goes through the checked formatter, which gives the same fields for
+    valid values and names the attribute in its errors.
+    """
+    checked = _checked_row_formatter(datatypes, names)
+    cases = [_fast_case(datatype, f"v{i}") for i, datatype in enumerate(datatypes)]
+    if not cases or any(case is None for case in cases):
+        return checked
+    n_outputs = len(cases)
+    unpack = ", ".join(f"v{i}" for i in range(n_outputs)) + ("," if n_outputs == 1 else "")
+    condition = " and ".join(f"({test})" for test, _field in cases)  # type: ignore[misc]
+    fields = ", ".join(field for _test, field in cases)  # type: ignore[misc]
+    source = (
+        "def format_row(values):\n"
+        f"    if (type(values) is list or type(values) is tuple) and len(values) == {n_outputs}:\n"
+        f"        {unpack} = values\n"
+        f"        if {condition}:\n"
+        f"            return [{fields}]\n"
+        "    return checked(values)\n"
+    )
+    namespace: dict[str, Any] = {"checked": checked}
+    exec(compile(source, f"<provbatch row formatter {list(datatypes)}>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["format_row"]

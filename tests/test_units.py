@@ -105,3 +105,29 @@ def test_chunk_sizer_grows_for_cheap_and_stays_small_for_costly():
     costly = ChunkSizer(target_seconds=0.1)
     costly.observe(1, 0.5)
     assert costly.size == 1
+
+
+@pytest.mark.parametrize("datatypes", [
+    ["Integer"], ["Float", "Boolean"], ["String[3]", "Text", None], ["Integer", "Float", "Boolean", "String[2]", None],
+])
+def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
+    import itertools
+
+    from provbatch.values import _checked_row_formatter
+
+    names = [f"a{i}" for i in range(len(datatypes))]
+    fast, checked = make_row_formatter(datatypes, names), _checked_row_formatter(datatypes, names)
+    samples = [0, -7, 2**70, 1.5, float("nan"), True, False, None, "", "ab", "abcd", "a\tb", "x\ny", "c\r", "12", "true", [1], object()]
+    for values in itertools.islice(itertools.product(samples, repeat=len(datatypes)), 3000):
+        for given in (list(values), tuple(values)):
+            try:
+                expected = checked(given)
+            except ResultValueError as exc:
+                with pytest.raises(ResultValueError, match=None) as info:
+                    fast(given)
+                assert str(info.value) == str(exc)
+            else:
+                assert fast(given) == expected
+    for wrong in ([], [0] * (len(datatypes) + 1), "ab", None, 5):
+        with pytest.raises(ResultValueError):
+            fast(wrong)
