@@ -40,8 +40,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# make bench: every performance target (docs/performance.md); make bench BENCH_ARGS=--quick for a smoke run
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,73 @@
+"""All the performance targets of issue 8, one benchmark script each, then a table.
+
+Runs benchmarks/bench_prenacs.py (1), bench_cpu.py (2), bench_ray.py (3), bench_10m.py (4),
+bench_overhead.py (5) and bench_state.py (6) one after the other, shows their output, and
+prints every target with its measured value, goal and PASS/FAIL. ``--quick`` passes --quick
+to each (smaller sizes: a smoke run, not the figures of docs/performance.md).
+
+Usage: python benchmarks/run_all.py [--quick] [--only 1,3,...]   (or: make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = {
+    "1": "bench_prenacs.py",
+    "2": "bench_cpu.py",
+    "3": "bench_ray.py",
+    "4": "bench_10m.py",
+    "5": "bench_overhead.py",
+    "6": "bench_state.py",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", help="comma-separated target numbers (default: all)")
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(SCRIPTS)
+    load = os.getloadavg()
+    print(f"provbatch benchmarks{' (quick)' if args.quick else ''}: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
+    rows: list[dict] = []
+    for number in chosen:
+        script = HERE / SCRIPTS[number]
+        print(f"\n=== {script.name} ===", flush=True)
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, str(script), *(["--quick"] if args.quick else [])],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        found = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("RESULT "):
+                found.append(json.loads(line[len("RESULT "):]))
+            elif "WARNING" not in line or "Token authentication" not in line:  # Ray's start-up banner
+                print(line, end="", flush=True)
+        process.wait()
+        if process.returncode != 0 or not found:
+            found.append({"target": f"{number} ({script.name})", "measured": f"script failed (exit {process.returncode})",
+                          "goal": "-", "pass": False})
+        print(f"({time.perf_counter() - started:.0f} s)")
+        rows.extend(found)
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    widths = [max(len(str(row[key])) for row in rows + [{"target": "target", "measured": "measured", "goal": "goal"}])
+              for key in ("target", "measured", "goal")]
+    print(f"{'target':{widths[0]}}  {'measured':{widths[1]}}  {'goal':{widths[2]}}  result")
+    for row in rows:
+        print(f"{row['target']:{widths[0]}}  {row['measured']:{widths[1]}}  {row['goal']:{widths[2]}}  "
+              f"{'PASS' if row['pass'] else 'FAIL'}")
+    return 0 if all(row["pass"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
