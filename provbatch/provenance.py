@@ -307,15 +307,35 @@ def ray_version() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def installed_packages() -> tuple[str, ...]:
-    """``name==version`` of every installed distribution (read once per process: ~70 ms cold)."""
-    from importlib.metadata import distributions
+    """``name==version`` of every distribution installed on ``sys.path`` (first one wins, as for imports).
 
-    found = set()
-    for dist in distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
-        if name:
-            found.add(f"{name}=={dist.version}")
-    return tuple(sorted(found, key=str.lower))
+    Read from the ``name-version.dist-info`` directory names (under a
+    millisecond, against ~0.1 s for importlib.metadata reading every
+    METADATA file: a cost every run would pay); only ``.egg-info`` entries,
+    whose names may lack the version, are read through importlib.metadata.
+    """
+    found: dict[str, str] = {}
+    legacy: list[str] = []
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                names = [item.name for item in listing]
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info") and "-" in name:
+                project, _, version = name[: -len(".dist-info")].partition("-")
+                found.setdefault(project.replace("_", "-").lower(), version)
+            elif name.endswith(".egg-info"):
+                legacy.append(os.path.join(entry or ".", name))
+    if legacy:
+        from importlib.metadata import PathDistribution
+
+        for path in legacy:
+            metadata = PathDistribution(Path(path)).metadata
+            if metadata and metadata.get("Name"):
+                found.setdefault(metadata["Name"].replace("_", "-").lower(), metadata.get("Version") or "?")
+    return tuple(f"{name}=={version}" for name, version in sorted(found.items()))
 
 
 def toolchain_versions(lang: str) -> dict[str, str]:

@@ -73,7 +73,7 @@ def test_run_config_records_plugin_inputs_parameters_and_environment(scale_run):
     assert config["execution"]["backend"] == "auto" and config["execution"]["backend_used"] == "auto (serial)"
     environment = config["environment"]
     assert environment["provbatch"] and environment["python"].count(".") == 2
-    assert any(p.startswith("PyYAML==") for p in environment["packages"])
+    assert any(p.startswith("pyyaml==") for p in environment["packages"])
     assert config["time_start"] and config["time_end"] and config["time_start"] <= config["time_end"]
 
 
@@ -329,3 +329,16 @@ def test_nim_plugin_beside_the_bridge_captures_only_its_own_source(tmp_path):
     plugin = load_config(tmp_path / "run")["plugin"]
     assert [entry["name"] for entry in plugin["sources"]] == ["gc_content.nim"]
     assert all(not dep["path"].startswith(str(REPO)) for dep in plugin["build_dependencies"])
+
+
+def test_installed_packages_agree_with_importlib_metadata():
+    """The fast read of dist-info names gives what importlib.metadata gives (first on sys.path wins)."""
+    from importlib.metadata import distributions
+
+    from provbatch.provenance import installed_packages
+
+    expected: dict[str, str] = {}
+    for dist in distributions():
+        expected.setdefault(dist.metadata["Name"].replace("_", "-").lower(), dist.version)
+    assert installed_packages() == tuple(f"{name}=={version}" for name, version in sorted(expected.items()))
+    assert any(p.startswith("provbatch==") for p in installed_packages())
