@@ -104,6 +104,8 @@ class BatchRun:
     command: list[str] | None = None
     #: the uuid of the run this one redoes (``provbatch rerun``), for run_config.json
     rerun_of: str | None = None
+    #: options for the plugin's loader, e.g. ``{"constants_class": "Meta"}`` (Rust), ``{"const_prefix": "c_"}`` (Nim)
+    plugin_options: Mapping[str, Any] | None = None
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
@@ -131,7 +133,9 @@ class BatchRun:
         """Everything that can fail on bad input, before any compute or output."""
         if self._prepared:
             return
-        self.loaded = self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin)
+        self.loaded = (
+            self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.plugin_options or {}))
+        )
         definitions = (
             self.attributes if isinstance(self.attributes, AttributeDefinitions) else resolve_attributes(self.attributes, self.loaded)
         )
@@ -416,7 +420,7 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     (file, column, glob). Options are those of :class:`BatchRun` (params,
     backend, workers, address, attributes, idsproc, skip, out, log,
     report_path, user, system, reason, retries, timeout, fail_fast,
-    max_failures, failures_path, retry_failed, run_dir). Nothing is computed
+    max_failures, failures_path, retry_failed, run_dir, plugin_options). Nothing is computed
     until iterated; bad input raises here.
     """
     if isinstance(entities, (str, Path)):

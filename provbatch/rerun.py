@@ -402,6 +402,7 @@ def prepare_rerun(
         write_std_streams=write_std_streams,
         command=command if command is not None else list(sys.argv),
         rerun_of=config["uuid"],
+        plugin_options=dict(config["plugin"].get("options") or {}),
     )
     batch.prepare()
     check.notes += _artifact_notes(config, batch)

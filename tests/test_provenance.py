@@ -342,3 +342,23 @@ def test_installed_packages_agree_with_importlib_metadata():
         expected.setdefault(dist.metadata["Name"].replace("_", "-").lower(), dist.version)
     assert installed_packages() == tuple(f"{name}=={version}" for name, version in sorted(expected.items()))
     assert any(p.startswith("provbatch==") for p in installed_packages())
+
+
+def test_loader_options_through_the_api_are_captured_and_used_by_rerun(tmp_path, attributes_file):
+    """A Rust plugin whose constants live in a class named Meta: plugin_options reaches the loader,
+    run_config records it, and the rerun loads the captured source with it."""
+    from test_rust_plugins import META_PLUGIN
+
+    from provbatch import run_batch
+    from provbatch.rerun import rerun
+
+    plugin = write_source(tmp_path, "meta.rs", META_PLUGIN)
+    result = run_batch(plugin, ["ab", "c"], params={"times": 2}, backend="serial", attributes=attributes_file,
+                       plugin_options={"constants_class": "Meta"}, out=tmp_path / "meta.tsv", run_dir=tmp_path / "run")
+    assert result.report.comp_status == "completed"
+    assert read_tsv(tmp_path / "meta.tsv") == {"ab": ["4", "AB"], "c": ["2", "C"]}
+    assert load_config(tmp_path / "run")["plugin"]["options"] == {"constants_class": "Meta"}
+    plugin.unlink()
+    again = rerun(tmp_path / "run", out=tmp_path / "again.tsv", record_dir=tmp_path / "run2")
+    assert again.same_as_original() is True
+    assert read_tsv(tmp_path / "again.tsv") == {"ab": ["4", "AB"], "c": ["2", "C"]}
