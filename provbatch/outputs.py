@@ -9,7 +9,6 @@ torn last line, which :func:`repair_torn_tail` removes before appending again.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any, Iterable
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def provbatch(*args, cwd) -> "subprocess.CompletedProcess":  # noqa: F821
+def provbatch(*args, cwd) -> subprocess.CompletedProcess:
     return run_cli(*args, cwd=cwd, prog="provbatch")
 
 
