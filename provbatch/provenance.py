@@ -31,7 +31,6 @@ remarks and the events).
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import importlib.util
 import json
@@ -305,7 +304,6 @@ def ray_version() -> str | None:
     return getattr(ray, "__version__", None) if ray is not None else None
 
 
-@functools.lru_cache(maxsize=1)
 def installed_packages() -> tuple[str, ...]:
     """``name==version`` of every distribution installed on ``sys.path`` (first one wins, as for imports).
 
@@ -313,6 +311,8 @@ def installed_packages() -> tuple[str, ...]:
     millisecond, against ~0.1 s for importlib.metadata reading every
     METADATA file: a cost every run would pay); only ``.egg-info`` entries,
     whose names may lack the version, are read through importlib.metadata.
+    Not cached: ``sys.path`` changes within a process (importing Ray adds its
+    vendored packages), and each run records what it ran with.
     """
     found: dict[str, str] = {}
     legacy: list[str] = []
