@@ -35,7 +35,8 @@ demo: setup
 	@echo "results: $(DEMO_OUT)/gc_content.tsv"; cat $(DEMO_OUT)/gc_content.tsv
 	@echo "logs:    $(DEMO_OUT)/gc_content.log.tsv"
 	@echo "report:  $(DEMO_OUT)/gc_content.report.yaml"
-	@echo "run record (manifest.json, events.jsonl): $(DEMO_OUT)/run"
+	@echo "run record (manifest.json, events.jsonl, run_config.json): $(DEMO_OUT)/run"
+	@echo "its provenance: $(BIN)/provbatch show $(DEMO_OUT)/run; redo it: $(BIN)/provbatch rerun $(DEMO_OUT)/run"
 
 test: setup
 	$(BIN)/python -m pytest -q
