@@ -211,6 +211,51 @@ def test_resume_after_sigkill_at_several_points(backend, tmp_path, ids_file):
     assert len(reports) == 1 and reports[0]["n_skipped"] >= 420  # the killed runs wrote no report
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie waiting for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("sleep_sec", ["0.002", "600"])
+def test_pool_workers_do_not_outlive_a_killed_driver(sleep_sec, tmp_path, ids_file):
+    """kill -9 of the driver: its workers (in process groups of their own) exit too, whether they
+    wait for work (their pipe closes) or are stuck in a long compute (the parent-death signal)."""
+    out = tmp_path / "out.tsv"
+    args = [str(BIN / "batch-compute"), str(FAULTS), str(ids_file([f"id{i}" for i in range(5000)])), "--backend", "pool",
+            "--workers", "2", "--param", f"sleep_sec={sleep_sec}", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the pool never started"
+        if sleep_sec != "600":
+            _wait_for_lines(out, 100)
+        else:
+            time.sleep(1)  # both workers are inside compute, sleeping
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if not _gone(pid)]
+    for pid in survivors:  # do not leave them behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == []
+
+
 def test_sigint_stops_finalizes_and_reports(tmp_path, write_plugin, attributes_file, ids_file):
     journal = tmp_path / "journal"
     plugin = write_plugin(f"""

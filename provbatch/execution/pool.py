@@ -12,6 +12,7 @@ replaced by a new worker.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -29,10 +30,40 @@ def _start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_the_driver(driver_pid: int, inherited: list[Connection]) -> None:
+    """Make sure a worker never outlives its driver, even a driver killed with SIGKILL.
+
+    The worker sits in a process group of its own (so that a group kill of the
+    driver does not reach it), so nothing else would end it:
+
+    - a forked worker inherits the driver's end of its own pipe and of the pipes
+      of the workers forked before it; closing those lets ``recv`` see EOF when
+      the driver is gone (otherwise the workers keep each other's pipes open);
+    - on Linux, SIGTERM when the driver dies ends a worker stuck in a long
+      compute too (its SIGTERM handler runs the plugin's clean-up). The signal
+      follows the driver *thread* that forked the worker: a pool used after that
+      thread ended loses its workers, which are then replaced like lost ones.
+    """
+    for connection in inherited:  # closed through the object, so nothing closes the fd number twice
+        connection.close()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the pipe's EOF still ends an idle worker
+            pass
+    if os.getppid() != driver_pid:  # the driver died before the signal was armed
+        os._exit(0)
+
+
+def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool,
+                 driver_pid: int, inherited: list[Connection]) -> None:
     """A worker's loop: compute chunks until told to finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
     os.setpgrp()  # its own process group: terminate() kills the plugin's children with it
+    _die_with_the_driver(driver_pid, inherited)
     try:
         runner = ChunkRunner(config, module=module)
         # a spawned worker gets the state pickled, and unpickles it only now that
@@ -66,14 +97,19 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
 
 
 class _Worker:
-    def __init__(self, context: Any, config: RunnerConfig, state: Any, module: Any) -> None:
+    def __init__(self, context: Any, config: RunnerConfig, state: Any, module: Any, siblings: list[Connection]) -> None:
         self.conn, child = context.Pipe()
         # Only forked children may receive the module object itself; spawned
         # ones load the plugin from its spec.
         fork = context.get_start_method() == "fork"
         payload = state if fork else pickle.dumps(state, protocol=5)
+        # the driver's pipe ends a forked child inherits: its own, and its siblings'
+        # (fork passes these objects as they are; a spawned child inherits no pipe)
+        inherited = [c for c in [self.conn, *siblings] if not c.closed] if fork else []
         self.process = context.Process(
-            target=_worker_main, args=(child, config, payload, module if fork else None, not fork), daemon=True
+            target=_worker_main,
+            args=(child, config, payload, module if fork else None, not fork, os.getpid(), inherited),
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -94,10 +130,12 @@ class LocalPool(Pool):
         self._state = state
         self._module = module
         self._context = multiprocessing.get_context(_start_method())
-        self.workers = [self._spawn() for _ in range(n_workers)]
+        self.workers: list[_Worker] = []
+        for _ in range(n_workers):
+            self.workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._context, self.config, self._state, self._module)
+        return _Worker(self._context, self.config, self._state, self._module, [w.conn for w in self.workers])
 
     def capacity(self) -> int:
         return sum(self.depth - len(w.chunks) for w in self.workers)
