@@ -1,30 +1,45 @@
 # provbatch: `make demo` runs a real batch on the bundled examples; `make test` runs the test suite.
-# Both set up .venv (and Nim, from Debian, for Nim plugins) when missing.
+# Both set up .venv when missing; `make test` also installs the Debian packages its real components need.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.provbatch-installed
+TEST_STAMP := $(VENV)/.provbatch-test-installed
 DEMO_OUT := demo-output
 
-.PHONY: demo test setup system-deps bench clean
+.PHONY: demo test setup test-setup system-deps bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
 
-# Reinstall only when the package metadata changes.
+# Reinstall only when the package metadata changes. The demo needs the package alone; the tests its extras.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/pip install -q -e . >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
-system-deps:
-	@command -v nim >/dev/null 2>&1 || { \
-	  echo "installing nim (Debian package) for Nim plugins"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nim >/dev/null; }
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
-setup: system-deps $(STAMP)
+# Debian packages the real components of the test suite need: nim (Nim plugins), PostgreSQL and
+# MariaDB servers (the results store), a one-node Slurm cluster with munge, chromium (the HTML
+# report in a real browser), GNU parallel (the Bash benchmark's peer), libmariadb-dev and pkg-config
+# (mysqlclient, for prenacs side by side). Installed only when missing; as root, or with sudo.
+SYSTEM_PACKAGES := nim postgresql mariadb-server slurmctld slurmd slurm-client munge chromium parallel libmariadb-dev pkg-config
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+setup: $(STAMP)
+
+test-setup: system-deps $(TEST_STAMP)
 
 demo: setup
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
@@ -38,11 +53,11 @@ demo: setup
 	@echo "run record (manifest.json, events.jsonl, run_config.json): $(DEMO_OUT)/run"
 	@echo "its provenance: $(BIN)/provbatch show $(DEMO_OUT)/run; redo it: $(BIN)/provbatch rerun $(DEMO_OUT)/run"
 
-test: setup
+test: test-setup
 	$(BIN)/python -m pytest -q
 
 # make bench: every performance target (docs/performance.md); make bench BENCH_ARGS=--quick for a smoke run
-bench: setup
+bench: test-setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
