@@ -16,8 +16,10 @@ import ctypes
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import sys
+import threading
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -58,6 +60,39 @@ def _die_with_the_driver(driver_pid: int, inherited: list[Connection]) -> None:
         os._exit(0)
 
 
+class _Inbox:
+    """The worker's end of the pipe, drained all the time by a thread of its own.
+
+    This is what makes the driver/worker protocol deadlock-free by
+    construction: a worker is either computing or sending results, and while it
+    does, this thread keeps reading what the driver sends (at most
+    :attr:`Pool.depth` chunks plus a finish message are ever in flight), so the
+    driver can never block on a send to a worker that is itself blocked sending.
+    Both sides blocked writing at once (the hang of issue 13 on cheap entities,
+    whose results fill the pipe) cannot happen.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._conn = conn
+        threading.Thread(target=self._drain, name="provbatch-inbox", daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                self._queue.put(None)
+                return
+            self._queue.put(message)
+            if message[0] == "finish":
+                return
+
+    def get(self) -> Any:
+        """The next message; None when the driver is gone."""
+        return self._queue.get()
+
+
 def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool,
                  driver_pid: int, inherited: list[Connection]) -> None:
     """A worker's loop: compute chunks until told to finish."""
@@ -77,11 +112,11 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
     # terminate() sends SIGTERM: unwind through the finally below so the
     # plugin's children (a Bash plugin's shell) are killed with the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    inbox = _Inbox(conn)
     try:
         while True:
-            try:
-                message = conn.recv()
-            except EOFError:  # the driver went away
+            message = inbox.get()
+            if message is None:  # the driver went away
                 return
             if message[0] == "chunk":
                 outcomes, seconds = runner.run_chunk(message[2])
