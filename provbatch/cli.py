@@ -162,6 +162,11 @@ from .cli_provenance import rerun, show  # noqa: E402
 provbatch.add_command(show)
 provbatch.add_command(rerun)
 
+from .cli_runs import report, runs  # noqa: E402
+
+provbatch.add_command(runs)
+provbatch.add_command(report)
+
 
 def batch_compute_main() -> None:
     batch_compute(prog_name="batch-compute")

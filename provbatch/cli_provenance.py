@@ -16,19 +16,20 @@ from .cli_errors import friendly_errors
 
 
 @click.command()
-@click.argument("run_dir")
+@click.argument("run_dir", required=False)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @friendly_errors("provbatch show")
-def show(run_dir: str, debug: bool) -> None:
+def show(run_dir: str | None, debug: bool) -> None:
     """Print the provenance of a run: uuid, status, plugin, parameters, inputs
     with their sizes and sha256, outputs, counts, times, environment, command line.
 
     RUN_DIR is a run directory, or the uuid (its first 8 characters suffice)
-    of a run under $PROVBATCH_RUNS.
+    of a run under $PROVBATCH_RUNS; without it, the latest run there.
     """
     from .provenance import summarize_run
+    from .rundirs import latest_run
 
-    click.echo(summarize_run(run_dir))
+    click.echo(summarize_run(run_dir if run_dir else latest_run()))
 
 
 @click.command()

@@ -286,6 +286,12 @@ def capture_idsproc(spec: str | None, cwd: str) -> dict[str, Any] | None:
     return facts
 
 
+def capture_output(definitions: "AttributeDefinitions | None", output: list[str]) -> dict[str, Any]:
+    """The OUTPUT names and their datatypes: what the columns of the results file are, to read them back typed."""
+    attributes = definitions.attributes if definitions is not None else {}
+    return {"output": list(output), "datatypes": [(attributes.get(name) or {}).get("datatype") for name in output]}
+
+
 def capture_attributes(definitions: "AttributeDefinitions | None", output: list[str], cwd: str) -> dict[str, Any] | None:
     """The definitions file used, and the definitions of the OUTPUT attributes themselves."""
     if definitions is None:
@@ -389,7 +395,7 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
         "command": list(run.command) if run.command else None,
         "cwd": cwd,
         "run_dir": report.run_dir,
-        "plugin": capture_plugin(run.loaded, report.plugin_sha256),
+        "plugin": {**capture_plugin(run.loaded, report.plugin_sha256), **capture_output(run.definitions, run.loaded.output)},
         "parameters": parameters,
         "unrestorable_parameters": unrestorable,
         "entities": capture_entities(run, cwd),

@@ -7,7 +7,7 @@ failed run, the failure text. A run killed with SIGKILL leaves ``running``.
 
 The events file is append-only, one JSON object per line, flushed at once:
 ``launch_started`` (with the backend), ``backend_fallback``,
-``worker_lost``, ``entity_retried``, ``entity_failed``, ``run_finished``,
+``worker_lost``, ``progress`` (the counts, every second or so), ``entity_retried``, ``entity_failed``, ``run_finished``,
 ``run_failed``, ``run_interrupted``.
 
 Default location: ``$PROVBATCH_RUNS`` or the user's state directory
@@ -31,6 +31,8 @@ EVENTS = "events.jsonl"
 STATUSES = ("running", "finished", "failed", "interrupted")
 #: how often the manifest's counts are refreshed while the run goes on
 MANIFEST_REFRESH_SECONDS = 5.0
+#: how often a ``progress`` event (the counts so far) is added while the run goes on: the report's throughput plot
+PROGRESS_EVENT_SECONDS = 1.0
 
 
 def runs_root() -> Path:
@@ -64,6 +66,7 @@ class RunRecord:
             raise UsageError(f"{self.run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
         self.manifest: dict[str, Any] = {"status": "running", **manifest, "started": _now(), "ended": None, "failure": None}
         self._last_write = 0.0
+        self._last_progress = time.monotonic()
         self._write_manifest()
 
     def _write_manifest(self) -> None:
@@ -80,6 +83,10 @@ class RunRecord:
     def update(self, force: bool = False, **fields: Any) -> None:
         """Merge fields into the manifest; written now if forced, else at most every few seconds."""
         self.manifest.update(fields)
+        counts = fields.get("counts")
+        if counts is not None and time.monotonic() - self._last_progress >= PROGRESS_EVENT_SECONDS:
+            self._last_progress = time.monotonic()
+            self.event("progress", **counts)
         if force or time.monotonic() - self._last_write >= MANIFEST_REFRESH_SECONDS:
             self._write_manifest()
 

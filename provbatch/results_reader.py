@@ -1,0 +1,227 @@
+"""Reading a results TSV back: typed values, named columns, from the run record that wrote it.
+
+A results file is ``entity<TAB>value...`` in OUTPUT order, optionally with a
+header line (``--header``: ``entity<TAB>name...``). What the columns are
+called and what type each holds is not in the file itself (so that prenacs
+tools keep reading it); it is in the run record: ``run_config.json`` lists
+the OUTPUT names and their datatypes. :func:`find_schema` finds that record
+from the results path: the report beside it (``OUT.report.yaml`` names the
+run directory), else the newest run under the runs root whose results
+were this file.
+
+Fields are parsed by the attribute datatypes (:func:`parser_for`): an
+empty field is ``None``; ``Integer`` -> int, ``Float`` -> float,
+``Boolean`` -> bool, ``String[N]``/``Text`` -> str, an array ``T[N]`` -> a
+list of T, a composite ``A;B`` -> a tuple.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import UsageError
+
+Parser = Callable[[str], Any]
+ENTITY_COLUMN = "entity"
+
+
+def _integer(text: str) -> int:
+    return int(text)
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{text!r} is not a Boolean")
+
+
+def parser_for(datatype: str | None) -> Parser:
+    """TSV text -> the Python value of ``datatype``; the text itself when there is no datatype."""
+    return _parser(_parse_datatype(datatype))
+
+
+def _parse_datatype(datatype: str | None) -> Any:
+    """A datatype as a small tree (until the one grammar of issue 12 lands; then that one)."""
+    import re
+
+    text = (datatype or "").strip()
+    if ";" in text:
+        return ("composite", [_parse_datatype(part) for part in text.split(";")])
+    array = re.match(r"^(.+)\[([1-9][0-9]*)\]$", text)
+    if array and not text.startswith("String[") or (array and text.count("[") > 1):
+        return ("array", _parse_datatype(array.group(1)))  # type: ignore[union-attr]
+    return ("scalar", text.split("[")[0] or None)
+
+
+def _parser(node: Any) -> Parser:
+    kind = node[0]
+    if kind == "composite":
+        parts = [_parser(part) for part in node[1]]
+
+        def composite(text: str) -> tuple[Any, ...]:
+            items = text.split(";")
+            if len(items) != len(parts):
+                raise ValueError(f"{text!r} has {len(items)} ';'-separated components, expected {len(parts)}")
+            return tuple(parse(item) for parse, item in zip(parts, items))
+
+        return composite
+    if kind == "array":
+        element = _parser(node[1])
+
+        def array(text: str) -> list[Any]:
+            return [element(item) for item in text.split(",")] if text else []
+
+        return array
+    name = node[1]
+    if name == "Integer":
+        return _integer
+    if name == "Float":
+        return float
+    if name == "Boolean":
+        return _boolean
+    return str
+
+
+def _nullable(parse: Parser) -> Parser:
+    def nullable(text: str) -> Any:
+        return None if text == "" else parse(text)
+
+    return nullable
+
+
+def row_parser(datatypes: Sequence[str | None]) -> Callable[[Sequence[str]], list[Any]]:
+    """TSV fields of one row -> typed values (an empty field is None)."""
+    parsers = [_nullable(parser_for(datatype)) for datatype in datatypes]
+
+    def parse_row(fields: Sequence[str]) -> list[Any]:
+        return [parse(field) for parse, field in zip(parsers, fields)]
+
+    return parse_row
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What the columns of a results file are: the OUTPUT names and datatypes, and where that was read."""
+
+    names: tuple[str, ...]
+    datatypes: tuple[str | None, ...]
+    source: str
+
+    @property
+    def columns(self) -> list[str]:
+        return [ENTITY_COLUMN, *self.names]
+
+
+def schema_of_config(config: dict[str, Any], source: str) -> Schema | None:
+    """The schema recorded in a run_config.json (None for records older than this field)."""
+    plugin = config.get("plugin") or {}
+    names = plugin.get("output")
+    if not names:
+        return None
+    datatypes = plugin.get("datatypes") or [None] * len(names)
+    return Schema(tuple(names), tuple(datatypes), source)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _config_of_run_dir(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def results_path_of(config: dict[str, Any]) -> Path | None:
+    """The results file a run wrote (absolute, from the run's working directory); None for stdout."""
+    results = (config.get("outputs") or {}).get("results")
+    if not results:
+        return None
+    path = Path(results).expanduser()
+    return path if path.is_absolute() else Path(config.get("cwd") or ".") / path
+
+
+def find_run_config(path: Path) -> tuple[dict[str, Any], Path] | None:
+    """The run_config.json of the (latest) run that wrote the results file ``path``, and its directory."""
+    report = path.with_name(path.name + ".report.yaml")
+    if report.is_file():
+        import yaml
+
+        try:
+            documents = [doc for doc in yaml.safe_load_all(report.read_text(encoding="utf-8")) if isinstance(doc, dict)]
+        except yaml.YAMLError:
+            documents = []
+        for document in reversed(documents):
+            run_dir = document.get("run_dir")
+            config = _config_of_run_dir(Path(run_dir)) if run_dir else None
+            if config is not None:
+                return config, Path(run_dir)
+    from .rundirs import iter_runs
+
+    for run in reversed(list(iter_runs())):
+        config = _config_of_run_dir(run.directory)
+        results = results_path_of(config) if config else None
+        if config is not None and results is not None and _same_file(results, path):
+            return config, run.directory
+    return None
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The column names of a ``--header`` line (``entity<TAB>...``), or None when the file has none."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    fields = first.rstrip("\n").split("\t")
+    return fields if first.endswith("\n") and fields[0] == ENTITY_COLUMN and len(fields) > 1 else None
+
+
+def find_schema(path: str | Path, run_dir: str | Path | None = None) -> Schema:
+    """Names and datatypes of a results file; a UsageError saying what is missing when none is found."""
+    path = Path(path)
+    if run_dir is not None:
+        config = _config_of_run_dir(Path(run_dir))
+        found = (config, Path(run_dir)) if config is not None else None
+        if found is None:
+            raise UsageError(f"{run_dir}: no readable run_config.json")
+    else:
+        found = find_run_config(path)
+    if found is not None:
+        schema = schema_of_config(found[0], str(found[1] / "run_config.json"))
+        if schema is not None:
+            return schema
+    header = read_header(path)
+    if header is not None:
+        return Schema(tuple(header[1:]), (None,) * (len(header) - 1), f"the header line of {path}")
+    raise UsageError(f"{path}: no run record found for this results file (no {path.name}.report.yaml naming one, no run "
+                     f"under $PROVBATCH_RUNS wrote it) and no header line; pass run_dir=")
+
+
+def iter_typed_rows(path: str | Path, schema: Schema) -> Iterator[tuple[str, list[Any]]]:
+    """``(entity, typed values)`` of every complete line; a header line and a torn last line are left out."""
+    parse = row_parser(schema.datatypes)
+    n_fields = len(schema.names)
+    with open(path, encoding="utf-8", newline="\n") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                break  # a torn last line (a killed run): that entity is not done
+            fields = line[:-1].split("\t")
+            if number == 1 and fields[0] == ENTITY_COLUMN and fields[1:] == list(schema.names):
+                continue
+            if len(fields) != n_fields + 1:
+                raise UsageError(f"{path}: line {number} has {len(fields) - 1} values, the run record declares {n_fields} "
+                                 f"({', '.join(schema.names)})")
+            try:
+                yield fields[0], parse(fields[1:])
+            except ValueError as exc:
+                raise UsageError(f"{path}: line {number}: {exc}") from None
