@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/dbservers.py
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Compiled plugins are built once per test session (one shared build cache);
@@ -114,3 +116,34 @@ def ray_session():
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+# --------------------------------------------------------------------------- results store
+# Real PostgreSQL and MariaDB servers, started once per session when a store test asks for
+# them (tests/dbservers.py), stopped at the end; each test gets a fresh database.
+
+STORE_BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+@pytest.fixture(scope="session")
+def db_servers():
+    import dbservers
+
+    started: dict = {}
+
+    def get(kind: str):
+        if kind not in started:
+            started[kind] = dbservers.start_postgresql() if kind == "postgresql" else dbservers.start_mariadb()
+        return started[kind]
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request, tmp_path: Path, db_servers) -> str:
+    """A URL of a new, empty database: a SQLite file, or a database on the session's PostgreSQL/MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return db_servers(request.param).create_database()

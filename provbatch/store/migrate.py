@@ -1,0 +1,68 @@
+"""The store's schema revision: create or upgrade it (``provbatch store init``), check it on open.
+
+Migrations are Alembic revisions shipped inside the package
+(``provbatch/store/migrations``); they run on a connection we open, so no
+``alembic.ini`` is involved and a wheel carries everything needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .schema import SCHEMA_REVISION, VERSION_TABLE
+from .url import display_url
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def current_revision(connection: Any) -> str | None:
+    """The revision the database is at; None for a database without a store."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+def upgrade(engine: Any) -> tuple[str | None, str]:
+    """Create the store, or migrate it to the newest revision; returns (before, after)."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        before = current_revision(connection)
+        command.upgrade(_config(connection), "head")
+        after = current_revision(connection)
+    return before, after or ""
+
+
+def check(engine: Any, url: str, create: bool) -> None:
+    """Refuse a store at another revision than this provbatch's; create an empty one when ``create``."""
+    with engine.connect() as connection:
+        revision = current_revision(connection)
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
+        if create:
+            upgrade(engine)
+            return
+        raise UsageError(f"--store {display_url(url)}: no provbatch store there yet: run 'provbatch store init' first")
+    if revision < SCHEMA_REVISION:  # revisions are zero-padded numbers: text order is their order
+        raise UsageError(f"--store {display_url(url)}: the store has schema revision {revision}, this provbatch needs "
+                         f"{SCHEMA_REVISION}: run 'provbatch store init' to migrate it")
+    raise UsageError(f"--store {display_url(url)}: the store has schema revision {revision}, newer than this "
+                     f"provbatch's ({SCHEMA_REVISION}): upgrade provbatch")

@@ -1,0 +1,137 @@
+"""The tables of the results store (SQLAlchemy Core), revision 1.
+
+Long and narrow, so that thousands of attributes need no schema change: one
+row per value in ``provbatch_values``, keyed by (attribute, entity,
+computation), with the value in one of three typed columns (``v_int`` for
+Integer and Boolean, ``v_float`` for Float, ``v_text`` for strings; arrays
+and composites as JSON text in ``v_text``). Values are never updated or
+deleted by a computation: a recomputation adds rows, and
+``provbatch_current`` points each (attribute, entity) at the computation
+whose value is current. See docs/store.md for the reasons.
+
+Every change of these tables is an Alembic revision in ``migrations/versions``;
+tests compare the migrated database with this module, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: the Alembic revision these tables correspond to (the newest migration)
+SCHEMA_REVISION = "0001"
+#: Alembic's bookkeeping table, prefixed like ours so that a store can share a database
+VERSION_TABLE = "provbatch_alembic_version"
+
+# MariaDB/MySQL: utf8mb4 with a binary collation, so that 'A' and 'a' (or 'a ')
+# are different entities and attributes, as they are on SQLite and PostgreSQL
+_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+# SQLite: the big tables are clustered on their primary key (one b-tree, not two)
+_CLUSTERED = {**_MYSQL, "sqlite_with_rowid": False}
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+Name = sa.String(255)
+
+metadata = sa.MetaData()
+
+attributes = sa.Table(
+    "provbatch_attributes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", Name, nullable=False, unique=True),
+    sa.Column("datatype", sa.String(1024), nullable=False),
+    sa.Column("definition", sa.Text),
+    sa.Column("unit", Name),
+    sa.Column("ontology_xref", Name),
+    sa.Column("related_ontology_terms", sa.Text),
+    sa.Column("remark", sa.Text),
+    sa.Column("computation_group", Name, index=True),
+    **_MYSQL,
+)
+
+plugins = sa.Table(
+    "provbatch_plugins", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plugin_id", Name, nullable=False),
+    sa.Column("version", Name, nullable=False),
+    sa.Column("lang", sa.String(32)),
+    sa.Column("sha256", sa.String(64)),
+    #: JSON: INPUT, OUTPUT, METHOD, IMPLEMENTATION, PARAMETERS, REQ_SOFTWARE, REQ_HARDWARE, ADVICE
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("plugin_id", "version", name="uq_provbatch_plugins_id_version"),
+    **_MYSQL,
+)
+
+computations = sa.Table(
+    "provbatch_computations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("plugin", sa.Integer, sa.ForeignKey("provbatch_plugins.id", name="fk_provbatch_computations_plugin"),
+              nullable=False, index=True),
+    #: the source hash of the plugin as this computation ran it (None: not known, e.g. a prenacs report)
+    sa.Column("plugin_sha256", sa.String(64)),
+    sa.Column("plugin_path", sa.Text),
+    #: JSON of the parameters, keys sorted
+    sa.Column("parameters", sa.Text, nullable=False),
+    #: sha256 of plugin id, version, source hash and parameters: "the same computation" for resume and stale
+    sa.Column("signature", sa.String(64), nullable=False, index=True),
+    #: JSON list of the OUTPUT attributes, in column order
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("user_id", Name),
+    sa.Column("system_id", Name),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("time_start", sa.String(40)),
+    sa.Column("time_end", sa.String(40)),
+    #: running (batch-compute --store writing now, or killed) | completed | partial | aborted
+    sa.Column("comp_status", sa.String(16), nullable=False),
+    sa.Column("n_units", sa.Integer),
+    sa.Column("run_dir", sa.Text),
+    #: JSON list: the command line that ran it
+    sa.Column("command", sa.Text),
+    sa.Column("remarks", sa.Text),
+    #: batch-compute (written while computing) | provbatch-report | prenacs-report (provbatch load)
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("loaded_at", sa.String(40), nullable=False),
+    **_MYSQL,
+)
+
+entities = sa.Table(
+    "provbatch_entities", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    #: blake2b-128 of the name, hex: a fixed-size unique key whatever the length of the name
+    sa.Column("name_key", sa.String(32), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+values = sa.Table(
+    "provbatch_values", metadata,
+    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("v_int", sa.BigInteger),
+    sa.Column("v_float", sa.Double),
+    sa.Column("v_text", sa.Text),
+    sa.Index("ix_provbatch_values_computation", "computation"),
+    **_CLUSTERED,
+)
+
+current = sa.Table(
+    "provbatch_current", metadata,
+    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("computation", sa.Integer, nullable=False),
+    sa.Index("ix_provbatch_current_computation", "computation"),
+    **_CLUSTERED,
+)
+
+#: the input file of an entity, as a computation read it (files mode)
+inputs = sa.Table(
+    "provbatch_inputs", metadata,
+    sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("mtime", sa.Double),
+    **_CLUSTERED,
+)

@@ -1,0 +1,570 @@
+"""The results store: attribute definitions, plugin and computation records, values with their history.
+
+:class:`Store` is the whole library face; the commands in
+:mod:`provbatch.cli_store` and the ``batch-compute --store`` sink are thin
+over it. Semantics (prenacs', plus history):
+
+- a value belongs to the computation that produced it; loading or computing
+  adds value rows and moves the *current* pointer of each (entity,
+  attribute) it covers, so a computation covering only some attributes of a
+  computation group updates only those;
+- nothing a computation wrote is overwritten: earlier values stay, with their
+  computations (``history``); loading an earlier computation again makes its
+  values current again;
+- a value is committed only after its computation row (no value without provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from ..errors import ProvBatchError, UsageError
+from . import migrate
+from .codec import Codec, ValueTextError, codec_for
+from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
+from .schema import attributes as t_attributes
+from .schema import computations as t_computations
+from .schema import current as t_current
+from .schema import entities as t_entities
+from .schema import inputs as t_inputs
+from .schema import plugins as t_plugins
+from .schema import values as t_values
+from .url import READ_ONLY, create_engine, display_url, store_url
+from .writer import BATCH_ROWS, Dialect, EntityIds, entity_key, write_values
+
+#: the definition fields of an attribute besides its name
+ATTRIBUTE_FIELDS = ("datatype", "definition", "unit", "ontology_xref", "related_ontology_terms", "remark", "computation_group")
+#: fields that decide how values are stored or grouped: changing them needs drop + re-add
+FIXED_FIELDS = ("datatype", "computation_group")
+#: how often a writer retries a transaction that lost a deadlock or a lock wait
+RETRIES = 8
+
+
+class StoreConflict(ProvBatchError):
+    """The store holds a different record under the same key (plugin id/version, report uuid, datatype)."""
+
+    exit_code = 1
+
+
+@dataclass
+class ApplyResult:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    #: existing attributes whose metadata differ from the file (not updated: no --update)
+    differing: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadResult:
+    computation: str
+    values: int
+    entities: int
+    already_loaded: bool
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """A deadlock or lock timeout: the transaction can simply be run again."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    sqlstate = getattr(orig, "sqlstate", None)
+    text = str(orig or exc).lower()
+    return code in (1213, 1205) or sqlstate in ("40P01", "40001") or "database is locked" in text
+
+
+class Store:
+    """An open results store. ``create``: an empty database gets the schema (write commands)."""
+
+    def __init__(self, url: str | None = None, create: bool = False) -> None:
+        resolved = store_url(url)
+        assert resolved is not None
+        self.url = resolved
+        self.engine = create_engine(resolved)
+        try:
+            migrate.check(self.engine, resolved, create)
+        except sa.exc.OperationalError as exc:
+            self.engine.dispose()
+            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self.dialect = Dialect(self.engine.dialect.name)
+        self._codecs: dict[str, Codec] = {}
+
+    @staticmethod
+    def init(url: str | None = None) -> tuple[str, str | None, str]:
+        """Create the store or migrate it to this provbatch's schema; returns (url, before, after)."""
+        resolved = store_url(url)
+        assert resolved is not None
+        engine = create_engine(resolved)
+        try:
+            before, after = migrate.upgrade(engine)
+        except sa.exc.OperationalError as exc:
+            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+        finally:
+            engine.dispose()
+        return resolved, before, after
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _read(self) -> Any:
+        """A connection for queries (on SQLite its transactions take no write lock)."""
+        return self.engine.connect().execution_options(**{READ_ONLY: True})
+
+    def codec(self, datatype: str) -> Codec:
+        codec = self._codecs.get(datatype)
+        if codec is None:
+            codec = self._codecs[datatype] = codec_for(datatype)
+        return codec
+
+    # ------------------------------------------------------------ attributes
+    def attributes(self) -> dict[str, dict[str, Any]]:
+        """name -> definition fields, by name."""
+        with self._read() as connection:
+            rows = connection.execute(sa.select(t_attributes).order_by(t_attributes.c.name)).mappings().all()
+        return {row["name"]: {key: row[key] for key in ATTRIBUTE_FIELDS} for row in rows}
+
+    def apply_attributes(self, definitions: dict[str, dict[str, Any]], update: bool = False,
+                         drop_missing: bool = False, source: str = "definitions") -> ApplyResult:
+        """Add the attributes of a definitions file; ``update`` their metadata; ``drop_missing`` the others.
+
+        A datatype or computation-group change is refused (the stored values
+        were typed and grouped by the old one): drop the attribute and apply again.
+        """
+        result = ApplyResult()
+        for name, entry in definitions.items():
+            datatype = entry.get("datatype")
+            if not datatype or not _valid(datatype):
+                raise UsageError(f"{source}: attribute '{name}' has datatype '{datatype}', which is not one of Integer, "
+                                 "Float, Boolean, Text, String(n), an array T[n] or a composite A;B")
+        with self.engine.begin() as connection:
+            stored = {row["name"]: dict(row) for row in connection.execute(sa.select(t_attributes)).mappings()}
+            for name, entry in definitions.items():
+                wanted = {key: _field_text(entry.get(key)) for key in ATTRIBUTE_FIELDS}
+                old = stored.get(name)
+                if old is None:
+                    connection.execute(t_attributes.insert().values(name=name, **wanted))
+                    result.added.append(name)
+                    continue
+                for key in FIXED_FIELDS:
+                    if (old[key] or None) != (wanted[key] or None):
+                        raise StoreConflict(
+                            f"{source}: attribute '{name}': {key} changes from '{old[key]}' to '{wanted[key]}'; "
+                            f"the stored values depend on it: 'provbatch attributes drop {name}' (deletes its values), "
+                            "then apply again")
+                if all((old[key] or None) == (wanted[key] or None) for key in ATTRIBUTE_FIELDS):
+                    result.unchanged.append(name)
+                elif update:
+                    connection.execute(t_attributes.update().where(t_attributes.c.id == old["id"]).values(**wanted))
+                    result.updated.append(name)
+                else:
+                    result.differing.append(name)
+            if drop_missing:
+                for name in sorted(set(stored) - set(definitions)):
+                    self._drop(connection, stored[name]["id"])
+                    result.dropped.append(name)
+        return result
+
+    def ensure_attributes(self, names: Sequence[str], definitions: dict[str, dict[str, Any]], source: str) -> None:
+        """Attributes a computation outputs: added from its definitions when missing; a datatype mismatch is refused."""
+        stored = self.attributes()
+        missing = {name: definitions[name] for name in names if name not in stored and name in definitions}
+        undefined = [name for name in names if name not in stored and name not in definitions]
+        if undefined:
+            raise UsageError(f"{source}: attribute(s) {', '.join(undefined)} are neither in the store nor in the "
+                             "attribute definitions: 'provbatch attributes apply DEFS.yaml' first")
+        for name in names:
+            if name in stored and name in definitions:
+                have, want = stored[name]["datatype"], _field_text(definitions[name].get("datatype"))
+                if have != want:
+                    raise StoreConflict(f"{source}: attribute '{name}' is {want} in the definitions but {have} in the store "
+                                        f"({display_url(self.url)}); 'provbatch attributes drop {name}' and apply again, "
+                                        "or fix the definitions")
+        if missing:
+            try:
+                self.apply_attributes(missing, source=source)
+            except sa.exc.IntegrityError:  # another writer added them meanwhile
+                pass
+
+    def drop_attribute(self, name: str) -> int:
+        """Drop an attribute with all its values (and their history); returns the values deleted."""
+        with self.engine.begin() as connection:
+            attribute_id = connection.execute(sa.select(t_attributes.c.id).where(t_attributes.c.name == name)).scalar()
+            if attribute_id is None:
+                raise UsageError(f"attribute '{name}' is not in the store ({display_url(self.url)})")
+            return self._drop(connection, attribute_id)
+
+    @staticmethod
+    def _drop(connection: Any, attribute_id: int) -> int:
+        deleted = connection.execute(t_values.delete().where(t_values.c.attribute == attribute_id)).rowcount
+        connection.execute(t_current.delete().where(t_current.c.attribute == attribute_id))
+        connection.execute(t_attributes.delete().where(t_attributes.c.id == attribute_id))
+        return deleted or 0
+
+    # --------------------------------------------------------------- records
+    def _record_plugin(self, connection: Any, plugin: PluginRecord, replace: bool, where: str) -> int:
+        description = canonical_json(plugin.description)
+        row = connection.execute(sa.select(t_plugins).where(t_plugins.c.plugin_id == plugin.plugin_id,
+                                                            t_plugins.c.version == plugin.version)).mappings().first()
+        fields = {"lang": plugin.lang, "sha256": plugin.sha256, "description": description}
+        if row is None:
+            try:
+                with connection.begin_nested():
+                    return connection.execute(t_plugins.insert().values(
+                        plugin_id=plugin.plugin_id, version=plugin.version, recorded_at=now_iso(), **fields
+                    )).inserted_primary_key[0]
+            except sa.exc.IntegrityError:  # recorded by a concurrent writer
+                return self._record_plugin(connection, plugin, replace, where)
+        differences = [key for key in ("sha256", "description")
+                       if fields[key] is not None and row[key] is not None and fields[key] != row[key]]
+        if differences and not replace:
+            what = "source (sha256 " + f"{row['sha256'][:12]} -> {plugin.sha256[:12]})" if "sha256" in differences else "metadata"
+            raise StoreConflict(
+                f"{where}: plugin {plugin.plugin_id} {plugin.version} is recorded in the store with another {what}, "
+                "without a version change: increase the plugin's VERSION, or pass --replace-plugin-record")
+        if differences or any(row[key] is None and fields[key] is not None for key in fields):
+            connection.execute(t_plugins.update().where(t_plugins.c.id == row["id"]).values(
+                **{key: value for key, value in fields.items() if value is not None}))
+        return row["id"]
+
+    def record_computation(self, record: ComputationRecord, replace_plugin: bool = False,
+                           replace_report: bool = False, where: str = "computation") -> tuple[int, bool]:
+        """Insert (or find) the computation's row, committed; returns (its id, whether it was there already).
+
+        The same uuid with different fields is refused unless ``replace_report``.
+        """
+        fields = {
+            "plugin_sha256": record.plugin_sha256, "plugin_path": record.plugin_path,
+            "parameters": canonical_json(record.parameters), "signature": record.signature,
+            "output": json.dumps(record.output), "user_id": record.user_id, "system_id": record.system_id,
+            "reason": record.reason, "time_start": record.time_start, "time_end": record.time_end,
+            "comp_status": record.comp_status, "n_units": record.n_units, "run_dir": record.run_dir,
+            "command": None if record.command is None else json.dumps(record.command), "remarks": record.remarks,
+        }
+        with self.engine.begin() as connection:
+            plugin_pk = self._record_plugin(connection, record.plugin, replace_plugin, where)
+            row = connection.execute(sa.select(t_computations).where(t_computations.c.uuid == record.uuid)).mappings().first()
+            if row is None:
+                pk = connection.execute(t_computations.insert().values(
+                    uuid=record.uuid, plugin=plugin_pk, origin=record.origin, loaded_at=now_iso(), **fields
+                )).inserted_primary_key[0]
+                return pk, False
+            compared = ("plugin_sha256", "parameters", "output", "user_id", "system_id", "reason", "time_start", "time_end")
+            differences = [key for key in compared if row[key] != fields[key]]
+            if row["plugin"] != plugin_pk:
+                differences.insert(0, "plugin")
+            if differences and not replace_report:
+                raise StoreConflict(
+                    f"{where}: a computation with uuid {record.uuid} is already in the store with other "
+                    f"{', '.join(differences)}: pass --replace-report-record to replace its record")
+            if differences:
+                connection.execute(t_computations.update().where(t_computations.c.id == row["id"]).values(
+                    plugin=plugin_pk, origin=record.origin, **fields))
+            return row["id"], True
+
+    def finish_computation(self, computation: int, **fields: Any) -> None:
+        """Set the end fields of a computation written while computing (time_end, comp_status, n_units, remarks)."""
+        for attempt in range(RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(t_computations.update().where(t_computations.c.id == computation).values(**fields))
+                return
+            except sa.exc.OperationalError as exc:
+                if not _is_retryable(exc) or attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)
+
+    # ---------------------------------------------------------------- writing
+    def writer(self, computation: int, attributes: Sequence[str]) -> "ComputationWriter":
+        return ComputationWriter(self, computation, attributes)
+
+    def load(self, results: str | Path, record: ComputationRecord, replace_plugin: bool = False,
+             replace_report: bool = False, report_path: str | None = None) -> LoadResult:
+        """Load a results TSV with its computation record, in one transaction; repeating it changes nothing."""
+        results = Path(results)
+        where = report_path or str(results)
+        stored = self.attributes()
+        undefined = [name for name in record.output if name not in stored]
+        if undefined:
+            raise UsageError(f"{results}: attribute(s) {', '.join(undefined)} of plugin {record.plugin.plugin_id} are not "
+                             f"defined in the store: 'provbatch attributes apply DEFS.yaml' first")
+        if not results.is_file():
+            raise UsageError(f"{results}: results file not found")
+        computation, existed = self.record_computation(record, replace_plugin, replace_report, where=where)
+        writer = self.writer(computation, record.output)
+        n_values = n_entities = 0
+        with self.engine.begin() as connection:
+            fresh = not existed or not _has_values(connection, computation)
+            batch: list[tuple[str, list[Any]]] = []
+            for row in _read_results(results, writer.codecs, record.output):
+                batch.append(row)
+                if len(batch) * len(record.output) >= BATCH_ROWS:
+                    n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.attribute_ids,
+                                             batch, fresh)
+                    n_entities += len(batch)
+                    batch = []
+            if batch:
+                n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.attribute_ids,
+                                         batch, fresh)
+                n_entities += len(batch)
+        return LoadResult(record.uuid, n_values, n_entities, existed)
+
+    # ---------------------------------------------------------------- reading
+    def done_entities(self, signature: str, attributes: Sequence[str]) -> Iterator[str]:
+        """Entities whose current value of every attribute comes from a computation with this signature (resume)."""
+        c, cur, e, a = t_computations, t_current, t_entities, t_attributes
+        query = (
+            sa.select(e.c.name)
+            .select_from(cur.join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute))
+            .where(c.c.signature == signature, a.c.name.in_(list(attributes)))
+            .group_by(e.c.id, e.c.name)
+            .having(sa.func.count() == len(set(attributes)))
+        )
+        with self._read() as connection:
+            for (name,) in connection.execution_options(yield_per=10_000).execute(query):
+                yield name
+
+    def iter_values(self, attributes: Sequence[str] = (), entities: Sequence[str] | None = None,
+                    history: bool = False, provenance: bool = False) -> Iterator[dict[str, Any]]:
+        """The values, typed: dicts with entity, attribute, value (+ computation, plugin_id, plugin_version,
+        time_end with ``provenance``; + current with ``history``, which includes every earlier value)."""
+        known = self.attributes()
+        unknown = [name for name in attributes if name not in known]
+        if unknown:
+            raise UsageError(f"attribute(s) {', '.join(unknown)} are not in the store ({display_url(self.url)})")
+        v, cur, e, a, c, p = t_values, t_current, t_entities, t_attributes, t_computations, t_plugins
+        if history:
+            source = v.outerjoin(cur, sa.and_(cur.c.attribute == v.c.attribute, cur.c.entity == v.c.entity,
+                                              cur.c.computation == v.c.computation))
+            base = v
+            columns = [e.c.name, a.c.name, a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text,
+                       cur.c.computation.is_not(None).label("current")]
+        else:
+            source = cur.join(v, sa.and_(v.c.attribute == cur.c.attribute, v.c.entity == cur.c.entity,
+                                         v.c.computation == cur.c.computation))
+            base = cur
+            columns = [e.c.name, a.c.name, a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text]
+        source = source.join(e, e.c.id == base.c.entity).join(a, a.c.id == base.c.attribute)
+        if provenance or history:
+            source = source.join(c, c.c.id == v.c.computation).join(p, p.c.id == c.c.plugin)
+            columns += [c.c.uuid, p.c.plugin_id, p.c.version, c.c.time_end]
+        query = sa.select(*columns).select_from(source)
+        if attributes:
+            query = query.where(a.c.name.in_(list(attributes)))
+        order = [a.c.name, e.c.id] + ([c.c.id] if history else [])
+        chunks: Iterable[list[str] | None] = [None]
+        if entities is not None:
+            keys = list(dict.fromkeys(entity_key(name) for name in entities))
+            chunks = [keys[i:i + 500] for i in range(0, len(keys), 500)]
+        with self._read() as connection:
+            for chunk in chunks:
+                selected = query if chunk is None else query.where(e.c.name_key.in_(chunk))
+                result = connection.execution_options(yield_per=20_000).execute(selected.order_by(*order))
+                codec = self.codec
+                for row in result:
+                    item = {"entity": row[0], "attribute": row[1], "value": codec(row[2]).decode(row[3], row[4], row[5])}
+                    if history:
+                        item["current"] = bool(row[6])
+                    if provenance or history:
+                        offset = 7 if history else 6
+                        item.update(computation=row[offset], plugin_id=row[offset + 1], plugin_version=row[offset + 2],
+                                    time_end=row[offset + 3])
+                    yield item
+
+    def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
+        """Where the current value of (entity, attribute) comes from; None when the store has none."""
+        v, cur, e, a, c, p, i = t_values, t_current, t_entities, t_attributes, t_computations, t_plugins, t_inputs
+        query = (
+            sa.select(a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text, c, p.c.plugin_id, p.c.version, p.c.lang,
+                      i.c.path.label("input_path"), i.c.size.label("input_size"), i.c.sha256.label("input_sha256"),
+                      e.c.id.label("entity_pk"), a.c.id.label("attribute_pk"))
+            .select_from(
+                cur.join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute)
+                .join(v, sa.and_(v.c.attribute == cur.c.attribute, v.c.entity == cur.c.entity, v.c.computation == cur.c.computation))
+                .join(c, c.c.id == cur.c.computation).join(p, p.c.id == c.c.plugin)
+                .outerjoin(i, sa.and_(i.c.computation == cur.c.computation, i.c.entity == cur.c.entity))
+            )
+            .where(e.c.name_key == entity_key(entity), a.c.name == attribute)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).mappings().first()
+            if row is None:
+                return None
+            n_values = connection.execute(sa.select(sa.func.count()).select_from(v).where(
+                v.c.attribute == row["attribute_pk"], v.c.entity == row["entity_pk"])).scalar()
+        codec = self.codec(row["datatype"])
+        value = codec.decode(row["v_int"], row["v_float"], row["v_text"])
+        return {
+            "entity": entity, "attribute": attribute, "datatype": row["datatype"], "value": value,
+            "value_text": codec.to_text(value), "computation": row["uuid"], "plugin_id": row["plugin_id"],
+            "plugin_version": row["version"], "plugin_lang": row["lang"], "plugin_sha256": row["plugin_sha256"],
+            "plugin_path": row["plugin_path"], "parameters": json.loads(row["parameters"]),
+            "input": None if row["input_path"] is None else
+            {"path": row["input_path"], "size": row["input_size"], "sha256": row["input_sha256"]},
+            "user_id": row["user_id"], "system_id": row["system_id"], "reason": row["reason"],
+            "time_start": row["time_start"], "time_end": row["time_end"], "comp_status": row["comp_status"],
+            "run_dir": row["run_dir"], "command": None if row["command"] is None else json.loads(row["command"]),
+            "origin": row["origin"], "n_values": n_values, "store": self.url,
+        }
+
+    def current_computations(self, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The computations that current values (of ``attributes``) come from, with how many values each."""
+        cur, a, c, p = t_current, t_attributes, t_computations, t_plugins
+        query = (
+            sa.select(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.plugin_sha256, c.c.plugin_path, c.c.parameters,
+                      sa.func.count().label("n_values"))
+            .select_from(cur.join(c, c.c.id == cur.c.computation).join(p, p.c.id == c.c.plugin).join(a, a.c.id == cur.c.attribute))
+            .group_by(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.plugin_sha256, c.c.plugin_path, c.c.parameters)
+            .order_by(c.c.id)
+        )
+        if attributes:
+            query = query.where(a.c.name.in_(list(attributes)))
+        with self._read() as connection:
+            return [dict(row, parameters=json.loads(row["parameters"])) for row in connection.execute(query).mappings()]
+
+    def current_values_of(self, computations: Sequence[int], attributes: Sequence[str] = ()) -> Iterator[tuple[str, str, str]]:
+        """(entity, attribute, computation uuid) of the current values that come from these computations."""
+        cur, a, c, e = t_current, t_attributes, t_computations, t_entities
+        query = (sa.select(e.c.name, a.c.name, c.c.uuid)
+                 .select_from(cur.join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute))
+                 .where(cur.c.computation.in_(list(computations))).order_by(a.c.name, e.c.id))
+        if attributes:
+            query = query.where(a.c.name.in_(list(attributes)))
+        with self._read() as connection:
+            for row in connection.execution_options(yield_per=10_000).execute(query):
+                yield row[0], row[1], row[2]
+
+    def current_inputs(self, attributes: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """The recorded input files behind current values: entity, attribute, computation uuid, path, size, sha256, mtime."""
+        cur, a, c, e, i = t_current, t_attributes, t_computations, t_entities, t_inputs
+        query = (sa.select(e.c.name.label("entity"), a.c.name.label("attribute"), c.c.uuid.label("computation"),
+                           i.c.path, i.c.size, i.c.sha256, i.c.mtime)
+                 .select_from(cur.join(i, sa.and_(i.c.computation == cur.c.computation, i.c.entity == cur.c.entity))
+                              .join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity)
+                              .join(a, a.c.id == cur.c.attribute))
+                 .order_by(a.c.name, e.c.id))
+        if attributes:
+            query = query.where(a.c.name.in_(list(attributes)))
+        with self._read() as connection:
+            for row in connection.execution_options(yield_per=10_000).execute(query).mappings():
+                yield dict(row)
+
+    def computation(self, uuid: str) -> dict[str, Any] | None:
+        with self._read() as connection:
+            row = connection.execute(sa.select(t_computations).where(t_computations.c.uuid == uuid)).mappings().first()
+        return None if row is None else dict(row)
+
+
+class ComputationWriter:
+    """Writes the values of one computation, a batch per transaction (``batch-compute --store``)."""
+
+    def __init__(self, store: Store, computation: int, attributes: Sequence[str]) -> None:
+        self.store = store
+        self.computation = computation
+        self.names = list(attributes)
+        with store._read() as connection:
+            rows = dict(connection.execute(sa.select(t_attributes.c.name, t_attributes.c.id)
+                                           .where(t_attributes.c.name.in_(self.names))).all())
+            datatypes = dict(connection.execute(sa.select(t_attributes.c.name, t_attributes.c.datatype)
+                                                .where(t_attributes.c.name.in_(self.names))).all())
+            self.fresh = not _has_values(connection, computation)
+        missing = [name for name in self.names if name not in rows]
+        if missing:
+            raise UsageError(f"attribute(s) {', '.join(missing)} are not in the store ({display_url(store.url)})")
+        self.attribute_ids = [rows[name] for name in self.names]
+        self.codecs = [store.codec(datatypes[name]) for name in self.names]
+        self.entity_ids = EntityIds(store.dialect)
+        self.n_values = 0
+
+    def encode(self, entity: str, fields: Sequence[str]) -> list[Any]:
+        """The stored columns of one results row (raises UsageError naming the entity and attribute)."""
+        try:
+            return [codec.encode_text(text) for codec, text in zip(self.codecs, fields)]
+        except ValueTextError:
+            for name, codec, text in zip(self.names, self.codecs, fields):
+                try:
+                    codec.encode_text(text)
+                except ValueTextError as exc:
+                    raise UsageError(f"entity '{entity}', attribute '{name}' ({codec.datatype}): {exc}") from None
+            raise
+
+    def write(self, rows: Sequence[tuple[str, Sequence[str]]],
+              inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
+        """Write rows ``(entity, fields as text)`` in one transaction, retried on a deadlock; returns values written."""
+        encoded = [(entity, self.encode(entity, fields)) for entity, fields in rows]
+        for attempt in range(RETRIES):
+            try:
+                with self.store.engine.begin() as connection:
+                    written = write_values(connection, self.store.dialect, self.entity_ids, self.computation,
+                                           self.attribute_ids, encoded, self.fresh, inputs)
+                self.n_values += written
+                return written
+            except sa.exc.DBAPIError as exc:
+                self.entity_ids.forget()
+                if not _is_retryable(exc) or attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)
+        return 0  # pragma: no cover - the loop returns or raises
+
+
+def _has_values(connection: Any, computation: int) -> bool:
+    return connection.execute(sa.select(t_values.c.entity).where(t_values.c.computation == computation).limit(1)).first() is not None
+
+
+def _valid(datatype: str) -> bool:
+    try:
+        codec_for(datatype)
+    except ValueTextError:
+        return False
+    return True
+
+
+def _field_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, dict)):
+        return canonical_json(value)
+    return str(value)
+
+
+def _read_results(path: Path, codecs: Sequence[Codec], output: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+    """``(entity, encoded columns)`` of a results TSV; a later row of the same entity replaces an earlier one."""
+    n = len(output)
+    seen: dict[str, list[Any]] = {}
+    try:
+        handle = open(path, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the results: {exc.strerror or exc}") from exc
+    with handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) - 1 != n:
+                raise UsageError(f"{path}:{number}: {len(fields) - 1} value(s), the plugin's OUTPUT has {n} "
+                                 f"({', '.join(output)})")
+            entity = fields[0]
+            try:
+                seen[entity] = [codec.encode_text(text) for codec, text in zip(codecs, fields[1:])]
+            except ValueTextError:
+                for name, codec, text in zip(output, codecs, fields[1:]):
+                    try:
+                        codec.encode_text(text)
+                    except ValueTextError as exc:
+                        raise UsageError(f"{path}:{number}: attribute '{name}' ({codec.datatype}): {exc}") from None
+    yield from seen.items()

@@ -1,0 +1,121 @@
+"""Which store, and the engine that talks to it.
+
+``--store URL`` takes a SQLAlchemy URL (``postgresql+psycopg://...``,
+``mysql+pymysql://...``, ``sqlite:///path``) or a plain path, which means an
+embedded SQLite file. Without ``--store``, ``PROVBATCH_STORE`` is used, and
+the store commands fall back to ``./provbatch.sqlite``.
+
+SQLite runs in WAL mode (readers never block the writer, and two writers
+wait for each other instead of failing: ``busy_timeout``), with
+``synchronous=NORMAL`` (a commit survives a killed process; only a power
+loss may lose the last commits, never consistency).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+ENV_VAR = "PROVBATCH_STORE"
+DEFAULT_STORE = "provbatch.sqlite"
+#: milliseconds a SQLite writer waits for another one before giving up
+SQLITE_BUSY_TIMEOUT_MS = 120_000
+
+#: the extra that brings the driver of each backend
+_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+#: backends whose default SQLAlchemy driver is not the one we install: pick ours
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
+
+
+def store_url(explicit: str | None, default: str | None = DEFAULT_STORE) -> str | None:
+    """The store to use: ``explicit`` (``--store``), else ``$PROVBATCH_STORE``, else ``default``."""
+    value = explicit or os.environ.get(ENV_VAR) or default
+    if not value:
+        return None
+    return normalize_url(value)
+
+
+def normalize_url(value: str) -> str:
+    """A SQLAlchemy URL; a plain path becomes ``sqlite:///ABSOLUTE/PATH``."""
+    if "://" not in value:
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    scheme, rest = value.split("://", 1)
+    if scheme in _DEFAULT_DRIVERS:
+        return f"{_DEFAULT_DRIVERS[scheme]}://{rest}"
+    return value
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
+        return url
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # autocommit off at the DBAPI level, and BEGIN issued by us below: pysqlite's own
+    # transaction handling would start transactions late (after a SELECT), which makes
+    # two writers deadlock instead of waiting (the documented SQLAlchemy recipe).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+#: execution option of connections that only read: their transactions take no write lock
+READ_ONLY = "provbatch_read_only"
+
+
+def _on_sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE: a writing transaction takes the write lock at its start, so a
+    # concurrent writer waits (busy_timeout) rather than failing with "database is
+    # locked" when it upgrades a read lock; readers take none (WAL: they never block)
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def create_engine(url: str) -> Any:
+    """A SQLAlchemy engine for ``url``; a missing driver is a one-line error naming the extra."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError with a long text
+        raise UsageError(f"--store {url}: not a database URL or path ({exc})") from exc
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            folder = Path(database).parent
+            if not folder.is_dir():
+                raise UsageError(f"--store {url}: folder {folder} does not exist")
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    elif backend in ("postgresql", "mysql", "mariadb"):
+        kwargs["pool_pre_ping"] = True
+        # MariaDB's default (REPEATABLE READ) would hide an entity another writer just
+        # created from the SELECT that follows our INSERT IGNORE; PostgreSQL's default is this
+        kwargs["isolation_level"] = "READ COMMITTED"
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get(backend, backend)
+        raise UsageError(
+            f"--store {display_url(url)}: the database driver '{exc.name}' is not installed: "
+            f"pip install 'provbatch[{extra}]'"
+        ) from exc
+    except sa.exc.NoSuchModuleError as exc:
+        raise UsageError(f"--store {display_url(url)}: unknown database kind '{parsed.drivername}'") from exc
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine

@@ -1,0 +1,149 @@
+"""Bulk writing of values: entities created as needed, value rows added, current pointers moved.
+
+On the hot path of ``provbatch load`` and ``batch-compute --store``, so it
+talks to the driver directly (``executemany`` of tuples, in batches of
+:data:`BATCH_ROWS`; PostgreSQL ``COPY`` through psycopg 3), bypassing
+SQLAlchemy's per-row parameter processing. Everything written for a batch
+goes in the caller's transaction: a value never exists without its
+computation row (written and committed before) and its current pointer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable, Sequence
+
+BATCH_ROWS = 50_000
+_SELECT_CHUNK = {"sqlite": 500, "postgresql": 5_000, "mysql": 5_000}
+
+
+def entity_key(name: str) -> str:
+    """The fixed-size unique key of an entity name (blake2b-128, hex)."""
+    return hashlib.blake2b(name.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+class Dialect:
+    """The SQL of one database kind for the few statements the writer runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = "mysql" if name in ("mysql", "mariadb") else name
+        p = "?" if self.name == "sqlite" else "%s"
+        self.p = p
+        if self.name == "sqlite":
+            ignore, tail = "INSERT OR IGNORE INTO", ""
+        elif self.name == "postgresql":
+            ignore, tail = "INSERT INTO", " ON CONFLICT DO NOTHING"
+        else:
+            ignore, tail = "INSERT IGNORE INTO", ""
+        self.insert_entity = f"{ignore} provbatch_entities (name_key, name) VALUES ({p}, {p}){tail}"
+        self.insert_value_new = (f"INSERT INTO provbatch_values (attribute, entity, computation, v_int, v_float, v_text) "
+                                 f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
+        self.insert_value_ignore = (f"{ignore} provbatch_values (attribute, entity, computation, v_int, v_float, v_text) "
+                                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}){tail}")
+        self.insert_input = (f"{ignore} provbatch_inputs (computation, entity, path, size, sha256, mtime) "
+                             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}){tail}")
+        if self.name == "mysql":
+            self.upsert_current = (f"INSERT INTO provbatch_current (attribute, entity, computation) VALUES ({p}, {p}, {p}) "
+                                   "ON DUPLICATE KEY UPDATE computation = VALUES(computation)")
+        else:
+            self.upsert_current = (f"INSERT INTO provbatch_current (attribute, entity, computation) VALUES ({p}, {p}, {p}) "
+                                   "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
+        self.select_chunk = _SELECT_CHUNK[self.name]
+
+
+def _chunks(rows: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+class EntityIds:
+    """Entity name -> id, creating missing entities; ids are cached (entities are never renumbered)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._ids: dict[str, int] = {}
+
+    def forget(self) -> None:
+        """After a rollback: ids created in it are gone."""
+        self._ids.clear()
+
+    def ids(self, cursor: Any, names: Sequence[str]) -> list[int]:
+        cache = self._ids
+        missing = list(dict.fromkeys(name for name in names if name not in cache))
+        if missing:
+            keyed = {entity_key(name): name for name in missing}
+            self._select(cursor, keyed)
+            # sorted: concurrent writers creating overlapping entities lock them in one order (no deadlock)
+            absent = sorted((key, name) for key, name in keyed.items() if name not in cache)
+            if absent:
+                for chunk in _chunks(absent, BATCH_ROWS):
+                    cursor.executemany(self.dialect.insert_entity, chunk)
+                self._select(cursor, {key: name for key, name in absent})
+        return [cache[name] for name in names]
+
+    def _select(self, cursor: Any, keyed: dict[str, str]) -> None:
+        keys = list(keyed)
+        p = self.dialect.p
+        for chunk in _chunks(keys, self.dialect.select_chunk):
+            cursor.execute(f"SELECT name_key, id FROM provbatch_entities WHERE name_key IN ({', '.join([p] * len(chunk))})",
+                           tuple(chunk))
+            for key, entity_id in cursor.fetchall():
+                self._ids[keyed[key]] = entity_id
+
+
+def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, computation: int,
+                 attribute_ids: Sequence[int], rows: Sequence[tuple[str, Sequence[Any]]],
+                 fresh: bool, inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
+    """Write encoded rows ``(entity, [columns per attribute])`` of one computation; returns the values written.
+
+    ``columns`` are ``(v_int, v_float, v_text)`` per attribute, None for an
+    attribute the row does not cover. ``fresh``: the computation has no value
+    rows yet (plain inserts, COPY); otherwise rows already there are kept.
+    Rows must name each entity once. Runs in the connection's transaction.
+    """
+    raw = connection.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        ids = entity_ids.ids(cursor, [name for name, _columns in rows])
+        value_rows: list[tuple[Any, ...]] = []
+        current_rows: list[tuple[int, int, int]] = []
+        add_value, add_current = value_rows.append, current_rows.append
+        for entity_id, (_name, columns) in zip(ids, rows):
+            for attribute_id, cols in zip(attribute_ids, columns):
+                if cols is None:
+                    continue
+                add_value((attribute_id, entity_id, computation, cols[0], cols[1], cols[2]))
+                add_current((attribute_id, entity_id, computation))
+        if dialect.name == "postgresql" and fresh and len(value_rows) > 1000:
+            _copy_postgresql(cursor, value_rows, current_rows)
+        else:
+            insert = dialect.insert_value_new if fresh else dialect.insert_value_ignore
+            for chunk in _chunks(value_rows, BATCH_ROWS):
+                cursor.executemany(insert, chunk)
+            for chunk in _chunks(current_rows, BATCH_ROWS):
+                cursor.executemany(dialect.upsert_current, chunk)
+        if inputs:
+            input_ids = entity_ids.ids(cursor, [row[0] for row in inputs])
+            cursor.executemany(dialect.insert_input, [(computation, entity_id, *row[1:])
+                                                     for entity_id, row in zip(input_ids, inputs)])
+        return len(value_rows)
+    finally:
+        cursor.close()
+
+
+def _copy_postgresql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]]) -> None:
+    """COPY the values in; the current pointers via a temporary table (COPY cannot upsert)."""
+    with cursor.copy("COPY provbatch_values (attribute, entity, computation, v_int, v_float, v_text) FROM STDIN") as copy:
+        write = copy.write_row
+        for row in value_rows:
+            write(row)
+    cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
+                   "(attribute integer, entity bigint, computation integer) ON COMMIT DELETE ROWS")
+    with cursor.copy("COPY provbatch_current_load (attribute, entity, computation) FROM STDIN") as copy:
+        write = copy.write_row
+        for row in current_rows:
+            write(row)
+    cursor.execute("INSERT INTO provbatch_current (attribute, entity, computation) "
+                   "SELECT attribute, entity, computation FROM provbatch_current_load "
+                   "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
+    cursor.execute("DELETE FROM provbatch_current_load")

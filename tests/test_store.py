@@ -1,0 +1,215 @@
+"""The results store as a library, on SQLite and on real PostgreSQL and MariaDB servers.
+
+Schema and migrations, attribute definitions, loading overlapping
+computations (prenacs semantics), history, conflicts, concurrent writers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from provbatch.errors import UsageError
+from provbatch.store import ComputationRecord, PluginRecord, Store, StoreConflict
+from provbatch.store import migrate, schema
+
+DEFINITIONS = {
+    "gc": {"datatype": "Float", "definition": "GC fraction", "computation_group": "seqstats", "unit": "fraction"},
+    "length": {"datatype": "Integer", "definition": "sequence length", "computation_group": "seqstats"},
+    "counts": {"datatype": "Integer[3]", "definition": "A, C, G counts", "computation_group": "seqstats"},
+    "pair": {"datatype": "Float;Integer[2]", "definition": "a composite"},
+    "flag": {"datatype": "Boolean", "definition": "a flag"},
+    "label": {"datatype": "String(8)", "definition": "a short label"},
+}
+U = [str(uuid.UUID(int=i)) for i in range(10)]
+
+
+def record(uuid_: str, plugin_id: str, version: str, output: list[str], sha: str = "s1", **fields) -> ComputationRecord:
+    return ComputationRecord(uuid=uuid_, plugin=PluginRecord(plugin_id, version, "python", sha, {"OUTPUT": output}),
+                             output=output, plugin_sha256=sha, comp_status="completed", **fields)
+
+
+def tsv(path: Path, rows: list[list[str]]) -> Path:
+    path.write_text("".join("\t".join(row) + "\n" for row in rows))
+    return path
+
+
+def current(store: Store) -> dict[tuple[str, str], tuple[object, str]]:
+    return {(v["entity"], v["attribute"]): (v["value"], v["computation"]) for v in store.iter_values(provenance=True)}
+
+
+@pytest.fixture
+def store(store_url: str):
+    Store.init(store_url)
+    with Store(store_url) as opened:
+        opened.apply_attributes(DEFINITIONS)
+        yield opened
+
+
+def test_migrated_schema_equals_the_tables_module(store_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    url, before, after = Store.init(store_url)
+    assert (before, after) == (None, schema.SCHEMA_REVISION)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
+        differences = [d for d in compare_metadata(context, schema.metadata)]
+        assert migrate.current_revision(connection) == "0001"
+    engine.dispose()
+    assert differences == []
+    assert Store.init(store_url)[1:] == ("0001", "0001")  # init again: nothing to do
+
+
+def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
+    with pytest.raises(UsageError, match=r"no provbatch store there yet: run 'provbatch store init' first"):
+        Store(store_url)
+    with Store(store_url, create=True) as store:
+        assert store.attributes() == {}
+
+
+def test_open_refuses_an_older_schema(store_url: str) -> None:
+    Store.init(store_url)
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '0000'"))
+    engine.dispose()
+    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0001: run 'provbatch store init'"):
+        Store(store_url)
+
+
+def test_attribute_definitions_add_update_drop_missing_and_refuse_datatype_changes(store: Store) -> None:
+    assert sorted(store.attributes()) == sorted(DEFINITIONS)
+    assert store.attributes()["gc"] == {"datatype": "Float", "definition": "GC fraction", "unit": "fraction",
+                                        "ontology_xref": None, "related_ontology_terms": None, "remark": None,
+                                        "computation_group": "seqstats"}
+    changed = {**DEFINITIONS, "gc": {**DEFINITIONS["gc"], "definition": "G+C fraction"}, "new": {"datatype": "Text"}}
+    result = store.apply_attributes(changed)
+    assert (result.added, result.differing, result.updated) == (["new"], ["gc"], [])
+    assert store.attributes()["gc"]["definition"] == "GC fraction"  # without --update: kept
+    result = store.apply_attributes(changed, update=True)
+    assert (result.added, result.updated, sorted(result.unchanged)) == ([], ["gc"], sorted(set(changed) - {"gc"}))
+    assert store.attributes()["gc"]["definition"] == "G+C fraction"
+    with pytest.raises(StoreConflict, match=r"attribute 'gc': datatype changes from 'Float' to 'Integer'.*attributes drop gc"):
+        store.apply_attributes({"gc": {**DEFINITIONS["gc"], "datatype": "Integer"}}, update=True)
+    with pytest.raises(StoreConflict, match=r"attribute 'length': computation_group changes from 'seqstats' to 'other'"):
+        store.apply_attributes({"length": {**DEFINITIONS["length"], "computation_group": "other"}}, update=True)
+    with pytest.raises(UsageError, match=r"attribute 'x' has datatype 'Number'"):
+        store.apply_attributes({"x": {"datatype": "Number"}})
+    result = store.apply_attributes({"gc": changed["gc"], "length": DEFINITIONS["length"]}, drop_missing=True)
+    assert result.dropped == sorted(set(changed) - {"gc", "length"})
+    assert sorted(store.attributes()) == ["gc", "length"]
+
+
+def test_overlapping_computations_partial_group_recompute_and_reload(store: Store, tmp_path: Path) -> None:
+    a1 = record(U[1], "seq", "1.0", ["gc", "length", "counts"])
+    store.load(tsv(tmp_path / "a1.tsv", [["e1", "0.5", "100", "1,2,3"], ["e2", "0.25", "8", "0,0,1"]]), a1)
+    state = current(store)
+    assert state == {("e1", "gc"): (0.5, U[1]), ("e1", "length"): (100, U[1]), ("e1", "counts"): ([1, 2, 3], U[1]),
+                     ("e2", "gc"): (0.25, U[1]), ("e2", "length"): (8, U[1]), ("e2", "counts"): ([0, 0, 1], U[1])}
+
+    # another plugin sharing the group, covering only gc and length of e1: only those change
+    b1 = record(U[2], "quick", "0.1", ["gc", "length"], sha="q1")
+    store.load(tsv(tmp_path / "b1.tsv", [["e1", "0.52", "101"]]), b1)
+    state.update({("e1", "gc"): (0.52, U[2]), ("e1", "length"): (101, U[2])})
+    assert current(store) == state
+
+    # a new version of the first plugin, for e2 only; and composites, booleans, strings from a third plugin
+    a2 = record(U[3], "seq", "2.0", ["gc", "length", "counts"], sha="s2")
+    store.load(tsv(tmp_path / "a2.tsv", [["e2", "0.3", "9", "0,1,1"]]), a2)
+    c1 = record(U[4], "misc", "1", ["pair", "flag", "label"], sha="m1")
+    store.load(tsv(tmp_path / "c1.tsv", [["e1", "1.5;7,8", "true", "short"], ["e3", "", "False", "x"]]), c1)
+    state.update({("e2", "gc"): (0.3, U[3]), ("e2", "length"): (9, U[3]), ("e2", "counts"): ([0, 1, 1], U[3]),
+                  ("e1", "pair"): ([1.5, [7, 8]], U[4]), ("e1", "flag"): (True, U[4]), ("e1", "label"): ("short", U[4]),
+                  ("e3", "pair"): (None, U[4]), ("e3", "flag"): (False, U[4]), ("e3", "label"): ("x", U[4])})
+    assert current(store) == state
+
+    # loading the first computation again restores its values, and their link to it
+    again = store.load(tmp_path / "a1.tsv", a1)
+    assert (again.already_loaded, again.values, again.entities) == (True, 6, 2)
+    state.update({("e1", "gc"): (0.5, U[1]), ("e1", "length"): (100, U[1]), ("e1", "counts"): ([1, 2, 3], U[1]),
+                  ("e2", "gc"): (0.25, U[1]), ("e2", "length"): (8, U[1]), ("e2", "counts"): ([0, 0, 1], U[1])})
+    assert current(store) == state
+    store.load(tmp_path / "a1.tsv", a1)  # idempotent
+    assert current(store) == state
+
+    # nothing was destroyed: every value of every computation stays, with its computation
+    history = [(v["entity"], v["attribute"], v["value"], v["computation"], v["current"], v["plugin_id"], v["plugin_version"])
+               for v in store.iter_values(["gc"], history=True)]
+    assert sorted(history) == sorted([
+        ("e1", "gc", 0.5, U[1], True, "seq", "1.0"), ("e1", "gc", 0.52, U[2], False, "quick", "0.1"),
+        ("e2", "gc", 0.25, U[1], True, "seq", "1.0"), ("e2", "gc", 0.3, U[3], False, "seq", "2.0"),
+    ])
+    selected = {(v["entity"], v["attribute"]): v["value"] for v in store.iter_values(["pair", "length"], entities=["e1", "e9"])}
+    assert selected == {("e1", "pair"): [1.5, [7, 8]], ("e1", "length"): 100}
+
+    why = store.why("e1", "pair")
+    assert why is not None
+    assert (why["value"], why["value_text"], why["computation"], why["plugin_id"], why["plugin_version"], why["n_values"]) == (
+        [1.5, [7, 8]], "1.5;7,8", U[4], "misc", "1", 1)
+    assert store.why("e1", "nothing") is None and store.why("nobody", "gc") is None
+
+
+def test_bad_results_are_refused_before_anything_is_written(store: Store, tmp_path: Path) -> None:
+    bad = tsv(tmp_path / "bad.tsv", [["e1", "0.5", "100", "1,2,3"], ["e2", "0.5", "many", "1"]])
+    with pytest.raises(UsageError, match=r"bad.tsv:2: attribute 'length' \(Integer\): 'many' is not an Integer"):
+        store.load(bad, record(U[1], "seq", "1.0", ["gc", "length", "counts"]))
+    short = tsv(tmp_path / "short.tsv", [["e1", "0.5"]])
+    with pytest.raises(UsageError, match=r"short.tsv:1: 1 value\(s\), the plugin's OUTPUT has 3 \(gc, length, counts\)"):
+        store.load(short, record(U[2], "seq", "1.0", ["gc", "length", "counts"]))
+    too_many = tsv(tmp_path / "many.tsv", [["e1", "0.5", "1", "1,2,3,4"]])
+    with pytest.raises(UsageError, match=r"4 values are more than Integer\[3\] holds"):
+        store.load(too_many, record(U[3], "seq", "1.0", ["gc", "length", "counts"]))
+    assert current(store) == {}
+    with pytest.raises(UsageError, match=r"attribute\(s\) nope of plugin seq are not defined in the store"):
+        store.load(short, record(U[4], "seq", "1.0", ["nope"]))
+
+
+def test_plugin_and_report_records_are_checked(store: Store, tmp_path: Path) -> None:
+    results = tsv(tmp_path / "r.tsv", [["e1", "0.5", "1"]])
+    store.load(results, record(U[1], "quick", "1.0", ["gc", "length"], sha="aaaa" * 16))
+    changed = record(U[2], "quick", "1.0", ["gc", "length"], sha="bbbb" * 16)
+    with pytest.raises(StoreConflict, match=r"plugin quick 1.0 is recorded in the store with another source "
+                                            r"\(sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb\).*--replace-plugin-record"):
+        store.load(results, changed)
+    store.load(results, changed, replace_plugin=True)
+    assert current(store)[("e1", "gc")] == (0.5, U[2])
+    other = record(U[2], "quick", "1.0", ["gc", "length"], sha="bbbb" * 16, user_id="someone else")
+    with pytest.raises(StoreConflict, match=rf"uuid {U[2]} is already in the store with other user_id: pass --replace-report-record"):
+        store.load(results, other)
+    store.load(results, other, replace_report=True)
+    assert store.why("e1", "gc")["user_id"] == "someone else"
+
+
+def _writer_process(url: str, attribute: str, computation_uuid: str, n: int, queue) -> None:
+    try:
+        with Store(url) as store:
+            pk, _existed = store.record_computation(record(computation_uuid, f"p_{attribute}", "1", [attribute], sha=attribute))
+            writer = store.writer(pk, [attribute])
+            for start in range(0, n, 50):  # many small transactions, interleaved with the other writer's
+                writer.write([(f"entity{i}", [str(i)]) for i in range(start, min(n, start + 50))])
+        queue.put("ok")
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store) -> None:
+    store.apply_attributes({"w1": {"datatype": "Integer"}, "w2": {"datatype": "Integer"}})
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    n = 2000
+    workers = [context.Process(target=_writer_process, args=(store.url, name, U[i + 5], n, queue))
+               for i, name in enumerate(("w1", "w2"))]
+    for worker in workers:
+        worker.start()
+    outcomes = [queue.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert outcomes == ["ok", "ok"]
+    values = {(v["entity"], v["attribute"]): (v["value"], v["computation"]) for v in store.iter_values(["w1", "w2"], provenance=True)}
+    assert values == {**{(f"entity{i}", "w1"): (i, U[5]) for i in range(n)}, **{(f"entity{i}", "w2"): (i, U[6]) for i in range(n)}}
