@@ -33,7 +33,7 @@ def main() -> None:
     n = args.entities or (200_000 if args.quick else 1_000_000)
     rounds = args.rounds or (2 if args.quick else 3)
     import provbatch
-    from provbatch.plugin import load_plugin
+    from provbatch.plugins.loading import load_plugin
 
     work = fresh(cache_dir() / "work-overhead")
     plugin = load_plugin(PLUGINS / "trivial.py")

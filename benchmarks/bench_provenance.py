@@ -3,7 +3,7 @@
 Printed side by side, measured in one go:
 
 1. hashing the ids file (size + sha256, one streamed read: what capture does to it);
-2. the whole capture (:func:`provbatch.provenance.capture_run_config`: the
+2. the whole capture (:func:`provbatch.provenance.capture.capture_run_config`: the
    file's hash, the plugin's source, the environment with the installed packages);
 3. reading the ids through the entity stream alone (no compute: a floor
    under any run on this file);
@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="skip the whole run (4.)")
     args = parser.parse_args()
 
-    from provbatch import provenance
-    from provbatch.batch import BatchRun
-    from provbatch.entities import EntitySource, EntityStream
-    from provbatch.rerun import check_inputs
+    from provbatch.engine.batch import BatchRun
+    from provbatch.inputs.entities import EntitySource, EntityStream
+    from provbatch.provenance import capture as provenance
+    from provbatch.provenance.rerun import check_inputs
 
     with tempfile.TemporaryDirectory(prefix="bench-provenance-") as folder:
         tmp = Path(folder)

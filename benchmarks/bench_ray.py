@@ -32,7 +32,7 @@ def main() -> None:
     n = args.entities or (50_000 if args.quick else 200_000)
     os.environ.pop("RAY_ADDRESS", None)  # a private instance, never a cluster that happens to run here
     import provbatch
-    from provbatch.entities import EntitySource
+    from provbatch.inputs.entities import EntitySource
 
     ids = ids_file(n)
     work = fresh(cache_dir() / "work-ray")

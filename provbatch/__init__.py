@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 _EXPORTS = {
-    "run_batch": "provbatch.batch",
-    "iter_batch": "provbatch.batch",
-    "BatchRun": "provbatch.batch",
-    "BatchResult": "provbatch.batch",
-    "Failure": "provbatch.batch",
-    "EntitySource": "provbatch.entities",
+    "run_batch": "provbatch.api",
+    "iter_batch": "provbatch.api",
+    "BatchResult": "provbatch.api",
+    "BatchRun": "provbatch.engine.batch",
+    "Failure": "provbatch.engine.batch",
+    "EntitySource": "provbatch.inputs.entities",
     "importer": "provbatch.multiplug",
-    "load_plugin": "provbatch.plugin",
+    "load_plugin": "provbatch.plugins.loading",
     "ProvBatchError": "provbatch.errors",
     "UsageError": "provbatch.errors",
     "PluginError": "provbatch.errors",

@@ -283,7 +283,7 @@ def test_installed_without_the_repository(tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(source)], check=True, capture_output=True)
-    assert sorted(p.name for p in (site / "provbatch" / "templates").iterdir()) == [
+    assert sorted(p.name for p in (site / "provbatch" / "authoring" / "templates").iterdir()) == [
         "plugin.nim.tmpl", "plugin.py.tmpl", "plugin.rs.tmpl", "plugin.sh.tmpl", "test_plugin.py.tmpl",
     ]
     assert repo_root(site / "provbatch") is None and repo_root() == REPO
@@ -291,10 +291,10 @@ def test_installed_without_the_repository(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     out = {}
-    assert sorted(p.relative_to(site).as_posix() for p in (site / "provbatch" / "multiplug" / "nim_bridge").rglob("*.nim")) == [
-        "provbatch/multiplug/nim_bridge/multiplug_nim/exportpy_consts.nim",
-        "provbatch/multiplug/nim_bridge/nimpy.nim",
-        "provbatch/multiplug/nim_bridge/provbatch_bridge/runtime.nim",
+    assert sorted(p.relative_to(site).as_posix() for p in (site / "provbatch" / "plugins" / "nim" / "bridge").rglob("*.nim")) == [
+        "provbatch/plugins/nim/bridge/multiplug_nim/exportpy_consts.nim",
+        "provbatch/plugins/nim/bridge/nimpy.nim",
+        "provbatch/plugins/nim/bridge/provbatch_bridge/runtime.nim",
     ]
     for args in (["plugins"], ["new", "shipped", "--lang", "bash"], ["check", "shipped.sh"],
                  ["new", "shipped_nim", "--lang", "nim"], ["check", "shipped_nim.nim"]):

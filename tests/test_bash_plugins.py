@@ -18,7 +18,7 @@ import provbatch
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
-from provbatch.multiplug.bash_runner import BashCallCancelled, BashCallError, runners_of_process
+from provbatch.plugins.bash.runner import BashCallCancelled, BashCallError, runners_of_process
 
 sys.path.insert(0, str(REPO / "plugins"))
 import gc_content as gc_python  # noqa: E402  the Python twin of gc_content.sh

@@ -7,8 +7,8 @@ import types
 import pytest
 
 from conftest import run_cli
-from provbatch.attributes import is_valid_datatype, load_attribute_definitions
-from provbatch.validation import validate_plugin
+from provbatch.contract.attributes import is_valid_datatype, load_attribute_definitions
+from provbatch.contract.validation import validate_plugin
 
 
 def test_check_valid_plugin_exit_0():

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
-from provbatch.entities import EntityStream, SeenIds
-from provbatch.fingerprints import MAX_LOAD, SHARD_BITS, FingerprintSet, fingerprint
+from provbatch.inputs.entities import EntityStream
+from provbatch.inputs.seen_ids import SeenIds
+from provbatch.inputs.fingerprints import MAX_LOAD, SHARD_BITS, FingerprintSet, fingerprint
 
 
 def test_fingerprint_is_128_bits_and_never_empty():
@@ -62,7 +63,7 @@ def test_seen_ids_become_fingerprints_past_the_limit_and_stay_exact_before():
 
 
 def test_entity_stream_counts_duplicates_and_skips_across_the_switch(monkeypatch):
-    import provbatch.entities as entities
+    import provbatch.inputs.seen_ids as entities
 
     monkeypatch.setattr(entities, "EXACT_LIMIT", 50)
     rng = random.Random(8)

@@ -24,9 +24,9 @@ import provbatch
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
-from provbatch.multiplug.cache import artifact_bytes
-from provbatch.multiplug.nim_build import compile_error
-from provbatch.multiplug.nim_library import NimError, NimRef
+from provbatch.plugins.cache import artifact_bytes
+from provbatch.plugins.nim.build import compile_error
+from provbatch.plugins.nim.library import NimError, NimRef
 
 pytestmark = pytest.mark.skipif(shutil.which("nim") is None, reason="nim is not installed (apt-get install -y nim)")
 

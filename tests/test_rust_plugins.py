@@ -23,7 +23,7 @@ import provbatch
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
-from provbatch.multiplug.cache import artifact_bytes
+from provbatch.plugins.cache import artifact_bytes
 
 GC_RS = REPO / "rust_plugins" / "gc_content.rs"
 STATE_CRATE = REPO / "rust_plugins" / "state_counter"
@@ -108,7 +108,7 @@ def python_gc(path: Path, digits: int = 4):
 
 
 def test_scan_finds_items_outside_comments_and_strings():
-    from provbatch.multiplug.rust_build import scan_items
+    from provbatch.plugins.rust.build import scan_items
 
     source = textwrap.dedent(r"""
         // #[pyfunction] fn in_a_comment() {}
@@ -135,7 +135,7 @@ def test_scan_finds_items_outside_comments_and_strings():
 
 
 def test_scan_reads_the_name_of_a_user_pymodule():
-    from provbatch.multiplug.rust_build import scan_items
+    from provbatch.plugins.rust.build import scan_items
 
     assert scan_items("#[pymodule]\nfn my_plugin(m: &Bound<'_, PyModule>) {}").user_module == "my_plugin"
     assert scan_items('#[pymodule(name = "renamed")]\nmod inner {}').user_module == "renamed"
@@ -430,7 +430,7 @@ def test_run_batch_serial_with_state(state_module, tmp_path):
 
 
 def test_run_batch_a_panic_fails_one_entity_only(meta_module, attributes_file):
-    from provbatch.plugin import load_plugin
+    from provbatch.plugins.loading import load_plugin
 
     plugin = load_plugin(meta_module.__provbatch_spec__.source, constants_class="Meta")  # loader options
     result = provbatch.run_batch(plugin, ["ab", "boom", "abc"], params={"times": 2}, backend="serial",

@@ -6,9 +6,9 @@ import pytest
 
 from provbatch.errors import UsageError
 from provbatch.execution.scheduler import ChunkSizer
-from provbatch.outputs import repair_torn_tail
-from provbatch.values import ResultValueError, make_row_formatter
-from provbatch.params import converter_for, parse_param_options, resolve_params
+from provbatch.outputs.tsv import repair_torn_tail
+from provbatch.contract.results import ResultValueError, make_row_formatter
+from provbatch.contract.parameters import converter_for, parse_param_options, resolve_params
 
 PARAMS = [
     ("n", "Integer", "3", ""), ("x", "Float", "", ""), ("flag", "Boolean", "false", ""),
@@ -113,7 +113,7 @@ def test_chunk_sizer_grows_for_cheap_and_stays_small_for_costly():
 def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
     import itertools
 
-    from provbatch.values import _checked_row_formatter
+    from provbatch.contract.results import _checked_row_formatter
 
     names = [f"a{i}" for i in range(len(datatypes))]
     fast, checked = make_row_formatter(datatypes, names), _checked_row_formatter(datatypes, names)

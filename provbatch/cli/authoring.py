@@ -1,4 +1,4 @@
-"""The commands for plugin authors: ``provbatch plugins``, ``describe`` and ``new``.
+"""The commands for plugin authors: ``provbatch check``, ``plugins``, ``describe`` and ``new``.
 
 Thin, like the rest of the CLI: each parses its arguments, calls
 :mod:`provbatch.authoring` (imported inside the command, so ``--help``
@@ -11,9 +11,38 @@ import shlex
 
 import click
 
-from .cli_errors import friendly_errors
+from ..errors import PluginValidationError
+from .errors import friendly_errors
 
 _LANGS = ["py", "rust", "nim", "bash"]
+
+
+@click.command()
+@click.argument("plugin")
+@click.option("--attributes", type=click.Path(dir_okay=False), help="Attribute definitions (default ./attribute_definitions.yaml, else beside the plugin).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@friendly_errors("provbatch check")
+def check(plugin: str, attributes: str | None, debug: bool) -> None:
+    """Check PLUGIN against the plugin contract; list every problem found."""
+    from ..plugins.loading import check_plugin, load_plugin, resolve_attributes
+
+    loaded = load_plugin(plugin)
+    definitions = resolve_attributes(attributes, loaded)
+    problems = check_plugin(loaded, definitions)
+    where = loaded.path or loaded.label
+    if problems:
+        raise PluginValidationError(str(where), problems) if len(problems) == 1 else _ProblemList(str(where), problems)
+    used = f"; attributes checked against {definitions.path}" if definitions else ""
+    click.echo(f"{where}: OK: {loaded.id} {loaded.version} ({loaded.lang}), outputs {', '.join(loaded.output)}{used}")
+
+
+class _ProblemList(PluginValidationError):
+    """Several problems: one line each."""
+
+    def __str__(self) -> str:
+        lines = [f"{self.filename}: {len(self.problems)} problems"]
+        lines.extend(f"  - {problem}" for problem in self.problems)
+        return "\n".join(lines)
 
 
 @click.command()
@@ -28,7 +57,7 @@ def plugins(installed_only: bool, debug: bool) -> None:
     the first time (then taken from the build cache). A plugin that fails to
     load is listed with its error.
     """
-    from .authoring import format_plugin_list, list_plugins
+    from ..authoring import format_plugin_list, list_plugins
 
     click.echo(format_plugin_list(list_plugins(root=None if installed_only else "auto")))
 
@@ -44,7 +73,7 @@ def describe(plugin: str, attributes: str | None, debug: bool) -> None:
     PLUGIN is a plugin file (.py, .rs or a Rust crate directory, .nim, .sh)
     or the name of an installed plugin.
     """
-    from .authoring import describe_plugin
+    from ..authoring import describe_plugin
 
     click.echo(describe_plugin(plugin, attributes))
 
@@ -63,7 +92,7 @@ def new(name: str, lang: str, directory: str, debug: bool) -> None:
     'provbatch check': replace its computation with yours. Existing files
     are never overwritten.
     """
-    from .authoring import new_plugin
+    from ..authoring import new_plugin
 
     made = new_plugin(name, lang, directory)
     click.echo(f"wrote {made.plugin} (the plugin) and {made.test} (its test)")

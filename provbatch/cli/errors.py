@@ -1,8 +1,8 @@
 """One-line errors and exit codes for every ``provbatch`` command.
 
-Shared by :mod:`provbatch.cli`, :mod:`provbatch.cli_authoring` and
-:mod:`provbatch.cli_provenance`; a module of its own so that those import it
-at import time without a circular import through :mod:`provbatch.cli`.
+Shared by every command module (:mod:`.run`, :mod:`.authoring`,
+:mod:`.provenance`); a module of its own so that those import it at import
+time without a circular import through :mod:`provbatch.cli`.
 Every error a user can cause becomes ``PROG: error: message`` on stderr
 with exit code 2 (usage) or 1 (plugin); SIGINT exits 130 and SIGTERM 143
 after the command's own clean-up; ``--debug`` shows the traceback.
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import ProvBatchError
+from ..errors import ProvBatchError
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

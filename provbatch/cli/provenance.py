@@ -1,7 +1,7 @@
 """The provenance commands: ``provbatch show RUN_DIR`` and ``provbatch rerun RUN_DIR``.
 
-Thin, like the rest of the CLI: parse, call :mod:`provbatch.provenance` or
-:mod:`provbatch.rerun` (imported inside the command, so ``--help`` stays
+Thin, like the rest of the CLI: parse, call :mod:`provbatch.provenance.show` or
+:mod:`provbatch.provenance.rerun` (imported inside the command, so ``--help`` stays
 fast), print; errors are one line, or one line per difference for a refused
 rerun (``friendly_errors``).
 """
@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .cli_errors import friendly_errors
+from .errors import friendly_errors
 
 
 @click.command()
@@ -26,8 +26,8 @@ def show(run_dir: str | None, debug: bool) -> None:
     RUN_DIR is a run directory, or the uuid (its first 8 characters suffice)
     of a run under $PROVBATCH_RUNS; without it, the latest run there.
     """
-    from .provenance import summarize_run
-    from .rundirs import latest_run
+    from ..provenance.show import summarize_run
+    from ..provenance.rundirs import latest_run
 
     click.echo(summarize_run(run_dir if run_dir else latest_run()))
 
@@ -53,7 +53,7 @@ def rerun(run_dir: str, out: str | None, allow_changed_inputs: bool, backend: st
     directory) that records which run it redoes; its logs and report go
     beside the results (OUT.log.tsv, OUT.report.yaml).
     """
-    from .rerun import prepare_rerun
+    from ..provenance.rerun import prepare_rerun
 
     def say(text: str) -> None:
         click.echo(f"provbatch rerun: {text}", err=True)

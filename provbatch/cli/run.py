@@ -1,8 +1,7 @@
-"""The command line: ``batch-compute`` and ``provbatch`` (run, check, ...).
+"""``batch-compute`` (also ``provbatch run``): compute the attributes of every entity with a plugin.
 
-Commands are thin: parse, call the library, print. Every error a user can
-cause becomes one line naming the file and the problem, with exit code 2 for
-usage errors and 1 for plugin errors; ``--debug`` shows the traceback.
+Thin: parse the options, build the batch, iterate it, say how it went.
+Every error a user can cause becomes one line (see :mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from typing import Any, Callable
 
 import click
 
-from .cli_errors import fail as _fail, friendly_errors
-from .errors import PluginValidationError, UsageError
+from .errors import fail as _fail, friendly_errors
+from ..errors import UsageError
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,9 +51,9 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(**kw: Any) -> None:
-    from .batch import BatchRun
-    from .entities import EntitySource
-    from .params import parse_param_options, read_params_file
+    from ..engine.batch import BatchRun
+    from ..inputs.entities import EntitySource
+    from ..contract.parameters import parse_param_options, read_params_file
 
     entities, pattern = kw["entities"], kw["pattern"]
     if pattern and entities:
@@ -113,68 +112,3 @@ def batch_compute(**kw: Any) -> None:
     line (or a TSV, see --col), '-' for stdin; or use --glob.
     """
     _run(**kw)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def provbatch() -> None:
-    """provbatch: compute attributes of entities with plugins, keeping their provenance."""
-
-
-provbatch.add_command(batch_compute, name="run")
-
-
-@provbatch.command()
-@click.argument("plugin")
-@click.option("--attributes", type=click.Path(dir_okay=False), help="Attribute definitions (default ./attribute_definitions.yaml, else beside the plugin).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@friendly_errors("provbatch check")
-def check(plugin: str, attributes: str | None, debug: bool) -> None:
-    """Check PLUGIN against the plugin contract; list every problem found."""
-    from .plugin import check_plugin, load_plugin, resolve_attributes
-
-    loaded = load_plugin(plugin)
-    definitions = resolve_attributes(attributes, loaded)
-    problems = check_plugin(loaded, definitions)
-    where = loaded.path or loaded.label
-    if problems:
-        raise PluginValidationError(str(where), problems) if len(problems) == 1 else _ProblemList(str(where), problems)
-    used = f"; attributes checked against {definitions.path}" if definitions else ""
-    click.echo(f"{where}: OK: {loaded.id} {loaded.version} ({loaded.lang}), outputs {', '.join(loaded.output)}{used}")
-
-
-class _ProblemList(PluginValidationError):
-    """Several problems: one line each."""
-
-    def __str__(self) -> str:
-        lines = [f"{self.filename}: {len(self.problems)} problems"]
-        lines.extend(f"  - {problem}" for problem in self.problems)
-        return "\n".join(lines)
-
-
-from .cli_authoring import describe, new, plugins  # noqa: E402
-
-provbatch.add_command(plugins)
-provbatch.add_command(describe)
-provbatch.add_command(new)
-
-from .cli_provenance import rerun, show  # noqa: E402
-
-provbatch.add_command(show)
-provbatch.add_command(rerun)
-
-from .cli_runs import report, runs  # noqa: E402
-
-provbatch.add_command(runs)
-provbatch.add_command(report)
-
-
-def batch_compute_main() -> None:
-    batch_compute(prog_name="batch-compute")
-
-
-def provbatch_main() -> None:
-    provbatch(prog_name="provbatch")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    provbatch_main()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AttributeDefinitionsError
+from ..errors import AttributeDefinitionsError
 
 DEFAULT_FILENAME = "attribute_definitions.yaml"
 REQUIRED_KEYS = ("definition", "datatype")

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .errors import UsageError
+from ..errors import UsageError
 
 STATE = "state"
 _TRUE = {"true", "yes", "y", "on", "1"}

@@ -1,4 +1,4 @@
-"""Result values -> TSV fields, checked against the attribute datatypes.
+"""Result values -> TSV fields, checked against the attribute datatypes; log strings -> log fields.
 
 Each OUTPUT attribute has a datatype in attribute_definitions.yaml; the value
 compute returns for it must fit: an ``Integer`` gets an int (or a string
@@ -24,6 +24,15 @@ _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 class ResultValueError(ValueError):
     """compute returned values that do not fit OUTPUT and its datatypes."""
+
+
+def format_logs(logs: Any) -> list[str]:
+    """Log strings; embedded newlines would break the TSV, so they are escaped."""
+    if logs is None:
+        return []
+    if isinstance(logs, str):
+        logs = [logs]
+    return [str(item).replace("\r", "\\r").replace("\n", "\\n") for item in logs]
 
 
 def _clean_text(text: str) -> str:

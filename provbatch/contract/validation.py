@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .attributes import AttributeDefinitions
-from .params import STATE, converter_for
+from .parameters import STATE, converter_for
 
 #: constant -> maximum length of its string value (None: not a string)
 STRING_LIMITS: dict[str, int] = {

@@ -1,7 +1,8 @@
 """One batch computation, from the PLUGIN and ENTITIES arguments to the results, logs and records.
 
-:class:`BatchRun` is the engine; the command line and the Python API
-(:func:`run_batch`, :func:`iter_batch`) are thin layers over it.
+:class:`BatchRun` is the engine; the command line (:mod:`provbatch.cli`) and
+the Python API (:mod:`provbatch.api`: ``run_batch``, ``iter_batch``) are thin
+layers over it.
 
 Order of work, so that bad input fails before anything is computed or
 written: load the plugin -> check it -> resolve the parameters -> open the
@@ -18,18 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from . import provenance
-from . import report as reporting
-from .attributes import AttributeDefinitions
-from .entities import EntitySource, EntityStream, SeenIds, iter_column, load_idsproc
-from .errors import UsageError
-from .execution.base import NOT_STARTED
-from .execution.runner import Item
-from .failures import FailuresFile
+from ..contract.attributes import AttributeDefinitions
+from ..errors import UsageError
+from ..execution.base import NOT_STARTED
+from ..execution.runner import Item
+from ..inputs.entities import EntitySource, EntityStream, iter_column
+from ..inputs.idsproc import load_idsproc
+from ..inputs.seen_ids import SeenIds
+from ..outputs import report as reporting
+from ..outputs.failures import FailuresFile
+from ..outputs.tsv import TsvSink, existing_ids, keep_log_lines_of
+from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_attributes
+from ..provenance import capture as provenance
+from ..provenance.record import RunRecord
+from ..provenance.rundirs import default_run_dir
 from .lifecycle import BACKENDS, ExecutionOptions, Lifecycle, default_workers  # noqa: F401 - re-exported
-from .outputs import TsvSink, existing_ids, keep_log_lines_of
-from .plugin import LoadedPlugin, load_plugin, require_valid, resolve_attributes
-from .runrecord import RunRecord, default_run_dir
 
 #: errors worth no retry: the plugin returned values that do not fit OUTPUT; it would again
 NOT_RETRIED = frozenset({"ResultValueError"})
@@ -141,7 +145,7 @@ class BatchRun:
         )
         require_valid(self.loaded, definitions)
         self.definitions = definitions
-        from .params import resolve_params
+        from ..contract.parameters import resolve_params
 
         self.resolved = resolve_params(self.params or {}, self.loaded.parameters, origin="parameters")
         self.failures_file = self._failures_file()
@@ -411,54 +415,3 @@ class BatchRun:
             self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts())
             self.record.close(manifest_status, failure_text, counts=self._counts(), comp_status=status,
                               backend=report.backend, workers=report.workers)
-
-
-def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | EntitySource, **options: Any) -> BatchRun:
-    """Start a batch; iterate over the result to get ``(entity_id, results, logs)`` as they complete.
-
-    ``entities`` is an iterable of entity strings, or an :class:`EntitySource`
-    (file, column, glob). Options are those of :class:`BatchRun` (params,
-    backend, workers, address, attributes, idsproc, skip, out, log,
-    report_path, user, system, reason, retries, timeout, fail_fast,
-    max_failures, failures_path, retry_failed, run_dir, plugin_options). Nothing is computed
-    until iterated; bad input raises here.
-    """
-    if isinstance(entities, (str, Path)):
-        raise UsageError("entities must be an iterable of entities or an EntitySource, not a single string")
-    run = BatchRun(plugin, entities, **options)
-    run.prepare()
-    return run
-
-
-@dataclass
-class BatchResult:
-    """The outcome of :func:`run_batch`: iterable as ``(entity_id, results, logs)``."""
-
-    rows: list[tuple[str, list[str], list[str]]]
-    failures: list[Failure]
-    report: reporting.Report
-
-    def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def as_dict(self) -> dict[str, list[str]]:
-        """entity_id -> results."""
-        return {entity_id: results for entity_id, results, _logs in self.rows}
-
-
-def run_batch(
-    plugin: str | Path | LoadedPlugin,
-    entities: Iterable[str] | EntitySource,
-    params: Mapping[str, Any] | None = None,
-    backend: str = "auto",
-    workers: int | None = None,
-    **options: Any,
-) -> BatchResult:
-    """Run a whole batch and return every result (for batches whose results fit in memory;
-    use :func:`iter_batch` or ``out=`` for large ones)."""
-    run = iter_batch(plugin, entities, params=params, backend=backend, workers=workers, **options)
-    rows = list(run)
-    return BatchResult(rows, run.failures, run.report)

@@ -22,13 +22,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .errors import UsageError
-from .execution.base import Completed, Pool, SerialPool
-from .execution.runner import ChunkRunner, Item, RunnerConfig
-from .execution.scheduler import ChunkSizer, Scheduler
-from .params import STATE
-from .plugin import LoadedPlugin
-from .report import Report
+from ..errors import UsageError
+from ..execution.base import Completed, Pool
+from ..execution.serial import SerialPool
+from ..execution.runner import ChunkRunner, Item, RunnerConfig
+from ..execution.scheduler import ChunkSizer, Scheduler
+from ..contract.parameters import STATE
+from ..plugins.loading import LoadedPlugin
+from ..outputs.report import Report
 
 BACKENDS = ("auto", "serial", "pool", "ray")
 #: how long ``auto`` computes in the driver before deciding whether workers pay off
@@ -167,11 +168,11 @@ class Lifecycle:
             )
         config = self._config(self.per_worker, in_worker=True)
         if kind == "ray":
-            from .execution.ray_backend import RayPool
+            from ..execution.ray import RayPool
 
             pool: Pool = RayPool(self.options.workers, config, state, self.options.address)
         else:
-            from .execution.pool import LocalPool
+            from ..execution.local_pool import LocalPool
 
             pool = LocalPool(self.workers, config, state, module=self.module)
         pool.emit = self.emit

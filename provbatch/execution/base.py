@@ -73,38 +73,3 @@ class Pool:
     def terminate(self) -> None:
         """Stop now, abandoning in-flight chunks (cancel, interrupt)."""
         raise NotImplementedError
-
-
-class SerialPool(Pool):
-    """Computes in the calling process, on the driver's own plugin module and state."""
-
-    name = "serial"
-    depth = 1
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self._pending: tuple[int, Chunk] | None = None
-
-    def capacity(self) -> int:
-        return 0 if self._pending else 1
-
-    def in_flight(self) -> int:
-        return 1 if self._pending else 0
-
-    def submit(self, chunk_id: int, chunk: Chunk) -> None:
-        self._pending = (chunk_id, chunk)
-
-    def wait(self) -> list[Completed]:
-        assert self._pending is not None
-        chunk_id, chunk = self._pending
-        self._pending = None
-        outcomes, seconds = self.runner.run_chunk(chunk)
-        return [Completed(chunk_id, chunk, outcomes, seconds)]
-
-    def finish(self, return_state: bool) -> list[Any]:
-        state = self.runner.finish(return_state)
-        return [state] if return_state else []
-
-    def terminate(self) -> None:
-        self._pending = None
-        self.runner.cleanup()

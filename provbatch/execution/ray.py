@@ -78,7 +78,7 @@ class RayPool(Pool):
         self.n_workers = n_workers
         spec = config.spec
         if spec.artifact and Path(spec.artifact).is_file():
-            from ..multiplug.cache import artifact_bytes
+            from ..plugins.cache import artifact_bytes
 
             spec = spec.with_blob(ray.put(artifact_bytes(spec)))  # checked against its sha256
             config = RunnerConfig(**{**config.__dict__, "spec": spec})

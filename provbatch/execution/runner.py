@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
-from .. import context, multiplug
-from ..multiplug.base import PluginSpec
-from ..outputs import format_logs
-from ..params import STATE
-from ..validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
-from ..values import ResultValueError, make_row_formatter
+from .. import context
+from ..contract.parameters import STATE
+from ..contract.results import ResultValueError, format_logs, make_row_formatter
+from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
+from ..plugins import registry
+from ..plugins.base import PluginSpec
 
 #: one entity's outcome: (entity_id, TSV fields or None if it failed, log strings, error)
 #: error = (error class, message, traceback text) or None
@@ -116,7 +116,7 @@ class ChunkRunner:
 
     def __init__(self, config: RunnerConfig, state: Any = None, module: ModuleType | None = None) -> None:
         self.config = config
-        self.module = module or multiplug.load_spec(config.spec, OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS)
+        self.module = module or registry.load_spec(config.spec, OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS)
         if config.per_worker_state:
             init_params = dict(config.params)
             if config.initial_state is not None:

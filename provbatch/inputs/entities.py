@@ -14,9 +14,10 @@ import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from .errors import UsageError
+from ..errors import UsageError
+from .seen_ids import SeenIds
 
 
 @dataclass(frozen=True)
@@ -75,94 +76,6 @@ def iter_glob(pattern: str) -> Iterator[str]:
     return iter(sorted(p for p in globlib.glob(pattern, recursive=True) if Path(p).is_file()))
 
 
-def load_idsproc(spec: str) -> Callable[[str], str]:
-    """``compute_id`` of an idsproc module, given as a ``.py`` path or an importable module name."""
-    import importlib
-    import hashlib
-
-    from .multiplug.python import exec_python_file
-    from .errors import PluginLoadError
-
-    path = Path(spec)
-    try:
-        if spec.endswith(".py") or path.exists():
-            if not path.is_file():
-                raise UsageError(f"{spec}: idsproc module not found")
-            module = exec_python_file(path.resolve(), "provbatch_idsproc_" + hashlib.sha1(spec.encode()).hexdigest()[:12])
-        else:
-            module = importlib.import_module(spec)
-    except PluginLoadError as exc:
-        raise UsageError(f"idsproc {exc}") from exc
-    except ImportError as exc:
-        raise UsageError(f"{spec}: cannot import idsproc module: {exc}") from exc
-    func = getattr(module, "compute_id", None)
-    if not callable(func):
-        raise UsageError(f"{spec}: idsproc module must define compute_id(entity: str) -> str")
-    return func
-
-
-#: up to this many ids, SeenIds is an exact ``set`` of the strings; beyond, 128-bit fingerprints
-EXACT_LIMIT = 1_000_000
-
-
-class SeenIds:
-    """The set of ids seen so far (duplicates, resume, skip list).
-
-    Exact (the strings themselves) for the first :data:`EXACT_LIMIT` ids,
-    which is fast and small enough; beyond that the ids move to a
-    :class:`~provbatch.fingerprints.FingerprintSet` (16 bytes per id instead of
-    ~100, collision odds ~1e-25 for ten million ids), so that ten million ids
-    fit in a few hundred megabytes.
-    """
-
-    def __init__(self, ids: Iterable[str] = (), exact_limit: int = EXACT_LIMIT) -> None:
-        # A dict of str -> None, not a set: a dict holding only strings is not tracked by the
-        # garbage collector, a set always is, and the collector's full passes (one every few
-        # chunks) would walk all its entries: 4 µs per entity at a million ids.
-        self._exact: dict[str, None] | None = {}
-        self._compact: Any = None
-        self._limit = exact_limit
-        for entity_id in ids:
-            self.add(entity_id)
-
-    def add(self, entity_id: str) -> bool:
-        """Add the id; False if it was already there."""
-        exact = self._exact
-        if exact is None:
-            return self._compact.add(entity_id)
-        if entity_id in exact:
-            return False
-        exact[entity_id] = None
-        if len(exact) > self._limit:
-            self._make_compact()
-        return True
-
-    def _make_compact(self) -> None:
-        from .fingerprints import FingerprintSet
-
-        assert self._exact is not None
-        self._compact = FingerprintSet(self._exact, initial_capacity=2 * len(self._exact) >> 6)
-        self._exact = None
-
-    @property
-    def exact(self) -> bool:
-        """Whether the ids are still kept as strings (no collision possible)."""
-        return self._exact is not None
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held for the compact form (0 while exact)."""
-        return self._compact.nbytes if self._compact is not None else 0
-
-    def __contains__(self, entity_id: str) -> bool:
-        if self._exact is not None:
-            return entity_id in self._exact
-        return entity_id in self._compact
-
-    def __len__(self) -> int:
-        return len(self._exact) if self._exact is not None else len(self._compact)
-
-
 @dataclass
 class EntityCounts:
     """What the stream dropped, for the report."""
@@ -205,7 +118,8 @@ class EntityStream:
         counts = self.counts
         idsproc = self.idsproc
         skip = self.skip if len(self.skip) else None  # filled before the stream starts
-        exact = seen._exact
+        exact = seen.exact_ids
+        limit = seen.exact_limit
         read = 0
         try:
             for entity in self.raw():
@@ -218,8 +132,8 @@ class EntityStream:
                         counts.duplicates += 1
                         continue
                     exact[entity_id] = None
-                    if len(exact) > seen._limit:
-                        seen._make_compact()
+                    if len(exact) > limit:
+                        seen.make_compact()
                         exact = None
                     yield entity_id, entity, 1
                 elif not seen.add(entity_id):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def _one_line(text: str) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 REASONS = ("new_entities", "new_attributes", "recompute")
 COMP_STATUSES = ("completed", "partial", "aborted")

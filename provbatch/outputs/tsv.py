@@ -10,19 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Iterable
 
-from .entities import SeenIds
-from .errors import UsageError
-
-
-def format_logs(logs: Any) -> list[str]:
-    """Log strings; embedded newlines would break the TSV, so they are escaped."""
-    if logs is None:
-        return []
-    if isinstance(logs, str):
-        logs = [logs]
-    return [str(item).replace("\r", "\\r").replace("\n", "\\n") for item in logs]
+from ..inputs.seen_ids import SeenIds
+from ..errors import UsageError
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -91,7 +82,6 @@ class TsvSink:
     def close(self) -> None:
         if self._owned:
             self._handle.close()
-
 
 
 def keep_log_lines_of(path: Path, entity_ids: SeenIds) -> int:

@@ -21,11 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import multiplug
-from .attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
-from .errors import PluginLoadError, PluginValidationError
-from .multiplug.base import PluginSpec
-from .validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS, validate_plugin
+from . import registry
+from ..contract.attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
+from ..errors import PluginLoadError, PluginValidationError
+from .base import PluginSpec
+from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS, validate_plugin
 
 ENTRY_POINT_GROUP = "provbatch.plugins"
 
@@ -99,7 +99,7 @@ def installed_plugins() -> list[EntryPoint]:
 
 
 def _looks_like_path(value: str) -> bool:
-    return "/" in value or any(value.endswith(suffix) for suffix in multiplug.supported_suffixes())
+    return "/" in value or any(value.endswith(suffix) for suffix in registry.supported_suffixes())
 
 
 def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
@@ -108,7 +108,7 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
     names = dict(opt_const=OPTIONAL_CONSTANTS, opt_func=OPTIONAL_FUNCTIONS)
     path = Path(label).expanduser()
     if path.exists():
-        module = multiplug.importer(path, **names, **options)
+        module = registry.importer(path, **names, **options)
         return LoadedPlugin(label, module, path.resolve())
     entry = None if isinstance(plugin, Path) else _entry_point(label)
     if entry is None:
@@ -125,7 +125,7 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
             target = Path(entry.dist.locate_file(value))
         if not target.exists():
             raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
-        module = multiplug.importer(target, **names, **options)
+        module = registry.importer(target, **names, **options)
         return LoadedPlugin(label, module, target.resolve())
     if ":" in value:
         try:
@@ -136,11 +136,11 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
             target = Path(target_value)
             if not target.exists():
                 raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
-            module = multiplug.importer(target, **names, **options)
+            module = registry.importer(target, **names, **options)
             return LoadedPlugin(label, module, target.resolve())
     module_name = value.split(":")[0].strip()
-    module = multiplug.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
-    multiplug._check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
+    module = registry.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
+    registry._check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
     file = getattr(module, "__file__", None)
     return LoadedPlugin(label, module, Path(file).resolve() if file else None)
 

@@ -1,15 +1,16 @@
-"""MultiPlug: load a plugin written in Python, Rust, Nim or Bash as a Python module.
+"""The plugin loaders by suffix and language: load a plugin written in Python, Rust, Nim or Bash as a module.
 
 ``importer(filename, ...)`` picks a loader by the file's suffix (or, for a
 directory, by what it contains), lets it build the plugin when the language
 needs it, and checks that the required names exist.
 
-Each loader is a small class (see :mod:`provbatch.multiplug.base`) registered
+Each loader is a small class (see :mod:`provbatch.plugins.base`) registered
 here by dotted path, so that a loader's own imports (a build tool, ctypes
 helpers) cost nothing unless a plugin of its language is used.
 
 Loaders never change the working directory and never write into the plugin's
 folder: compiled builds go to a cache directory (see :mod:`.cache`).
+:mod:`provbatch.multiplug` is the MultiPlug-compatible face of this module.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ __all__ = [
 
 #: suffix -> "module:Class" of its loader; imported on first use.
 _LOADERS: dict[str, str] = {
-    ".py": "provbatch.multiplug.python:PythonLoader",
-    ".rs": "provbatch.multiplug.rust:RustLoader",
-    ".nim": "provbatch.multiplug.nim:NimLoader",
-    ".sh": "provbatch.multiplug.bash:BashLoader",
+    ".py": "provbatch.plugins.python:PythonLoader",
+    ".rs": "provbatch.plugins.rust.loader:RustLoader",
+    ".nim": "provbatch.plugins.nim.loader:NimLoader",
+    ".sh": "provbatch.plugins.bash.loader:BashLoader",
 }
 #: language name -> suffix, for specs and directories.
 _LANG_SUFFIX: dict[str, str] = {"python": ".py", "rust": ".rs", "nim": ".nim", "bash": ".sh"}

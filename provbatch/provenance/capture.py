@@ -2,7 +2,7 @@
 
 Every run (command line or Python API) writes ``run_config.json`` into its
 run directory, beside ``manifest.json`` and ``events.jsonl`` (see
-:mod:`.runrecord`), before the first entity is computed; the end time and
+:mod:`.record`), before the first entity is computed; the end time and
 the backend actually used are added when the run ends. It holds:
 
 - the plugin: path, label, language, loader options, the full text of every
@@ -22,8 +22,8 @@ the backend actually used are added when the run ends. It holds:
   packages), user, system, reason, uuid (the report's and the manifest's),
   working directory, command line, times.
 
-:mod:`.rerun` reads it back to redo the run; :func:`summarize_run` renders
-a run directory for ``provbatch show``. Capture costs one read of each
+:mod:`.rerun` reads it back to redo the run; :func:`.show.summarize_run`
+renders a run directory for ``provbatch show``. Capture costs one read of each
 input file; its failure never stops a run (it is noted in the report's
 remarks and the events).
 """
@@ -36,21 +36,17 @@ import importlib.util
 import json
 import os
 import platform
-import shlex
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .errors import UsageError
+from .rundirs import FORMAT, RUN_CONFIG
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .attributes import AttributeDefinitions
-    from .batch import BatchRun
-    from .plugin import LoadedPlugin
+    from ..contract.attributes import AttributeDefinitions
+    from ..engine.batch import BatchRun
+    from ..plugins.loading import LoadedPlugin
 
-RUN_CONFIG = "run_config.json"
-FORMAT = "provbatch-run-config/1"
 #: an iterable of entities given to the Python API is stored if it has at most this many
 MAX_STORED_ENTITIES = 100_000
 _BLOCK = 1 << 20
@@ -109,7 +105,7 @@ def source_bytes(entry: dict[str, Any]) -> bytes:
 
 def _crate_files(root: Path) -> dict[str, bytes]:
     """The files the Rust build copies from a crate directory (the same walk, so a rerun gets the same build key)."""
-    from .multiplug import rust_build
+    from ..plugins.rust import build as rust_build
 
     return rust_build._crate_files(root)
 
@@ -219,8 +215,8 @@ def capture_parameters(resolved: dict[str, Any]) -> tuple[dict[str, Any], dict[s
 # --------------------------------------------------------------------------- inputs
 
 
-def _glob_matches(pattern: str, cwd: str | Path) -> list[str]:
-    """What :func:`provbatch.entities.iter_glob` yields for ``pattern`` run in ``cwd``."""
+def glob_matches(pattern: str, cwd: str | Path) -> list[str]:
+    """What :func:`provbatch.inputs.entities.iter_glob` yields for ``pattern`` run in ``cwd``."""
     import glob as globlib
 
     root = Path(cwd)
@@ -237,7 +233,7 @@ def _stored_values(values: Iterable[Any]) -> dict[str, Any]:
 
 def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
     """Where the entities came from, with what rerun needs to check or replay them."""
-    from .entities import EntitySource
+    from ..inputs.entities import EntitySource
 
     source = run.entities
     if run.retry_failed and run.failures_file is not None:
@@ -245,7 +241,7 @@ def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
                 **_stored_values(run.failures_file.entries)}
     if isinstance(source, EntitySource):
         if source.pattern:
-            files = [file_facts(p, cwd) for p in _glob_matches(source.pattern, cwd)]
+            files = [file_facts(p, cwd) for p in glob_matches(source.pattern, cwd)]
             for facts in files:
                 facts.pop("abs_path", None)
             return {"kind": "glob", "pattern": source.pattern, "count": len(files),
@@ -348,16 +344,16 @@ def toolchain_versions(lang: str) -> dict[str, str]:
     """The language's toolchain versions (the loader's ``versions()``); nothing for Python."""
     if lang == "python":
         return {}
-    from . import multiplug
+    from ..plugins import registry
 
     try:
-        return dict(multiplug.loader_for(lang).versions())
+        return dict(registry.loader_for(lang).versions())
     except Exception as exc:  # noqa: BLE001 - a missing tool must not stop the run
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def capture_environment(lang: str) -> dict[str, Any]:
-    from . import __version__
+    from ..version import __version__
 
     return {
         "python": platform.python_version(),
@@ -466,203 +462,3 @@ def finish_run_config(run: "BatchRun") -> None:
         write_run_config(run.record.run_dir, config)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         _warn(run, "not completed", exc)
-
-
-# --------------------------------------------------------------------------- reading a run directory
-
-
-def find_run_dir(run: str | Path) -> Path:
-    """A run directory given by path, or by its uuid (or the uuid's first 8+ characters) under the runs root."""
-    path = Path(run).expanduser()
-    if path.is_dir():
-        return path
-    text = str(run)
-    if len(text) >= 8 and all(c in "0123456789abcdef-" for c in text.lower()):
-        from .runrecord import runs_root
-
-        root = runs_root()
-        candidates = sorted(root.glob(f"*-{text[:8].lower()}")) if root.is_dir() else []
-        matches = [c for c in candidates if _manifest_uuid(c).startswith(text.lower())]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise UsageError(f"{run}: {len(matches)} runs in {root} have a uuid starting so; give more of it")
-    raise UsageError(f"{run}: no such run directory (give its path, or the uuid of a run under $PROVBATCH_RUNS)")
-
-
-def _manifest_uuid(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("uuid", ""))
-    except (OSError, ValueError):
-        return ""
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: not found ({what})") from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot read {what}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: {what} is not a JSON object")
-    return data
-
-
-def load_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``run_config.json`` (a UsageError naming the file if it is missing or unreadable)."""
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.exists():
-        raise UsageError(f"{path}: not found: this run directory has no run_config.json (runs record it since provbatch 0.1)")
-    config = _read_json(path, "the run configuration")
-    if config.get("format") != FORMAT:
-        raise UsageError(f"{path}: unknown format {config.get('format')!r} (this provbatch reads {FORMAT})")
-    return config
-
-
-def load_manifest(run_dir: str | Path) -> dict[str, Any]:
-    return _read_json(Path(run_dir) / "manifest.json", "the run manifest")
-
-
-# --------------------------------------------------------------------------- provbatch show
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
-
-
-def _facts(facts: dict[str, Any]) -> str:
-    """``path (size, sha256 ...)`` of a recorded file."""
-    if "error" in facts:
-        return f"{facts.get('path')} (unreadable at the run: {facts['error']})"
-    return f"{facts.get('path')} ({_size(facts.get('size'))}, sha256 {facts.get('sha256')})"
-
-
-def _duration(start: str | None, end: str | None) -> str:
-    try:
-        seconds = (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
-    except (TypeError, ValueError):
-        return ""
-    return f" ({seconds:.1f} s)"
-
-
-def _entities_lines(entities: dict[str, Any] | None) -> list[str]:
-    if not entities:
-        return ["entities     (not recorded)"]
-    kind = entities.get("kind")
-    if kind == "file":
-        return [f"entities     file {_facts(entities)}, column {entities.get('column', 1)}"]
-    if kind == "glob":
-        lines = [f"entities     glob {entities['pattern']}: {entities['count']} files, {_size(entities.get('size'))}"]
-        lines += [f"               {_facts(f)}" for f in entities.get("files", [])[:20]]
-        if entities["count"] > 20:
-            lines.append(f"               ... and {entities['count'] - 20} more (run_config.json lists them all)")
-        return lines
-    if kind == "stdin":
-        return ["entities     stdin (not recorded: cannot be re-checked)"]
-    if kind == "failures_file":
-        return [f"entities     the {entities['count']} failures of {entities['path']} (stored in run_config.json)"]
-    if entities.get("values") is not None:
-        return [f"entities     a Python iterable of {entities['count']} entities (stored in run_config.json)"]
-    return ["entities     a Python iterable (not stored: cannot be re-checked or replayed)"]
-
-
-def _plugin_lines(plugin: dict[str, Any]) -> list[str]:
-    lines = [f"plugin       {plugin.get('id')} {plugin.get('version')} ({plugin.get('lang')})"]
-    where = plugin.get("path") or plugin.get("source")
-    if plugin.get("installed"):
-        where = f"{where} (installed plugin '{plugin.get('label')}')"
-    lines.append(f"  path       {where}")
-    lines.append(f"  sha256     {plugin.get('sha256')}")
-    sources = plugin.get("sources", [])
-    lines.append(f"  sources    {len(sources)} file(s) captured: " + ", ".join(
-        f"{s['name']} ({_size(s['size'])})" for s in sources[:8]) + (" ..." if len(sources) > 8 else ""))
-    if plugin.get("options"):
-        lines.append("  options    " + ", ".join(f"{k}={v}" for k, v in plugin["options"].items()))
-    artifact = plugin.get("artifact")
-    if artifact and artifact.get("path") != plugin.get("path"):
-        lines.append(f"  library    {artifact['path']}")
-        lines.append(f"  lib sha256 {artifact.get('sha256')}")
-    return lines
-
-
-def _input_lines(config: dict[str, Any]) -> list[str]:
-    lines = _entities_lines(config.get("entities"))
-    if config.get("skip"):
-        lines.append(f"skip         {_facts(config['skip'])}")
-    idsproc = config.get("idsproc")
-    if idsproc:
-        lines.append(f"idsproc      {_facts(idsproc) if 'sha256' in idsproc or 'error' in idsproc else idsproc.get('spec')}")
-    attributes = config.get("attributes")
-    if attributes:
-        lines.append(f"attributes   {_facts(attributes)}")
-    return lines
-
-
-def _environment_lines(environment: dict[str, Any]) -> list[str]:
-    items = [f"Python {environment.get('python')}", f"provbatch {environment.get('provbatch')}"]
-    if environment.get("ray"):
-        items.append(f"ray {environment['ray']}")
-    items += [value if str(value).lower().startswith(name.lower()) else f"{name} {value}"
-              for name, value in (environment.get("toolchain") or {}).items()]
-    return [f"environment  {', '.join(items)}", f"  platform   {environment.get('platform')}",
-            f"  packages   {len(environment.get('packages') or [])} installed (listed in run_config.json)"]
-
-
-def summarize_run(run_dir: str | Path) -> str:
-    """The provenance of a run, readable: what ``provbatch show`` prints."""
-    run_dir = find_run_dir(run_dir)
-    manifest = load_manifest(run_dir)
-    try:
-        config: dict[str, Any] | None = load_run_config(run_dir)
-    except UsageError:
-        config = None
-    counts = manifest.get("counts") or {}
-    status = manifest.get("status", "?") + (f", {manifest['comp_status']}" if manifest.get("comp_status") else "")
-    lines = [f"run          {manifest.get('uuid')}", f"status       {status}"]
-    if manifest.get("failure"):
-        lines.append(f"failure      {manifest['failure']}")
-    lines.append(f"directory    {run_dir}")
-    if config and config.get("rerun_of"):
-        lines.append(f"rerun of     {config['rerun_of']}")
-    command = manifest.get("command")
-    lines.append(f"command      {shlex.join(command) if command else '(Python API)'}")
-    if config:
-        lines.append(f"working dir  {config.get('cwd')}")
-    lines.append(f"started      {manifest.get('started')}")
-    lines.append(f"ended        {manifest.get('ended') or '-'}{_duration(manifest.get('started'), manifest.get('ended'))}")
-    if config:
-        reason = config.get("reason") or "-"
-        lines.append(f"who          {config.get('user')} on {config.get('system')}, reason {reason}")
-        lines += _plugin_lines(config["plugin"])
-        params = config.get("parameters") or {}
-        unrestorable = config.get("unrestorable_parameters") or {}
-        shown = [f"{k}={json.dumps(v)}" for k, v in params.items()] + [f"{k}=<{t}> (not restorable)" for k, t in unrestorable.items()]
-        lines.append(f"parameters   {', '.join(shown) or '(none)'}")
-        lines += _input_lines(config)
-    else:
-        plugin = manifest.get("plugin") or {}
-        lines.append(f"plugin       {plugin.get('id')} {plugin.get('version')} ({plugin.get('lang')}) {plugin.get('path')}")
-        lines.append(f"  sha256     {plugin.get('sha256')}")
-        lines.append(f"parameters   {', '.join(f'{k}={v}' for k, v in (manifest.get('parameters') or {}).items()) or '(none)'}")
-        lines.append(f"entities     {manifest.get('entities')}")
-        lines.append("(no run_config.json: no captured sources or input hashes)")
-    outputs = manifest.get("outputs") or {}
-    lines.append("outputs      " + (", ".join(f"{k} {v}" for k, v in outputs.items() if v) or "(none: results went to stdout or the caller)"))
-    lines.append("counts       " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
-    backend = manifest.get("backend") or "-"
-    if config:
-        execution = config.get("execution") or {}
-        timeout = execution.get("timeout")
-        lines.append(f"backend      {backend} (requested {execution.get('backend')}), workers {manifest.get('workers', '-')}, "
-                     f"retries {execution.get('retries')}, timeout {f'{timeout} s' if timeout else 'none'}")
-        lines += _environment_lines(config.get("environment") or {})
-    else:
-        lines.append(f"backend      {backend}, workers {manifest.get('workers', '-')}")
-    return "\n".join(lines)

@@ -24,30 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
+from .rundirs import EVENTS, MANIFEST
 
-MANIFEST = "manifest.json"
-EVENTS = "events.jsonl"
 STATUSES = ("running", "finished", "failed", "interrupted")
 #: how often the manifest's counts are refreshed while the run goes on
 MANIFEST_REFRESH_SECONDS = 5.0
 #: how often a ``progress`` event (the counts so far) is added while the run goes on: the report's throughput plot
 PROGRESS_EVENT_SECONDS = 1.0
-
-
-def runs_root() -> Path:
-    env = os.environ.get("PROVBATCH_RUNS")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir("provbatch")) / "runs"
-
-
-def default_run_dir(plugin_id: str, uuid: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in plugin_id)[:40] or "plugin"
-    return runs_root() / f"{stamp}-{safe_id}-{uuid[:8]}"
 
 
 def _now() -> str:

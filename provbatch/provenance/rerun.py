@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import ProvBatchError, UsageError
-from .provenance import _glob_matches, absolute, load_run_config, find_run_dir, size_and_sha256, source_bytes
+from ..errors import ProvBatchError, UsageError
+from .capture import absolute, glob_matches, size_and_sha256, source_bytes
+from .rundirs import find_run_dir, load_run_config
 
 RERUN_DIR = "rerun"
 DEFAULT_OUT = "rerun-results"
@@ -84,7 +85,7 @@ def check_glob(entities: dict[str, Any], cwd: str) -> list[str]:
     """Each file the glob matched, and the files it matches now but did not then."""
     pattern = entities["pattern"]
     recorded = {facts["path"]: facts for facts in entities["files"]}
-    current = _glob_matches(pattern, cwd)
+    current = glob_matches(pattern, cwd)
     differences: list[str] = []
     added = [path for path in current if path not in recorded]
     matched = set(current)
@@ -149,7 +150,7 @@ def _plugin_notes(plugin: dict[str, Any]) -> list[str]:
 
 
 def _environment_notes(config: dict[str, Any]) -> list[str]:
-    from .provenance import toolchain_versions
+    from .capture import toolchain_versions
 
     environment = config.get("environment") or {}
     notes = []
@@ -195,7 +196,7 @@ def check_inputs(config: dict[str, Any], cwd: str | None = None) -> InputCheck:
 
 def rerun_folder(uuid: str) -> Path:
     """Where the sources of run ``uuid`` are written for its reruns (one folder per run)."""
-    from .multiplug.cache import cache_root
+    from ..plugins.cache import cache_root
 
     safe = "".join(c for c in uuid if c.isalnum() or c == "-")
     if not safe:
@@ -267,7 +268,7 @@ def materialize_idsproc(config: dict[str, Any]) -> str | None:
 
 
 def _entities(config: dict[str, Any]) -> Any:
-    from .entities import EntitySource
+    from ..inputs.entities import EntitySource
 
     entities = config["entities"]
     kind = entities["kind"]
@@ -367,7 +368,7 @@ def prepare_rerun(
     Raises :class:`InputsChangedError` when inputs differ and
     ``allow_changed_inputs`` is False; nothing is written then.
     """
-    from .batch import BatchRun
+    from ..engine.batch import BatchRun
 
     source_run = find_run_dir(run_dir)
     config = load_run_config(source_run)

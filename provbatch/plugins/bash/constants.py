@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import PluginLoadError
+from ...errors import PluginLoadError
 
 #: seconds a script's top level may take when sourced to read its constants
 SOURCE_TIMEOUT = 60.0

@@ -1,8 +1,8 @@
 """Loader for Bash plugins: a ``.sh`` script becomes a module like a Python plugin.
 
 The script's variables become module constants (read by bash itself, see
-:mod:`.bash_constants`); its functions ``compute``, ``initialize`` and
-``finalize`` become Python functions that call them (see :mod:`.bash_runner`).
+:mod:`.constants`); its functions ``compute``, ``initialize`` and
+``finalize`` become Python functions that call them (see :mod:`.runner`).
 
 The contract of a Bash plugin (docs/bash-plugins.md has the long version):
 
@@ -28,11 +28,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Mapping
 
-from ..errors import PluginLoadError
-from .base import Loader, PluginSpec, finish_module
-from .bash_constants import ScriptDefinitions, read_definitions
-from .bash_runner import BashCallError, CallResult, cancel_all, close_all, runner_for, stderr_tail
-from .cache import file_sha256, local_artifact
+from ...errors import PluginLoadError
+from ..base import Loader, PluginSpec, finish_module
+from .constants import ScriptDefinitions, read_definitions
+from .runner import BashCallError, CallResult, cancel_all, close_all, runner_for, stderr_tail
+from ..cache import file_sha256, local_artifact
 
 log = logging.getLogger("provbatch.bash")
 

@@ -2,7 +2,7 @@
 
 ``build_plugin(path)`` compiles ``path`` with ``nim c --app:lib`` and
 provbatch's bridge first on the Nim path (so ``import nimpy`` is ours), and
-returns the library. Builds are cached (see :mod:`.cache`):
+returns the library. Builds are cached (see :mod:`..cache`):
 
 - the cache key hashes the plugin's path and source, the bridge's sources,
   the nim version and the compile flags (the log says which one changed
@@ -28,8 +28,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import PluginLoadError
-from .cache import cache_root, cached_build, file_sha256, hash_inputs, rebuild_reason, remember_build
+from ...errors import PluginLoadError
+from ..cache import cache_root, cached_build, file_sha256, hash_inputs, rebuild_reason, remember_build
 
 log = logging.getLogger("provbatch.build")
 
@@ -57,14 +57,14 @@ _PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
 
 def bridge_dir() -> Path:
     """The directory holding our ``nimpy.nim``: $PROVBATCH_NIM_BRIDGE, else a copy shipped
-    as package data (``provbatch/multiplug/nim_bridge``), else the repository's
+    as package data (``provbatch/plugins/nim/bridge``), else the repository's
     ``nim_plugins/bridge``."""
     env = os.environ.get("PROVBATCH_NIM_BRIDGE")
     here = Path(__file__).resolve().parent
-    candidates = [Path(env)] if env else [here / "nim_bridge", here.parents[1] / "nim_plugins" / "bridge"]
+    candidates = [Path(env)] if env else [here / "bridge", here.parents[2] / "nim_plugins" / "bridge"]
     for path in candidates:
         if (path / "nimpy.nim").is_file():
-            return path.resolve()  # nim reports the files it reads by resolved path (nim_bridge is a link)
+            return path.resolve()  # nim reports the files it reads by resolved path (bridge is a link)
     raise PluginLoadError(
         f"{candidates[-1]}: provbatch's Nim bridge (nimpy.nim) not found; set PROVBATCH_NIM_BRIDGE to its directory"
     )

@@ -3,7 +3,7 @@
 The plugin is compiled to a shared library (``nim c --app:lib``, release,
 ORC) with provbatch's own ``nimpy`` bridge first on the Nim path (nimpy
 itself cannot be installed here), in the build cache
-(:mod:`.nim_build`), and loaded with ctypes (:mod:`.nim_library`).
+(:mod:`.build`), and loaded with ctypes (:mod:`.library`).
 
 The module the engine sees:
 
@@ -30,11 +30,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import PluginLoadError
-from .base import Loader, PluginSpec, finish_module
-from .cache import file_sha256, local_artifact
-from .nim_build import LANG, build_plugin, nim_executable, nim_version
-from .nim_library import NimError, NimLibrary, NimProc, library_key, open_library
+from ...errors import PluginLoadError
+from ..base import Loader, PluginSpec, finish_module
+from ..cache import file_sha256, local_artifact
+from .build import LANG, build_plugin, nim_executable, nim_version
+from .library import NimError, NimLibrary, NimProc, library_key, open_library
 
 log = logging.getLogger("provbatch.multiplug.nim")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import PluginLoadError
+from ...errors import PluginLoadError
 
 #: The pyo3 release single-file plugins are built against (Bound API). Part of the cache key.
 PYO3_VERSION = "0.30.1"
@@ -373,7 +373,7 @@ def describe(path: Path) -> RustProject:
 
 def key_parts(project: RustProject, toolchain: Toolchain) -> dict[str, str]:
     """The named inputs of the build; the cache key hashes them, the rebuild reason compares them."""
-    from .cache import hash_inputs
+    from ..cache import hash_inputs
 
     sources = hash_inputs(part for name, data in sorted(project.files.items()) for part in (name, data))
     return {

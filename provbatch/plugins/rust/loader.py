@@ -1,7 +1,7 @@
 """Loader for Rust plugins: a single ``.rs`` file, or a crate directory with a ``Cargo.toml``.
 
 The plugin is built with maturin against pyo3 into the build cache (see
-:mod:`.cache` and :mod:`.rust_build`) and imported as an extension module:
+:mod:`..cache` and :mod:`.build`) and imported as an extension module:
 
 * the cache key hashes the sources, the manifest, the toolchain versions,
   the pyo3 version and the target Python, so an unchanged plugin loads from
@@ -34,10 +34,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from ..errors import PluginLoadError
-from . import rust_build
-from .base import Loader, PluginSpec, finish_module
-from .cache import (
+from ...errors import PluginLoadError
+from . import build as rust_build
+from ..base import Loader, PluginSpec, finish_module
+from ..cache import (
     artifact_bytes,
     cache_root,
     cached_build,

@@ -1,0 +1,5 @@
+"""``python -m provbatch.cli``: the ``provbatch`` command."""
+
+from . import provbatch_main
+
+provbatch_main()
