@@ -1,7 +1,7 @@
-"""The command line: ``batch-compute`` and ``provbatch`` (run, check, plugins, describe, new, show, rerun).
+"""The command line: ``batch-compute`` and ``provbatch`` (run, check, plugins, describe, new, show, rerun, runs, report).
 
 One module per command group (:mod:`.run`, :mod:`.authoring`,
-:mod:`.provenance`), all thin: parse, call the library, print. Every error a
+:mod:`.provenance`, :mod:`.runs`), all thin: parse, call the library, print. Every error a
 user can cause becomes one line naming the file and the problem, with exit
 code 2 for usage errors and 1 for plugin errors; ``--debug`` shows the
 traceback (:mod:`.errors`).
@@ -14,6 +14,7 @@ import click
 from .authoring import check, describe, new, plugins
 from .provenance import rerun, show
 from .run import batch_compute
+from .runs import report, runs
 
 __all__ = ["batch_compute", "batch_compute_main", "provbatch", "provbatch_main"]
 
@@ -30,6 +31,8 @@ provbatch.add_command(describe)
 provbatch.add_command(new)
 provbatch.add_command(show)
 provbatch.add_command(rerun)
+provbatch.add_command(runs)
+provbatch.add_command(report)
 
 
 def batch_compute_main() -> None:

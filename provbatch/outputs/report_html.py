@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UsageError
+from ..errors import UsageError
 
 WIDTH, HEIGHT, PAD = 520, 200, 36
 BINS = 20
@@ -309,7 +309,8 @@ def _throughput_section(events: list[dict[str, Any]]) -> str:
 
 def render_html(run_dir: str | Path) -> str:
     """The HTML page of the run in ``run_dir``."""
-    from .provenance import load_manifest, load_run_config, summarize_run
+    from ..provenance.rundirs import load_manifest, load_run_config
+    from ..provenance.show import summarize_run
 
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import UsageError
+from ..errors import UsageError
 
 Parser = Callable[[str], Any]
 ENTITY_COLUMN = "entity"
@@ -168,7 +168,7 @@ def find_run_config(path: Path) -> tuple[dict[str, Any], Path] | None:
             config = _config_of_run_dir(Path(run_dir)) if run_dir else None
             if config is not None:
                 return config, Path(run_dir)
-    from .rundirs import iter_runs
+    from ..provenance.rundirs import iter_runs
 
     for run in reversed(list(iter_runs())):
         config = _config_of_run_dir(run.directory)
