@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract.attributes import DEFAULT_FILENAME, AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
+from ..contract.parameters import no_default
 from ..errors import ProvBatchError
 from .text import one_line, table
 
@@ -74,7 +75,7 @@ def _output_lines(loaded: Any, attributes: str | Path | None) -> list[str]:
 
 def _default_cell(default: str) -> str:
     """An empty default (or none/null) means the parameter is not passed: the function's own default applies."""
-    return "(none)" if default.strip().lower() in {"", "none", "null", "~"} else default
+    return "(none)" if no_default(default) else default
 
 
 def parameter_table(parameters: Any) -> list[str]:

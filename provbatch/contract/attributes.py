@@ -9,28 +9,27 @@ The file maps an attribute name to its definition::
       unit / ontology_xref / related_ontology_terms / remark   # optional
 
 Datatypes: ``Integer``, ``Float``, ``Boolean``, ``String[N]``, ``Text``,
-arrays ``T[N]`` of those, and composites ``A;B`` of any of the above.
+arrays ``T[N]`` of those, and composites ``A;B`` of any of the above (the
+strict spelling of :mod:`.datatypes`, the one grammar).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AttributeDefinitionsError
+from . import datatypes
 
 DEFAULT_FILENAME = "attribute_definitions.yaml"
 REQUIRED_KEYS = ("definition", "datatype")
 OPTIONAL_KEYS = ("computation_group", "unit", "ontology_xref", "related_ontology_terms", "remark")
-_SCALAR = r"(?:Integer|Float|Boolean|Text|String\[[1-9][0-9]*\])"
-_COMPONENT = re.compile(rf"^{_SCALAR}(?:\[[1-9][0-9]*\])?$")
 
 
 def is_valid_datatype(datatype: str) -> bool:
-    """True for the datatypes the definitions file may use (see the module docstring)."""
-    return isinstance(datatype, str) and all(_COMPONENT.match(part.strip()) for part in datatype.split(";"))
+    """True for the datatypes the definitions file may use (the strict spelling of :mod:`.datatypes`)."""
+    return datatypes.is_valid(datatype)
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ def load_attribute_definitions(path: str | Path) -> AttributeDefinitions:
         datatype = entry.get("datatype")
         if datatype and not is_valid_datatype(datatype):
             entry_problems.append(
-                f"{where} has datatype '{datatype}', which is not one of Integer, Float, Boolean, "
-                "String[N], Text, an array T[N] or a composite A;B"
+                f"{where} has datatype '{datatype}', which is not one of {datatypes.SYNTAX}"
             )
         problems.extend(entry_problems)
         if not entry_problems:

@@ -5,7 +5,8 @@ documentation)``. Values given on the command line are strings; they are
 converted with the declared datatype, so the plugin gets an ``int`` for an
 ``Integer`` parameter whatever the language. Defaults are strings too and
 are converted the same way; an empty default (or ``None``/``null``) means
-"not passed", so the plugin function's own default applies.
+"not passed", so the plugin function's own default applies. The datatypes
+are those of :mod:`.datatypes`, in its lenient spelling.
 
 The parameter ``state`` is special (see the plugin guide): it is never
 declared, is passed to ``initialize`` and replaced by what it returns.
@@ -13,11 +14,11 @@ declared, is passed to ``initialize`` and replaced by what it returns.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import UsageError
+from . import datatypes
 
 STATE = "state"
 _TRUE = {"true", "yes", "y", "on", "1"}
@@ -71,21 +72,23 @@ def _string_of(limit: int | None) -> Callable[[Any], str]:
 
 
 _SCALARS: dict[str, Callable[[Any], Any]] = {
-    "integer": _to_int, "int": _to_int,
-    "float": _to_float,
-    "boolean": _to_bool, "bool": _to_bool,
-    "text": _string_of(None), "str": _string_of(None), "string": _string_of(None),
-    "yaml": _to_yaml, "json": _to_yaml, "any": _to_yaml,
+    datatypes.INTEGER: _to_int,
+    datatypes.FLOAT: _to_float,
+    datatypes.BOOLEAN: _to_bool,
+    datatypes.TEXT: _string_of(None),
+    datatypes.YAML: _to_yaml,
 }
-_STRING_N = re.compile(r"^string\[([1-9][0-9]*)\]$")
-_ARRAY = re.compile(r"^(.+)\[([1-9][0-9]*)\]$")
 
 
 def converter_for(datatype: str) -> Callable[[Any], Any]:
-    """The function converting a value to ``datatype``; ValueError for an unknown datatype."""
-    key = datatype.strip().lower()
-    if ";" in key:
-        parts = [converter_for(part) for part in datatype.split(";")]
+    """The function converting a value to ``datatype`` (spelled leniently: any case, aliases, yaml;
+    see :mod:`.datatypes`); ValueError for an unknown datatype."""
+    return _converter(datatypes.parse(datatype, strict=False))
+
+
+def _converter(node: datatypes.Datatype) -> Callable[[Any], Any]:
+    if isinstance(node, datatypes.Composite):
+        parts = [_converter(part) for part in node.parts]
 
         def composite(value: Any) -> tuple[Any, ...]:
             items = value if isinstance(value, (list, tuple)) else str(value).split(";")
@@ -94,15 +97,9 @@ def converter_for(datatype: str) -> Callable[[Any], Any]:
             return tuple(convert(item) for convert, item in zip(parts, items))
 
         return composite
-    if key in _SCALARS:
-        return _SCALARS[key]
-    string_n = _STRING_N.match(key)
-    if string_n:
-        return _string_of(int(string_n.group(1)))
-    array = _ARRAY.match(key)
-    if array:
-        element = converter_for(array.group(1))
-        size = int(array.group(2))
+    if isinstance(node, datatypes.Array):
+        element = _converter(node.element)
+        size = node.size
 
         def convert_array(value: Any) -> list[Any]:
             if isinstance(value, str):
@@ -114,10 +111,14 @@ def converter_for(datatype: str) -> Callable[[Any], Any]:
             return [element(item) for item in value]
 
         return convert_array
-    raise ValueError(
-        f"unknown datatype '{datatype}' (use Integer, Float, Boolean, String[N], Text, yaml, "
-        "an array T[N] or a composite A;B)"
-    )
+    if node.name == datatypes.STRING:
+        return _string_of(node.limit)
+    return _SCALARS[node.name]
+
+
+def no_default(default: str) -> bool:
+    """Whether a PARAMETERS default means "not passed" (empty, none, null, ~): the function's own default applies."""
+    return default.strip().lower() in _NO_DEFAULT
 
 
 def declared_parameters(parameters: Iterable[Any] | None) -> dict[str, tuple[str, str, str]]:
@@ -181,7 +182,7 @@ def resolve_params(
     for name, (datatype, default, _doc) in declared.items():
         if name in given:
             value, source = given[name], f"{origin}: parameter '{name}'"
-        elif default.strip().lower() not in _NO_DEFAULT:
+        elif not no_default(default):
             value, source = default, f"PARAMETERS default of '{name}'"
         else:
             continue

@@ -1,6 +1,7 @@
 """Result values -> TSV fields, checked against the attribute datatypes; log strings -> log fields.
 
-Each OUTPUT attribute has a datatype in attribute_definitions.yaml; the value
+Each OUTPUT attribute has a datatype in attribute_definitions.yaml (the
+grammar is :mod:`.datatypes`); the value
 compute returns for it must fit: an ``Integer`` gets an int (or a string
 that reads as one: Bash plugins return text), a ``Float`` a number, a
 ``Boolean`` a bool, a ``String[N]`` at most N characters, arrays ``T[N]`` a
@@ -16,6 +17,8 @@ from __future__ import annotations
 import numbers
 import re
 from typing import Any, Callable, Sequence
+
+from . import datatypes
 
 Formatter = Callable[[Any], str]
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
@@ -131,27 +134,38 @@ def generic(value: Any) -> str:
     return _clean_text(value if isinstance(value, str) else str(value))
 
 
-_SCALARS: dict[str, Formatter] = {"Integer": _integer, "Float": _float, "Boolean": _boolean, "Text": _text(None)}
-_STRING_N = re.compile(r"^String\[([1-9][0-9]*)\]$")
-_ARRAY = re.compile(r"^(.+)\[([1-9][0-9]*)\]$")
+_SCALARS: dict[str, Formatter] = {
+    datatypes.INTEGER: _integer,
+    datatypes.FLOAT: _float,
+    datatypes.BOOLEAN: _boolean,
+    datatypes.TEXT: _text(None),
+}
+
+
+def _parsed(datatype: str | None) -> datatypes.Datatype | None:
+    """The datatype's tree (strict spelling: attribute definitions), None when there is none or it is not one."""
+    if not datatype:
+        return None
+    try:
+        return datatypes.parse(datatype, strict=True)
+    except datatypes.DatatypeError:
+        return None
 
 
 def formatter_for(datatype: str | None) -> Formatter:
     """The checking formatter of a datatype; :func:`generic` when it is unknown or None."""
-    if not datatype:
-        return generic
-    datatype = datatype.strip()
-    if ";" in datatype:
-        return _composite([formatter_for(part) for part in datatype.split(";")], datatype)
-    if datatype in _SCALARS:
-        return _SCALARS[datatype]
-    string_n = _STRING_N.match(datatype)
-    if string_n:
-        return _text(int(string_n.group(1)))
-    array = _ARRAY.match(datatype)
-    if array:
-        return _array(formatter_for(array.group(1)), int(array.group(2)), datatype)
-    return generic
+    node = _parsed(datatype)
+    return generic if node is None else _formatter(node)
+
+
+def _formatter(node: datatypes.Datatype) -> Formatter:
+    if isinstance(node, datatypes.Composite):
+        return _composite([_formatter(part) for part in node.parts], node.text)
+    if isinstance(node, datatypes.Array):
+        return _array(_formatter(node.element), node.size, node.text)
+    if node.name == datatypes.STRING:
+        return _text(node.limit)
+    return _SCALARS.get(node.name, generic)
 
 
 def _nullable(fmt: Formatter) -> Formatter:
@@ -193,18 +207,21 @@ _CLEAN_STR = 'type({v}) is str and "\\t" not in {v} and "\\n" not in {v} and "\\
 
 def _fast_case(datatype: str | None, v: str) -> tuple[str, str] | None:
     """(condition, field expression) for the common, obviously valid value of a datatype, or None."""
-    datatype = (datatype or "").strip()
-    if datatype == "Integer":
-        return f"type({v}) is int", f"str({v})"
-    if datatype == "Float":
-        return f"type({v}) is float or type({v}) is int", f"str({v})"
-    if datatype == "Boolean":
-        return f"type({v}) is bool", f'("true" if {v} else "false")'
-    if datatype in ("Text", ""):
+    if not (datatype or "").strip():
         return _CLEAN_STR.format(v=v), v
-    string_n = _STRING_N.match(datatype)
-    if string_n:
-        return f"{_CLEAN_STR.format(v=v)} and len({v}) <= {int(string_n.group(1))}", v
+    node = _parsed(datatype)
+    if not isinstance(node, datatypes.Scalar):
+        return None
+    if node.name == datatypes.INTEGER:
+        return f"type({v}) is int", f"str({v})"
+    if node.name == datatypes.FLOAT:
+        return f"type({v}) is float or type({v}) is int", f"str({v})"
+    if node.name == datatypes.BOOLEAN:
+        return f"type({v}) is bool", f'("true" if {v} else "false")'
+    if node.name == datatypes.TEXT:
+        return _CLEAN_STR.format(v=v), v
+    if node.name == datatypes.STRING and node.limit is not None:
+        return f"{_CLEAN_STR.format(v=v)} and len({v}) <= {node.limit}", v
     return None
 
 

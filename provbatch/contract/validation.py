@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .attributes import AttributeDefinitions
-from .parameters import STATE, converter_for
+from .parameters import STATE, converter_for, no_default
 
 #: constant -> maximum length of its string value (None: not a string)
 STRING_LIMITS: dict[str, int] = {
@@ -151,7 +151,7 @@ def _check_parameters(module: ModuleType, problems: list[str]) -> None:
         except ValueError as exc:
             problems.append(f"{where}: parameter '{name}': {exc}")
             continue
-        if default.strip().lower() not in {"", "none", "null", "~"}:
+        if not no_default(default):
             try:
                 convert(default)
             except (ValueError, TypeError) as exc:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..contract import datatypes
 from ..errors import UsageError
 
 WIDTH, HEIGHT, PAD = 520, 200, 36
@@ -57,7 +58,12 @@ class Column:
 
 
 def _component_types(datatype: str | None) -> list[str | None]:
-    return [part.strip() for part in datatype.split(";")] if datatype and ";" in datatype else [datatype]
+    """The datatypes of a composite's components (one column each); the datatype itself otherwise."""
+    try:
+        node = datatypes.parse(datatype, strict=True) if datatype else None
+    except datatypes.DatatypeError:
+        node = None
+    return [part.text for part in node.parts] if isinstance(node, datatypes.Composite) else [datatype]
 
 
 def collect_columns(rows: Iterable[tuple[str, list[Any]]], names: tuple[str, ...], datatypes: tuple[str | None, ...]) -> list[Column]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..contract import datatypes
 from ..errors import UsageError
 
 Parser = Callable[[str], Any]
@@ -44,26 +45,18 @@ def _boolean(text: str) -> bool:
 
 def parser_for(datatype: str | None) -> Parser:
     """TSV text -> the Python value of ``datatype``; the text itself when there is no datatype."""
-    return _parser(_parse_datatype(datatype))
+    if not datatype:
+        return str
+    try:
+        node = datatypes.parse(datatype, strict=True)
+    except datatypes.DatatypeError:
+        return str
+    return _parser(node)
 
 
-def _parse_datatype(datatype: str | None) -> Any:
-    """A datatype as a small tree (until the one grammar of issue 12 lands; then that one)."""
-    import re
-
-    text = (datatype or "").strip()
-    if ";" in text:
-        return ("composite", [_parse_datatype(part) for part in text.split(";")])
-    array = re.match(r"^(.+)\[([1-9][0-9]*)\]$", text)
-    if array and not text.startswith("String[") or (array and text.count("[") > 1):
-        return ("array", _parse_datatype(array.group(1)))  # type: ignore[union-attr]
-    return ("scalar", text.split("[")[0] or None)
-
-
-def _parser(node: Any) -> Parser:
-    kind = node[0]
-    if kind == "composite":
-        parts = [_parser(part) for part in node[1]]
+def _parser(node: datatypes.Datatype) -> Parser:
+    if isinstance(node, datatypes.Composite):
+        parts = [_parser(part) for part in node.parts]
 
         def composite(text: str) -> tuple[Any, ...]:
             items = text.split(";")
@@ -72,19 +65,18 @@ def _parser(node: Any) -> Parser:
             return tuple(parse(item) for parse, item in zip(parts, items))
 
         return composite
-    if kind == "array":
-        element = _parser(node[1])
+    if isinstance(node, datatypes.Array):
+        element = _parser(node.element)
 
         def array(text: str) -> list[Any]:
             return [element(item) for item in text.split(",")] if text else []
 
         return array
-    name = node[1]
-    if name == "Integer":
+    if node.name == datatypes.INTEGER:
         return _integer
-    if name == "Float":
+    if node.name == datatypes.FLOAT:
         return float
-    if name == "Boolean":
+    if node.name == datatypes.BOOLEAN:
         return _boolean
     return str
 
