@@ -57,3 +57,11 @@ class PluginValidationError(PluginError):
 
 class AttributeDefinitionsError(UsageError):
     """attribute_definitions.yaml is unreadable or malformed."""
+
+
+class UnsafePathError(ProvBatchError):
+    """A directory provbatch trusts (the build cache, a run directory) is not the user's alone:
+    owned by another user, writable by group or others, or reached through a symbolic link.
+    Its message says how to fix it."""
+
+    exit_code = 1
