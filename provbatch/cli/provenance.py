@@ -17,19 +17,36 @@ from .errors import friendly_errors
 
 @click.command()
 @click.argument("run_dir", required=False)
+@click.option("--source", is_flag=True, help="Print the code a rerun of the run would execute (the captured sources), "
+              "and say on stderr when the record is inconsistent (a rerun then refuses it).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @friendly_errors("provbatch show")
-def show(run_dir: str | None, debug: bool) -> None:
+def show(run_dir: str | None, source: bool, debug: bool) -> None:
     """Print the provenance of a run: uuid, status, plugin, parameters, inputs
     with their sizes and sha256, outputs, counts, times, environment, command line.
 
     RUN_DIR is a run directory, or the uuid (its first 8 characters suffice)
     of a run under $PROVBATCH_RUNS; without it, the latest run there.
+    With --source, the code a rerun would execute: a rerun runs the captured
+    code, like a script someone hands you, so read it before re-running a
+    run you did not make.
     """
     from ..provenance.show import summarize_run
     from ..provenance.rundirs import latest_run
 
-    click.echo(summarize_run(run_dir if run_dir else latest_run()))
+    target = run_dir if run_dir else latest_run()
+    if not source:
+        click.echo(summarize_run(target))
+        return
+    from ..provenance.show import captured_code
+
+    text, differences = captured_code(target)
+    if differences:
+        count = f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
+        click.echo(f"provbatch show: warning: the record is inconsistent: a rerun refuses it ({count}):", err=True)
+        for difference in differences:
+            click.echo(f"  - {difference}", err=True)
+    click.echo(text, nl=False)
 
 
 @click.command()
@@ -47,6 +64,12 @@ def rerun(run_dir: str, out: str | None, allow_changed_inputs: bool, backend: st
     """Redo a run from its run_config.json: rebuild the plugin from the captured
     source (the original file may have changed or be gone), check every input
     (size and sha256) and compute again with the captured parameters.
+
+    A rerun executes the captured code, like running a script someone hands
+    you: 'provbatch show --source RUN_DIR' prints it. The record must agree
+    with itself (each captured file with its sha256, the sources with the
+    plugin sha256 of the manifest and of the report), else the rerun is
+    refused (exit 1, one line per difference; no flag allows it).
 
     Refuses (exit 1, one line per difference) when an input changed, unless
     --allow-changed-inputs. The rerun is a new run of its own (uuid, run

@@ -13,16 +13,34 @@ the plugin's source.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..errors import PluginLoadError, UnsafePathError
+from ..files import (
+    atomic_write,
+    check_private,
+    private_dir,
+    private_root,
+    read_private,
+    safe_component,
+    sha256_file,
+)
+
 log = logging.getLogger("provbatch.build")
+
+#: how the cache is named in messages (see :mod:`provbatch.files`)
+WHAT = "build cache"
+#: in each entry directory: the sha256 of every artifact provbatch built there
+RECORD = "artifacts.json"
 
 
 def cache_root() -> Path:
-    """Root of the build cache (created on demand)."""
+    """Root of the build cache: created ``0700``, refused unless it is the user's alone."""
     env = os.environ.get("PROVBATCH_CACHE")
     if env:
         root = Path(env).expanduser()
@@ -30,8 +48,17 @@ def cache_root() -> Path:
         import platformdirs
 
         root = Path(platformdirs.user_cache_dir("provbatch"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return private_root(root, WHAT)
+
+
+def cache_dir(*parts: str) -> Path:
+    """A private directory inside the cache (``rust/target``, ``rerun/<uuid>``), made or checked."""
+    return private_dir(cache_root(), *parts, what=WHAT)
+
+
+def entry_dir(lang: str, key: str) -> Path:
+    """The directory of one build: ``<cache>/<lang>/<key>``."""
+    return cache_dir(lang, key)
 
 
 def hash_inputs(parts: Iterable[bytes | str]) -> str:
@@ -45,12 +72,93 @@ def hash_inputs(parts: Iterable[bytes | str]) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a file's bytes (see :func:`provbatch.files.sha256_file`)."""
+    return sha256_file(path)
+
+
+# --------------------------------------------------------------------------- artifacts: recorded, verified
+
+#: per process: (path, inode, size, mtime, ctime) -> sha256 already verified, so that the
+#: loader's look-up right after :func:`cached_build` does not hash the library twice
+_verified: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _stamp(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int]:
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _recorded(build_dir: Path) -> dict[str, str]:
+    try:
+        data = json.loads(read_private(build_dir / RECORD, WHAT))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError):
+        return {}  # a torn or foreign record: every artifact counts as unrecorded, so it is rebuilt
+    artifacts = data.get("artifacts") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in artifacts.items()} if isinstance(artifacts, dict) else {}
+
+
+def record_artifact(artifact: Path) -> str:
+    """Record the sha256 of an artifact provbatch just built (under the entry's lock); made ``0600``.
+
+    Called by :func:`cached_build` for the artifact it asked for, and by a build
+    that leaves the same library under a second name (Nim).
+    """
+    st = os.lstat(artifact)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"{artifact}: the build left no regular file (in the {WHAT})")
+    os.chmod(artifact, 0o600)
+    st = check_private(artifact, WHAT)
+    digest = sha256_file(artifact)
+    recorded = _recorded(artifact.parent)
+    recorded[artifact.name] = digest
+    atomic_write(artifact.parent / RECORD, json.dumps({"artifacts": recorded}, indent=1, sort_keys=True) + "\n")
+    _verified[_stamp(artifact, os.lstat(artifact))] = digest
+    return digest
+
+
+def verify_artifact(artifact: Path) -> tuple[str | None, str | None]:
+    """``(sha256, None)`` when ``artifact`` is the file provbatch built; ``(None, why not)`` when it
+    must be rebuilt; ``(None, None)`` when it is missing. Raises :class:`UnsafePathError` for a
+    link, a file of another user or one others can write: those are refused, not rebuilt over."""
+    try:
+        st = os.lstat(artifact)
+    except FileNotFoundError:
+        return None, None
+    if stat.S_ISLNK(st.st_mode):
+        check_private(artifact, WHAT, st)  # raises: a link
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"{artifact}: not a regular file (in the {WHAT}); remove it (rm -rf {artifact})")
+    recorded = _recorded(artifact.parent).get(artifact.name)
+    if recorded is None:  # never loaded: rebuilt over, whatever its owner or mode
+        return None, "no sha256 recorded for it (built by an older provbatch, or not by provbatch)"
+    check_private(artifact, WHAT, st)
+    known = _verified.get(_stamp(artifact, st))
+    if known == recorded:
+        return known, None
+    actual = sha256_file(artifact)
+    if actual != recorded:
+        return None, (f"sha256 {actual[:12]}... differs from the {recorded[:12]}... recorded when provbatch "
+                      f"built it (replaced or corrupted)")
+    _verified[_stamp(artifact, st)] = actual
+    return actual, None
+
+
+def verified_sha256(artifact: str | Path) -> str:
+    """The sha256 of an artifact :func:`cached_build` returned, checked against its record."""
+    digest, problem = verify_artifact(Path(artifact))
+    if digest is None:
+        raise PluginLoadError(f"{artifact}: {problem or 'missing'} (in the {WHAT})")
+    return digest
+
+
+def _lock(path: Path) -> Any:
+    """A file lock beside an entry; never through a planted link (the lock file is truncated)."""
+    from filelock import FileLock
+
+    if os.path.islink(path):
+        check_private(path, WHAT)  # raises: a link
+    return FileLock(str(path))
 
 
 def cached_build(
@@ -60,28 +168,35 @@ def cached_build(
     build: Callable[[Path], None],
     reason: str = "no cached build",
 ) -> tuple[Path, bool]:
-    """Return the artifact for ``key``, building it under a lock if absent.
+    """Return the artifact for ``key``, building it under a lock if absent or not the one provbatch built.
 
     ``build(build_dir)`` must create ``build_dir / artifact_name``; it should
     write to a temporary name and rename, so a crash never leaves a torn
-    artifact. ``reason`` is logged when a build happens (see
+    artifact. Its sha256 is then recorded in the entry (:data:`RECORD`); a
+    later load compares the file with it and rebuilds, saying why, when it
+    differs. ``reason`` is logged when a build happens (see
     :func:`rebuild_reason`). Returns ``(artifact_path, built_now)``.
     """
-    from filelock import FileLock
-
-    build_dir = cache_root() / lang / key
-    artifact = build_dir / artifact_name
-    if artifact.exists():
+    build_dir = entry_dir(lang, safe_component(key, WHAT))
+    artifact = build_dir / safe_component(artifact_name, WHAT)
+    digest, problem = verify_artifact(artifact)
+    if digest is not None:
         return artifact, False
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir) + ".lock"):
-        if artifact.exists():  # another process built it while we waited
+    if problem is not None:
+        (log.warning if "differs" in problem else log.info)("%s build %s: %s: %s; rebuilding", lang, key[:12], artifact, problem)
+    with _lock(build_dir.with_name(build_dir.name + ".lock")):
+        digest, problem_now = verify_artifact(artifact)
+        if digest is not None:  # another process built it while we waited
             log.info("%s build %s: built by another process", lang, key[:12])
             return artifact, False
-        log.info("%s build %s: %s, building", lang, key[:12], reason)
+        if problem_now is not None:
+            artifact.unlink()
+        if problem is None:
+            log.info("%s build %s: %s, building", lang, key[:12], reason)
         build(build_dir)
-        if not artifact.exists():
+        if not os.path.lexists(artifact):
             raise RuntimeError(f"build finished without producing {artifact}")
+        record_artifact(artifact)
         return artifact, True
 
 
@@ -90,7 +205,7 @@ def cached_build(
 
 def _source_record(lang: str, source: str) -> Path:
     name = hashlib.sha1(source.encode()).hexdigest()[:20]
-    return cache_root() / lang / "sources" / f"{name}.json"
+    return cache_dir(lang, "sources") / f"{name}.json"
 
 
 def rebuild_reason(lang: str, source: str, parts: Mapping[str, str]) -> str:
@@ -100,11 +215,9 @@ def rebuild_reason(lang: str, source: str, parts: Mapping[str, str]) -> str:
     ``manifest``, ``toolchain``); they are compared with those recorded by
     :func:`remember_build` for the same source path.
     """
-    import json
-
     try:
-        previous = json.loads(_source_record(lang, source).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        previous = json.loads(read_private(_source_record(lang, source), WHAT))
+    except (OSError, ValueError, UnsafePathError):
         return "no cached build"
     changed = [name for name in parts if previous.get(name) != parts[name]]
     if not changed:
@@ -114,13 +227,7 @@ def rebuild_reason(lang: str, source: str, parts: Mapping[str, str]) -> str:
 
 def remember_build(lang: str, source: str, parts: Mapping[str, str]) -> None:
     """Record the inputs of the last build of ``source``, for :func:`rebuild_reason`."""
-    import json
-
-    record = _source_record(lang, source)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    temporary = record.with_name(f"{record.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps({"source_path": source, **parts}, indent=1), encoding="utf-8")
-    os.replace(temporary, record)
+    atomic_write(_source_record(lang, source), json.dumps({"source_path": source, **parts}, indent=1))
 
 
 # --------------------------------------------------------------------------- shipping artifacts to workers
@@ -133,7 +240,7 @@ def artifact_bytes(spec: Any) -> bytes:
     so that a worker on another node can load the plugin without building it.
     """
     data = Path(spec.artifact).read_bytes()
-    if spec.artifact_sha256 and hashlib.sha256(data).hexdigest() != spec.artifact_sha256:
+    if not spec.artifact_sha256 or hashlib.sha256(data).hexdigest() != spec.artifact_sha256:
         raise RuntimeError(f"{spec.artifact}: changed since it was built (sha256 mismatch)")
     return data
 
@@ -146,33 +253,60 @@ def _blob_bytes(blob: Any) -> bytes:
     return bytes(ray.get(blob))
 
 
+def _is_the_build(candidate: Path, expected: str) -> tuple[bool, str | None]:
+    """Whether ``candidate`` holds the driver's build: ``(True, None)``, or ``(False, why not)``
+    (``None`` when it is simply not there)."""
+    try:
+        st = os.lstat(candidate)
+    except FileNotFoundError:
+        return False, None
+    try:
+        check_private(candidate, WHAT, st)
+    except UnsafePathError as exc:
+        return False, str(exc).split(": ", 1)[-1]
+    if not stat.S_ISREG(st.st_mode):
+        return False, "not a regular file"
+    known = _verified.get(_stamp(candidate, st))
+    if (known or sha256_file(candidate)) != expected:
+        return False, "its sha256 is not the one the driver built"
+    _verified[_stamp(candidate, st)] = expected
+    return True, None
+
+
 def local_artifact(spec: Any, lang: str) -> Path:
-    """The spec's artifact as a file on this node, never by building it.
+    """The spec's artifact as a file on this node whose sha256 is the driver's; never built here.
 
-    Returns ``spec.artifact`` when it exists here with the expected sha256;
-    otherwise writes ``spec.artifact_blob`` into this node's cache, under the
-    same ``<lang>/<key>/<name>`` the driver used (atomic rename, sha256
-    checked), and returns that path.
+    Returns ``spec.artifact`` when it is here with the sha256 the driver
+    recorded at the build; otherwise this node's copy under the same
+    ``<lang>/<key>/<name>`` in its cache, or, failing that, writes the
+    shipped ``spec.artifact_blob`` there (sha256 checked first, atomic
+    rename, ``0600``). A spec without a sha256 is refused: a worker loads
+    only a build it can check.
     """
-    from ..errors import PluginLoadError
-
+    expected = spec.artifact_sha256
+    if not expected:
+        raise PluginLoadError(f"{spec.source}: the plugin spec carries no sha256 of the built plugin; "
+                              f"a worker loads only a build it can check")
     original = Path(spec.artifact)
-    if original.is_file() and (not spec.artifact_sha256 or file_sha256(original) == spec.artifact_sha256):
-        return original
-    local = cache_root() / lang / original.parent.name / original.name
-    if local.is_file() and (not spec.artifact_sha256 or file_sha256(local) == spec.artifact_sha256):
-        return local
+    local = entry_dir(lang, safe_component(original.parent.name, WHAT)) / safe_component(original.name, WHAT)
+    refused = []
+    for candidate in dict.fromkeys([original, local]):
+        ok, why = _is_the_build(candidate, expected)
+        if ok:
+            return candidate
+        if why:
+            refused.append(f"{candidate}: {why}")
     if spec.artifact_blob is None:
-        raise PluginLoadError(
-            f"{spec.source}: the built plugin {original} is missing on this node and was not shipped "
-            f"(workers never build; run the build on this node first or use a backend that ships artifacts)"
-        )
+        found = "; ".join(refused) + ", and no build was shipped" if refused else (
+            f"the built plugin {original} is missing on this node and was not shipped")
+        raise PluginLoadError(f"{spec.source}: {found} (workers never build; run the build on this node "
+                              f"first or use a backend that ships artifacts)")
     data = _blob_bytes(spec.artifact_blob)
-    if spec.artifact_sha256 and hashlib.sha256(data).hexdigest() != spec.artifact_sha256:
+    if hashlib.sha256(data).hexdigest() != expected:
         raise PluginLoadError(f"{spec.source}: the shipped build does not match its sha256")
-    local.parent.mkdir(parents=True, exist_ok=True)
-    temporary = local.with_name(f"{local.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, local)
+    if os.path.lexists(local):
+        check_private(local, WHAT)
+    atomic_write(local, data)
+    record_artifact(local)
     log.info("%s: wrote the shipped build to %s", spec.source, local)
     return local

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 from . import registry
 from ..contract.attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
@@ -66,26 +66,38 @@ class LoadedPlugin:
         return callable(getattr(self.module, function, None))
 
     def source_files(self) -> list[Path]:
-        """The source files the plugin is built from (all of a crate directory's)."""
+        """The source files the plugin is built from (a crate directory's: those its build copies)."""
         if self.path is None:
             return []
         if self.path.is_dir():
-            return sorted(
-                p for p in self.path.rglob("*")
-                if p.is_file() and "target" not in p.relative_to(self.path).parts and not p.name.startswith(".")
-            )
+            from .rust.build import crate_files
+
+            return [self.path / name for name in sorted(crate_files(self.path), key=lambda n: n.split("/"))]
         return [self.path]
 
     def sha256(self) -> str:
-        """sha256 of the plugin's sources (file bytes; for a directory, relative paths and bytes)."""
-        digest = hashlib.sha256()
-        files = self.source_files()
-        if len(files) == 1 and files[0] == self.path:
-            return hashlib.sha256(files[0].read_bytes()).hexdigest()
-        for file in files:
-            digest.update(str(file.relative_to(self.path)).encode() + b"\0")
-            digest.update(file.read_bytes())
-        return digest.hexdigest()
+        """sha256 of the plugin's sources (see :func:`sources_sha256`)."""
+        if self.path is None:
+            return ""
+        if not self.path.is_dir():
+            return sources_sha256({self.path.name: self.path.read_bytes()}, single=self.path.name)
+        return sources_sha256({f.relative_to(self.path).as_posix(): f.read_bytes() for f in self.source_files()})
+
+
+def sources_sha256(files: Mapping[str, bytes], single: str | None = None) -> str:
+    """The plugin's sha256 (the report's ``plugin_sha256``): the bytes of the ``single`` file, or for
+    a directory every relative name and its bytes, in path order.
+
+    One home, because a rerun recomputes it from the captured sources and refuses a record
+    whose sources do not hash to the sha256 the run reported.
+    """
+    if single is not None:
+        return hashlib.sha256(files[single]).hexdigest()
+    digest = hashlib.sha256()
+    for name in sorted(files, key=lambda n: n.split("/")):
+        digest.update(name.encode() + b"\0")
+        digest.update(files[name])
+    return digest.hexdigest()
 
 
 def _entry_point(name: str) -> EntryPoint | None:

@@ -107,7 +107,7 @@ def _crate_files(root: Path) -> dict[str, bytes]:
     """The files the Rust build copies from a crate directory (the same walk, so a rerun gets the same build key)."""
     from ..plugins.rust import build as rust_build
 
-    return rust_build._crate_files(root)
+    return rust_build.crate_files(root)
 
 
 def _nim_helpers(artifact: str | None, folder: Path) -> tuple[dict[str, bytes], list[str]]:
@@ -417,11 +417,9 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
 
 def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
     """Write ``run_config.json`` atomically (a reader never sees half a file)."""
-    path = Path(run_dir) / RUN_CONFIG
-    temporary = path.with_name(f"{RUN_CONFIG}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    from ..files import atomic_write
+
+    return atomic_write(Path(run_dir) / RUN_CONFIG, json.dumps(config, indent=1, ensure_ascii=False) + "\n")
 
 
 def _warn(run: "BatchRun", what: str, exc: Exception) -> None:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .rundirs import EVENTS, MANIFEST
+from ..files import atomic_write, open_private_append, private_root
+from .rundirs import EVENTS, MANIFEST, WHAT
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 #: how often the manifest's counts are refreshed while the run goes on
@@ -39,25 +40,22 @@ def _now() -> str:
 
 
 class RunRecord:
-    """Writes one run's manifest and events."""
+    """Writes one run's manifest and events, into a private directory (``0700``, files ``0600``):
+    a rerun executes the code recorded there, so nobody else may write it."""
 
     def __init__(self, run_dir: str | Path, manifest: dict[str, Any]) -> None:
-        self.run_dir = Path(run_dir)
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._events = open(self.run_dir / EVENTS, "a", encoding="utf-8")
+            self.run_dir = private_root(run_dir, WHAT)
+            self._events = open_private_append(self.run_dir / EVENTS, WHAT)
         except OSError as exc:
-            raise UsageError(f"{self.run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
+            raise UsageError(f"{run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
         self.manifest: dict[str, Any] = {"status": "running", **manifest, "started": _now(), "ended": None, "failure": None}
         self._last_write = 0.0
         self._last_progress = time.monotonic()
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        path = self.run_dir / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(self.run_dir / MANIFEST, json.dumps(self.manifest, indent=2, default=str) + "\n")
         self._last_write = time.monotonic()
 
     def event(self, name: str, **details: Any) -> None:

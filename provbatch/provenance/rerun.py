@@ -1,5 +1,15 @@
 """``provbatch rerun``: redo a past run from its ``run_config.json`` alone.
 
+A rerun executes the code captured in the record, like running a script someone
+hands you: ``provbatch show --source RUN`` prints it. So that it executes only
+what the run captured:
+
+0. The run directory must be the user's alone (:mod:`provbatch.files`), and the
+   record must agree with itself (:func:`record_differences`): every captured
+   file with its sha256, the captured sources with the plugin sha256 of
+   ``run_config.json``, of ``manifest.json`` and of the report beside the
+   results; names are plain relative paths. Any difference refuses the rerun
+   (:class:`RecordInconsistentError`, one line per difference; no flag allows it).
 1. Check every captured input against the files as they are now (size, then
    sha256): the entities file or each file a glob matched (and whether the
    glob now matches other files), the skip file, the idsproc module, the
@@ -9,7 +19,10 @@
    difference) unless ``allow_changed_inputs``.
 2. Write the captured sources into ``<cache>/rerun/<uuid of the run>/``
    (the plugin's file name, or its crate layout, kept) and load the plugin
-   from there: the original file may have changed or be gone. The same run
+   from there: the original file may have changed or be gone. The folder is
+   private and no link is followed in it; a file already there is reused
+   only when it is the captured one (never overwritten), and a file there
+   that the run did not capture refuses the rerun. The same run
    always maps to the same folder, so a compiled plugin is built once for all
    its reruns. The idsproc module and the OUTPUT attribute definitions are
    written there too and used from there.
@@ -32,9 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ProvBatchError, UsageError
+from ..errors import ProvBatchError, UnsafePathError, UsageError
+from ..files import check_private, private_dir, safe_component, safe_relative, sha256_file, write_new
 from .capture import absolute, glob_matches, size_and_sha256, source_bytes
-from .rundirs import find_run_dir, load_run_config
+from .rundirs import MANIFEST, RUN_CONFIG, find_run_dir, load_manifest, load_run_config
+from .rundirs import WHAT as RUN_DIR_WHAT
 
 RERUN_DIR = "rerun"
 DEFAULT_OUT = "rerun-results"
@@ -53,12 +68,145 @@ class InputsChangedError(ProvBatchError):
         super().__init__("\n".join(lines))
 
 
+class RecordInconsistentError(ProvBatchError):
+    """The run record does not agree with itself: the rerun is refused, with every difference listed."""
+
+    exit_code = 1
+
+    def __init__(self, run_dir: Path, differences: list[str]) -> None:
+        self.differences = list(differences)
+        count = f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
+        lines = [f"{run_dir}: the run record is inconsistent ({count}); refusing to re-run "
+                 "code the run may not have run (see 'provbatch show --source'):"]
+        lines += [f"  - {difference}" for difference in differences]
+        super().__init__("\n".join(lines))
+
+
 @dataclass
 class InputCheck:
     """What differs from the run (refuses the rerun) and what is only worth knowing (notes)."""
 
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- checking the record
+
+
+def _short(digest: Any) -> str:
+    return f"{str(digest)[:12]}..."
+
+
+def captured_sources(plugin: dict[str, Any]) -> tuple[dict[str, bytes], list[str]]:
+    """The captured plugin files by name, and what is wrong with them (names, sha256, size)."""
+    from ..files import sha256_bytes
+
+    files: dict[str, bytes] = {}
+    differences: list[str] = []
+    for entry in plugin.get("sources") or []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        try:
+            safe_relative(name, "plugin")  # type: ignore[arg-type]
+        except UnsafePathError:
+            differences.append(f"plugin source name {name!r}: not a relative path inside the plugin")
+            continue
+        if name in files:
+            differences.append(f"plugin source name {name!r}: captured twice")
+            continue
+        try:
+            data = source_bytes(entry)
+        except (KeyError, ValueError, TypeError):
+            differences.append(f"plugin source {name}: neither its text nor its bytes were captured")
+            continue
+        if sha256_bytes(data) != entry.get("sha256") or len(data) != entry.get("size"):
+            differences.append(f"plugin source {name}: its captured text does not match its recorded sha256 and size")
+        files[name] = data
+    return files, differences
+
+
+def _layout_differences(plugin: dict[str, Any], files: dict[str, bytes]) -> tuple[list[str], str | None]:
+    """What is wrong with ``plugin.layout``; and the sha256 its captured sources hash to."""
+    from ..plugins.loading import sources_sha256
+
+    layout = plugin.get("layout")
+    if layout is None:
+        return [], None
+    kind = layout.get("kind") if isinstance(layout, dict) else None
+    name = layout.get("name") if isinstance(layout, dict) else None
+    if kind not in ("file", "directory"):
+        return [f"plugin layout kind {kind!r}: neither 'file' nor 'directory'"], None
+    try:
+        safe_component(name, "plugin")  # type: ignore[arg-type]
+    except UnsafePathError:
+        return [f"plugin layout name {name!r}: not a plain {kind} name"], None
+    if kind == "file" and name not in files:
+        return [f"plugin layout name {name!r}: not among the captured sources ({', '.join(sorted(files))})"], None
+    return [], sources_sha256(files, single=name if kind == "file" else None)
+
+
+def _report_document(path: Path, uuid: str) -> dict[str, Any] | None:
+    """The document of run ``uuid`` in a report file (a YAML stream, read safely)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        for document in yaml.safe_load_all(handle):
+            if isinstance(document, dict) and document.get("uuid") == uuid:
+                return document
+    return None
+
+
+def record_differences(config: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Where the record disagrees with itself (refuses the rerun), and what could not be compared (notes).
+
+    The captured sources must hash to the plugin sha256 of ``run_config.json``,
+    which must equal the one ``manifest.json`` and the report (beside the
+    results, outside the run directory) recorded when the run started.
+    """
+    plugin = config.get("plugin") or {}
+    recorded = plugin.get("sha256")
+    files, differences = captured_sources(plugin)
+    layout_differences, digest = _layout_differences(plugin, files)
+    differences += layout_differences
+    notes: list[str] = []
+    if digest is not None and digest != recorded:
+        differences.append(f"plugin sha256: the captured sources hash to {_short(digest)}, "
+                           f"run_config.json records {_short(recorded)}")
+    idsproc = config.get("idsproc") or {}
+    if idsproc.get("source") is not None:
+        entry = idsproc["source"]
+        _files, idsproc_differences = captured_sources({"sources": [entry]})
+        differences += [d.replace("plugin source", "idsproc source", 1) for d in idsproc_differences]
+    if manifest.get("uuid") != config.get("uuid"):
+        differences.append(f"uuid: manifest.json records {manifest.get('uuid')}, run_config.json {config.get('uuid')}")
+    manifest_sha = (manifest.get("plugin") or {}).get("sha256")
+    if manifest_sha != recorded:
+        differences.append(f"plugin sha256: manifest.json records {_short(manifest_sha)}, run_config.json {_short(recorded)}")
+    report = (config.get("outputs") or {}).get("report")
+    if report:
+        path = absolute(report, config.get("cwd") or "/")
+        try:
+            document = _report_document(path, str(config.get("uuid")))
+        except FileNotFoundError:
+            notes.append(f"the report {path} is gone: the plugin sha256 is checked against manifest.json only")
+        except Exception as exc:  # noqa: BLE001 - any YAML error: what it says cannot be trusted
+            differences.append(f"the report {path}: cannot read it ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        else:
+            if document is None:
+                notes.append(f"the report {path} no longer holds this run: the plugin sha256 is checked against manifest.json only")
+            elif document.get("plugin_sha256") != recorded:
+                differences.append(f"plugin sha256: the report {path} records {_short(document.get('plugin_sha256'))}, "
+                                   f"run_config.json {_short(recorded)}")
+    return differences, notes
+
+
+def trusted_record(run_dir: str | Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The run directory, its run_config and manifest, read only when they are the user's alone."""
+    source_run = find_run_dir(run_dir)
+    check_private(source_run.resolve(), RUN_DIR_WHAT)
+    for name in (RUN_CONFIG, MANIFEST):
+        if os.path.lexists(source_run / name):
+            check_private(source_run / name, RUN_DIR_WHAT)
+    return source_run, load_run_config(source_run), load_manifest(source_run)
 
 
 # --------------------------------------------------------------------------- checking the inputs
@@ -195,48 +343,76 @@ def check_inputs(config: dict[str, Any], cwd: str | None = None) -> InputCheck:
 
 
 def rerun_folder(uuid: str) -> Path:
-    """Where the sources of run ``uuid`` are written for its reruns (one folder per run)."""
-    from ..plugins.cache import cache_root
+    """Where the sources of run ``uuid`` are written for its reruns (one private folder per run)."""
+    from ..plugins.cache import cache_dir
 
-    safe = "".join(c for c in uuid if c.isalnum() or c == "-")
+    safe = "".join(c for c in str(uuid) if c.isalnum() or c == "-")
     if not safe:
         raise UsageError(f"run_config.json: bad uuid {uuid!r}")
-    return cache_root() / RERUN_DIR / safe
+    return cache_dir(RERUN_DIR, safe)
 
 
-def _relative_name(name: str) -> PurePosixPath:
-    relative = PurePosixPath(name)
-    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
-        raise UsageError(f"run_config.json: source file name {name!r} is not a relative path inside the plugin")
-    return relative
+def write_captured(root: Path, entry: dict[str, Any], folder: Path | None = None) -> Path:
+    """Write one captured file under ``root``; never overwrites, never through a link.
 
+    A file already there is reused when it is the captured one (an earlier rerun
+    of the same run wrote it); any other file there refuses the rerun.
+    """
+    from ..plugins.cache import WHAT
 
-def write_captured(root: Path, entry: dict[str, Any]) -> Path:
-    """Write one captured file under ``root`` (atomically; kept when it is already there, unchanged)."""
     data = source_bytes(entry)
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise UsageError(f"run_config.json: the captured {entry['name']} does not match its recorded sha256")
-    target = root.joinpath(*_relative_name(entry["name"]).parts)
-    if target.is_file() and size_and_sha256(target)[1] == entry["sha256"]:
+    parts = safe_relative(entry["name"], "plugin").parts
+    target = private_dir(root, *parts[:-1], what=WHAT) / parts[-1]
+    if os.path.lexists(target):
+        check_private(target, WHAT)
+        if not target.is_file() or sha256_file(target) != entry["sha256"]:
+            raise UnsafePathError(f"{target}: exists and differs from the source the run captured; a rerun never "
+                                  f"overwrites a file: remove {folder or root} and re-run")
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
-    return target
+    return write_new(target, data)
+
+
+def _only_captured(root: Path, names: set[str]) -> None:
+    """Refuse any file in ``root`` that the run did not capture (a planted helper module, a .pyc)."""
+    from ..plugins.cache import WHAT
+
+    folders = {str(PurePosixPath(name).parent) for name in names}
+    folders = {prefix for folder in folders for prefix in _prefixes(folder)}
+    for current, dirs, files in os.walk(root):
+        relative_dir = Path(current).relative_to(root).as_posix()
+        for name in sorted(dirs + files):
+            relative = name if relative_dir == "." else f"{relative_dir}/{name}"
+            path = Path(current) / name
+            check_private(path, WHAT)
+            if relative not in names and relative not in folders:
+                raise UnsafePathError(f"{path}: not captured by the run; a rerun runs only the captured files: "
+                                      f"remove it (rm -rf {path})")
+
+
+def _prefixes(folder: str) -> list[str]:
+    parts = [] if folder == "." else folder.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def materialize_plugin(config: dict[str, Any]) -> Path:
-    """The plugin rebuilt as files from the captured sources; its path (file or crate directory)."""
+    """The plugin as files again from the captured sources (checked by :func:`record_differences`
+    first); its path (file or crate directory)."""
+    from ..plugins.cache import WHAT
+
     plugin = config["plugin"]
     layout = plugin.get("layout")
     if not layout or not plugin.get("sources"):
         raise UsageError(f"{plugin.get('source')}: the run did not capture the plugin's source (an installed module without a file)")
-    folder = rerun_folder(config["uuid"]) / "plugin"
-    root = folder / layout["name"] if layout["kind"] == "directory" else folder
+    name = safe_component(layout["name"], "plugin")
+    top = rerun_folder(config["uuid"])
+    folder = private_dir(top, "plugin", what=WHAT)
+    root = private_dir(folder, name, what=WHAT) if layout["kind"] == "directory" else folder
     for entry in plugin["sources"]:
-        write_captured(root, entry)
-    return root if layout["kind"] == "directory" else folder / layout["name"]
+        write_captured(root, entry, top)
+    _only_captured(root, {entry["name"] for entry in plugin["sources"]})
+    return root if layout["kind"] == "directory" else folder / name
 
 
 def materialize_attributes(config: dict[str, Any]) -> Path | None:
@@ -261,7 +437,13 @@ def materialize_idsproc(config: dict[str, Any]) -> str | None:
     source = idsproc.get("source")
     if source is None:
         return str(idsproc["spec"])
-    return str(write_captured(rerun_folder(config["uuid"]) / "idsproc", source))
+    from ..plugins.cache import WHAT
+
+    top = rerun_folder(config["uuid"])
+    folder = private_dir(top, "idsproc", what=WHAT)
+    written = write_captured(folder, source, top)
+    _only_captured(folder, {source["name"]})
+    return str(written)
 
 
 # --------------------------------------------------------------------------- the rerun
@@ -301,7 +483,7 @@ def choose_out(run_dir: Path, out: str | Path | None, config: dict[str, Any]) ->
         return out, out.is_file() and out.stat().st_size > 0
     for number in range(1, 10_000):
         candidate = run_dir / (f"{DEFAULT_OUT}.tsv" if number == 1 else f"{DEFAULT_OUT}.{number}.tsv")
-        if not any(path.exists() for path in _companions(candidate)):
+        if not any(os.path.lexists(path) for path in _companions(candidate)):  # a dangling link counts
             return candidate, False
     raise UsageError(f"{run_dir}: too many rerun results files; give --out")
 
@@ -370,9 +552,12 @@ def prepare_rerun(
     """
     from ..engine.batch import BatchRun
 
-    source_run = find_run_dir(run_dir)
-    config = load_run_config(source_run)
+    source_run, config, manifest = trusted_record(run_dir)
+    inconsistent, record_notes = record_differences(config, manifest)
+    if inconsistent:
+        raise RecordInconsistentError(source_run, inconsistent)
     check = check_inputs(config)
+    check.notes += record_notes
     if check.differences and not allow_changed_inputs:
         raise InputsChangedError(source_run, check.differences)
     entities = _entities(config)
@@ -422,3 +607,4 @@ def _artifact_notes(config: dict[str, Any], batch: Any) -> list[str]:
 def rerun(run_dir: str | Path, out: str | Path | None = None, allow_changed_inputs: bool = False, **options: Any) -> Rerun:
     """Redo the run recorded in ``run_dir`` (see the module docstring); returns the finished :class:`Rerun`."""
     return prepare_rerun(run_dir, out, allow_changed_inputs, **options).run()
+

@@ -34,6 +34,8 @@ MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
 RUN_CONFIG = "run_config.json"
 FORMAT = "provbatch-run-config/1"
+#: how run directories are named in messages: they are private (see :mod:`provbatch.files`)
+WHAT = "run directory"
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -182,9 +184,12 @@ def runs_root() -> Path:
 
 
 def default_run_dir(plugin_id: str, uuid: str) -> Path:
+    """A new folder under the runs root, which is created private (or checked) here."""
+    from ..files import private_root
+
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in plugin_id)[:40] or "plugin"
-    return runs_root() / f"{stamp}-{safe_id}-{uuid[:8]}"
+    return private_root(runs_root(), WHAT) / f"{stamp}-{safe_id}-{uuid[:8]}"
 
 
 def find_run_dir(run: str | Path) -> Path:

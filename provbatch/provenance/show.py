@@ -156,3 +156,32 @@ def summarize_run(run_dir: str | Path) -> str:
     else:
         lines.append(f"backend      {backend}, workers {manifest.get('workers', '-')}")
     return "\n".join(lines)
+
+
+def captured_code(run_dir: str | Path) -> tuple[str, list[str]]:
+    """What ``provbatch show --source`` prints: the code a rerun of ``run_dir`` would execute
+    (the captured plugin sources, and the idsproc module's), and where the record disagrees
+    with itself (then a rerun refuses it)."""
+    from .rerun import record_differences
+
+    source_run = find_run_dir(run_dir)
+    config = load_run_config(source_run)
+    differences, _notes = record_differences(config, load_manifest(source_run))
+    plugin = config.get("plugin") or {}
+    entries = [("", entry) for entry in plugin.get("sources") or []]
+    idsproc = config.get("idsproc") or {}
+    if idsproc.get("source"):
+        entries.append(("idsproc ", idsproc["source"]))
+    lines = [f"# a rerun of {config.get('uuid')} executes this code "
+             f"({plugin.get('lang')} plugin {plugin.get('id')} {plugin.get('version')}):"]
+    if not entries:
+        lines.append("# (no source was captured: a rerun loads the installed module by name)")
+    text = "\n".join(lines) + "\n"
+    for prefix, entry in entries:
+        text += f"# ---- {prefix}{entry.get('name')} ({entry.get('size')} bytes, sha256 {entry.get('sha256')}) ----\n"
+        if "text" in entry:
+            body = str(entry["text"])
+            text += body if body.endswith("\n") or not body else body + "\n"
+        else:
+            text += "# (not UTF-8 text: stored in base64 in run_config.json)\n"
+    return text, differences

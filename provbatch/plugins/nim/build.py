@@ -29,7 +29,8 @@ import subprocess
 from pathlib import Path
 
 from ...errors import PluginLoadError
-from ..cache import cache_root, cached_build, file_sha256, hash_inputs, rebuild_reason, remember_build
+from ...files import read_private
+from ..cache import WHAT, cached_build, entry_dir, file_sha256, hash_inputs, rebuild_reason, record_artifact, remember_build
 
 log = logging.getLogger("provbatch.build")
 
@@ -123,8 +124,8 @@ def _deps_digest(files: list[str]) -> str:
 
 def _recorded_deps(build_dir: Path) -> dict[str, str]:
     try:
-        return json.loads((build_dir / "deps.json").read_text())["files"]
-    except (OSError, ValueError, KeyError):
+        return json.loads(read_private(build_dir / "deps.json", WHAT))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
@@ -209,8 +210,9 @@ def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
     deps = _dependencies(output, plugin, bridge, build_dir)
     os.replace(tmp, build_dir / name)
     rebuilt_name = f"lib-{_deps_digest(deps)[:16]}.so"
-    if rebuilt_name != name and not (build_dir / rebuilt_name).exists():
+    if rebuilt_name != name and not os.path.lexists(build_dir / rebuilt_name):
         os.link(build_dir / name, build_dir / rebuilt_name)
+        record_artifact(build_dir / rebuilt_name)  # cached_build records `name`
     manifest = build_dir / f"deps.json.{os.getpid()}.tmp"
     manifest.write_text(json.dumps({"files": {f: file_sha256(f) for f in deps}}, indent=1))
     os.replace(manifest, build_dir / "deps.json")
@@ -224,8 +226,7 @@ def build_plugin(plugin: Path) -> tuple[Path, bool]:
     except OSError as exc:
         raise PluginLoadError(f"{plugin}: cannot read plugin: {exc}") from exc
     key = hash_inputs([f"{name}={digest}" for name, digest in sorted(parts.items())])
-    # the directory cached_build uses for this key (cache.py's layout)
-    build_dir = cache_root() / LANG / key
+    build_dir = entry_dir(LANG, key)  # the directory cached_build uses for this key
     name, deps_reason = artifact_name(build_dir)
     reason = deps_reason or rebuild_reason(LANG, str(plugin), parts)
     artifact, built = cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name), reason=reason)

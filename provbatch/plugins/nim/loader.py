@@ -32,7 +32,7 @@ from typing import Any
 
 from ...errors import PluginLoadError
 from ..base import Loader, PluginSpec, finish_module
-from ..cache import file_sha256, local_artifact
+from ..cache import local_artifact, verified_sha256
 from .build import LANG, build_plugin, nim_executable, nim_version
 from .library import NimError, NimLibrary, NimProc, library_key, open_library
 
@@ -120,7 +120,7 @@ class NimLoader(Loader):
             lang=self.lang,
             source=str(path),
             artifact=str(artifact),
-            artifact_sha256=file_sha256(artifact),
+            artifact_sha256=verified_sha256(artifact),
             options=tuple(sorted(options.items())),
             process_local_state=callable(getattr(module, "initialize", None)),
         )

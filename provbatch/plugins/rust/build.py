@@ -326,7 +326,9 @@ def describe_file(path: Path) -> RustProject:
     return RustProject(path, False, module_name, {"src/lib.rs": source.encode()}, manifest, "src/lib.rs", items)
 
 
-def _crate_files(root: Path) -> dict[str, bytes]:
+def crate_files(root: Path) -> dict[str, bytes]:
+    """The files of a crate directory the build copies (relative POSIX name -> bytes): also what a
+    run captures and what the plugin's sha256 covers, so that a rerun can check one against the other."""
     files: dict[str, bytes] = {}
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
@@ -358,7 +360,7 @@ def describe_crate(path: Path) -> RustProject:
         raise PluginLoadError(f"{manifest_path}: workspace-inherited fields are not supported; write the values out")
     name = lib.get("name") or str(package.get("name", path.name)).replace("-", "_")
     lib_rs = lib.get("path", "src/lib.rs")
-    files = _crate_files(path)
+    files = crate_files(path)
     if lib_rs not in files:
         raise PluginLoadError(f"{path}: the crate has no {lib_rs}")
     if "workspace" not in data:

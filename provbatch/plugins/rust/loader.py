@@ -39,13 +39,13 @@ from . import build as rust_build
 from ..base import Loader, PluginSpec, finish_module
 from ..cache import (
     artifact_bytes,
-    cache_root,
+    cache_dir,
     cached_build,
-    file_sha256,
     hash_inputs,
     local_artifact,
     rebuild_reason,
     remember_build,
+    verified_sha256,
 )
 
 __all__ = ["RustLoader", "artifact_bytes"]
@@ -60,7 +60,7 @@ _KNOWN_OPTIONS = {"constants_class"}
 
 def shared_target_dir() -> Path:
     """The cargo target directory shared by every Rust plugin build."""
-    return cache_root() / LANG / "target"
+    return cache_dir(LANG, "target")
 
 
 def import_name(key: str, module_name: str) -> str:
@@ -194,7 +194,7 @@ class RustLoader(Loader):
             lang=LANG,
             source=str(path),
             artifact=str(artifact),
-            artifact_sha256=file_sha256(artifact),
+            artifact_sha256=verified_sha256(artifact),
             options=tuple(sorted(options.items())),
         )
         return self._import(artifact, project.module_name, spec)
@@ -206,7 +206,6 @@ class RustLoader(Loader):
         crate_dir, wheel_dir, log_path = build_dir / "crate", build_dir / "wheel", build_dir / "build.log"
         rust_build.generate_crate(project, crate_dir)
         target = shared_target_dir()
-        target.mkdir(parents=True, exist_ok=True)
         # cargo serializes builds on a target dir anyway; holding our lock until the
         # wheel is written keeps another build from replacing target/release/lib<name>.so meanwhile.
         with FileLock(str(target) + ".lock"):
