@@ -18,8 +18,15 @@
 ##   prefix); a proc named ``py_const_<NAME>`` marked ``{.exportpy.}`` does
 ##   the same by hand.
 
-import std/[json, macros]
+import std/[compilesettings, macros]
 import provbatch_bridge/runtime
+
+const pbxModuleName = querySetting(projectName)
+  ## the plugin file's name without .nim: Python imports the module as ``<package>.<this>``
+
+proc pbxPyInit(): PPyObject {.exportc: "PyInit_" & pbxModuleName, dynlib, cdecl.} =
+  ## The entry point Python's import calls (the Nim runtime started when the library was loaded).
+  bridgeCreateModule(pbxModuleName)
 
 const PY_CONST_PFX* = "py_const_"
   ## the default prefix of constant-defining procs
@@ -52,14 +59,31 @@ proc checkParamType(typ, where: NimNode) =
     fail(where, "openArray/varargs parameters cannot be exported; use seq")
 
 proc wrapperFor(def: NimNode, pyName: string): NimNode =
-  ## The C-exported wrapper and the registration call of one proc.
+  ## The built-in function of one proc (a METH_FASTCALL wrapper) and its registration.
   let procName = def.name
-  let symbol = "pbx_" & pyName
-  let raw = genSym(nskParam, "raw")
-  let args = genSym(nskVar, "args")
+  let args = genSym(nskParam, "args")
+  let nargs = genSym(nskParam, "nargs")
+  let kwnames = genSym(nskParam, "kwnames")
+  let slots = genSym(nskVar, "slots")
+  let saved = genSym(nskLet, "saved")
+  let failure = genSym(nskVar, "failure")
+  let res = genSym(nskVar, "res")
   let err = genSym(nskLet, "e")
+  let outerErr = genSym(nskLet, "e")
+  let wArgs = genSym(nskParam, "args")
+  let wNargs = genSym(nskParam, "nargs")
+  let wKwnames = genSym(nskParam, "kwnames")
+  let index = genSym(nskVar, "pbxIndex_" & pyName)
+  let impl = genSym(nskProc, "pbxImpl_" & pyName)
+  let wrapperName = genSym(nskProc, "pbxWrapper_" & pyName)
   let formal = def.params
+  let label = newLit(pyName)
+  var count = 0
+  for i in 1 ..< formal.len: count += paramNames(formal[i]).len
   var body = newStmtList()
+  body.add nnkVarSection.newTree(nnkIdentDefs.newTree(slots,
+    nnkBracketExpr.newTree(ident"array", newLit(max(count, 1)), bindSym"PPyObject"), newEmptyNode()))
+  body.add newCall(bindSym"bridgeBind", index, args, nargs, kwnames, slots)
   var callArgs: seq[NimNode]
   var infos = nnkBracket.newTree()
   # the registration runs in a block of its own: the defaults are computed
@@ -68,7 +92,7 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
   # untyped parameter, typeof(its default), can name the ones before it
   var defaults = newStmtList()
   var decls = newStmtList()
-  body.add newAssignment(args, newCall(bindSym"bridgeParseArgs", raw))
+  var position = 0
   for i in 1 ..< formal.len:
     let identDefs = formal[i]
     let typ = identDefs[^2]
@@ -82,39 +106,71 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
       let decl = nnkVarSection.newTree(nnkIdentDefs.newTree(local, localType, newEmptyNode()))
       body.add decl
       decls.add decl.copyNimTree
+      let slot = nnkBracketExpr.newTree(slots, newLit(position))
+      let convert = newCall(bindSym"fromPy", slot, local, nameStr)
       let paramInfo = nnkBracketExpr.newTree(bindSym"bridgeParam", newCall("typeof", local))
       if default.kind == nnkEmpty:
-        body.add newCall(bindSym"bridgeArg", args, nameStr, local)
+        body.add convert
         infos.add newCall(paramInfo, nameStr, newLit(false), newNilLit(), newLit(""))
       else:
-        body.add nnkIfStmt.newTree(nnkElifBranch.newTree(
-          newCall("not", newCall(bindSym"bridgeOptArg", args, nameStr, local)),
-          newAssignment(local, default)))
+        body.add nnkIfStmt.newTree(
+          nnkElifBranch.newTree(infix(slot, "!=", newNilLit()), convert),
+          nnkElse.newTree(newAssignment(local, default)))
         let known = genSym(nskLet, "default")
         defaults.add newLetStmt(known, newCall(bindSym"bridgeDefault", default))
         infos.add newCall(paramInfo, nameStr, newLit(true), known, newLit(default.repr))
+      inc position
   let call = newCall(procName, callArgs)
   let retType = formal[0]
   let isVoid = retType.kind == nnkEmpty or (retType.kind == nnkIdent and retType.eqIdent("void"))
+  # the proc runs with the GIL released; its exception is raised in Python once the GIL is back
+  let run = if isVoid: call else: newAssignment(res, call)
+  if not isVoid:
+    body.add nnkVarSection.newTree(nnkIdentDefs.newTree(res, newCall("typeof", call), newEmptyNode()))
+  body.add quote do:
+    var `failure`: ref Exception = nil
+    when defined(pbxKeepGil):
+      try:
+        `run`
+      except Exception as `err`:
+        `failure` = `err`
+    else:
+      let `saved` = PyEval_SaveThread()
+      try:
+        `run`
+      except Exception as `err`:
+        `failure` = `err`
+      PyEval_RestoreThread(`saved`)
+    if `failure` != nil:
+      bridgeRaise(`failure`, `label`)
   if isVoid:
-    body.add call
-    body.add newAssignment(ident"result", newCall(bindSym"bridgeOkVoid"))
+    body.add quote do:
+      if `failure` == nil: result = pyNewRef(Py_None)
   else:
-    body.add newAssignment(ident"result", newCall(bindSym"bridgeOk", call))
-  let tryStmt = nnkTryStmt.newTree(body, nnkExceptBranch.newTree(
-    infix(ident"Exception", "as", err),
-    newAssignment(ident"result", newCall(bindSym"bridgeErr", err))))
-  let wrapperName = genSym(nskProc, "pbxWrapper_" & pyName)
-  let jsonNode = bindSym"JsonNode"  # resolves even if the plugin does not import std/json
+    body.add quote do:
+      if `failure` == nil: result = toPy(`res`)
+  if pyName == "finalize":
+    body.add newCall(bindSym"bridgeReleaseRefs", slots)
+  let pyObj = bindSym"PPyObject"
+  let argsType = bindSym"PyArgs"
+  let sizeType = bindSym"Py_ssize_t"
+  let implDef = quote do:
+    proc `impl`(`args`: `argsType`, `nargs`: `sizeType`, `kwnames`: `pyObj`): `pyObj` =
+      try:
+        `body`
+      except Exception as `outerErr`:  # an argument refused, or a default that raised
+        bridgeRaise(`outerErr`, `label`)
+        result = nil
   let wrapper = quote do:
-    proc `wrapperName`(`raw`: cstring): cstring {.cdecl, exportc: `symbol`, dynlib.} =
-      var `args`: `jsonNode`
-      `tryStmt`
-  let shape = if isVoid: newCall(bindSym"newJString", newLit("n"))
-              else: newCall(nnkBracketExpr.newTree(bindSym"shapeOf", retType))
-  let register = newCall(bindSym"bridgeRegister", newLit(pyName), newLit(symbol),
-                         prefix(infos, "@"), shape, newLit(if isVoid: "void" else: retType.repr))
-  result = newStmtList(wrapper, newBlockStmt(newStmtList(defaults, decls, register)))
+    proc `wrapperName`(self: `pyObj`, `wArgs`: `argsType`, `wNargs`: `sizeType`, `wKwnames`: `pyObj`): `pyObj` {.cdecl.} =
+      if not bridgeEnter(): return nil
+      result = `impl`(`wArgs`, `wNargs`, `wKwnames`)
+      bridgeLeave()
+  let register = newAssignment(index, newCall(bindSym"bridgeRegister", newLit(pyName), wrapperName,
+                         prefix(infos, "@"), newLit(if isVoid: "void" else: retType.repr)))
+  result = newStmtList(
+    nnkVarSection.newTree(nnkIdentDefs.newTree(index, ident"int", newEmptyNode())),
+    implDef, wrapper, newBlockStmt(newStmtList(defaults, decls, register)))
 
 proc exportProc(def: NimNode, pyName: string): NimNode =
   if def.kind notin {nnkProcDef, nnkFuncDef}:
@@ -126,6 +182,7 @@ proc exportProc(def: NimNode, pyName: string): NimNode =
     fail(def, "'" & name & "' is exported twice; export one proc per name")
   exportedNames.add name
   result = newStmtList(def, wrapperFor(def, name))
+
 
 macro exportpy*(nameOrDef: untyped, def: untyped = nil): untyped =
   ## Export a proc to Python: ``{.exportpy.}`` under its own name,

@@ -1,12 +1,13 @@
 """Building a Nim plugin into a shared library, in the build cache.
 
 ``build_plugin(path)`` compiles ``path`` with ``nim c --app:lib`` and
-provbatch's bridge first on the Nim path (so ``import nimpy`` is ours), and
-returns the library. Builds are cached (see :mod:`..cache`):
+provbatch's bridge first on the Nim path (so ``import nimpy`` is ours) into
+a CPython extension module for the running Python (its headers on the C
+include path), and returns the library. Builds are cached (see :mod:`..cache`):
 
 - the cache key hashes the plugin's path and source, the bridge's sources,
-  the nim version and the compile flags (the log says which one changed
-  when a rebuild happens);
+  the nim version, the compile flags and the Python the extension is built
+  for (the log says which one changed when a rebuild happens);
 - the modules the plugin imports from outside the Nim library and the bridge
   (a helper beside the plugin) and the config files nim read are recorded in
   ``deps.json`` with their hashes after each build; the artifact's name
@@ -26,6 +27,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 from ...errors import PluginLoadError
@@ -36,8 +39,9 @@ log = logging.getLogger("provbatch.build")
 
 LANG = "nim"
 NIM_MISSING = "nim not found: install it with apt-get install -y nim"
-#: orc: cycles in a state are collected; threads off: calls are serialized by
-#: the Python side; noSignalHandler: Python keeps its own SIGINT/SIGSEGV handlers.
+#: orc: cycles in a state are collected; threads off: the bridge runs the Nim code
+#: of a library in one thread at a time (its lock); noSignalHandler: Python keeps
+#: its own SIGINT/SIGSEGV handlers.
 COMPILE_FLAGS: tuple[str, ...] = (
     "c",
     "--app:lib",
@@ -54,6 +58,22 @@ _ERROR = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) Error: (?P<m
 _INSTANTIATION = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) template/generic instantiation")
 _C_ERROR = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$")
 _PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
+
+
+def python_include() -> str:
+    """The directory of ``Python.h`` of the running Python: the bridge compiles against it."""
+    include = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        raise PluginLoadError(
+            f"{include}/Python.h not found: the Python development headers are needed to build Nim plugins "
+            f"(apt-get install -y python3-dev for the system Python)"
+        )
+    return include
+
+
+def python_target() -> str:
+    """The Python an extension is built for: its version and ABI (a part of the cache key)."""
+    return f"{sys.implementation.cache_tag} {sysconfig.get_config_var('SOABI')} {sys.version}"
 
 
 def bridge_dir() -> Path:
@@ -104,7 +124,8 @@ def key_parts(path: Path, nim: str) -> dict[str, str]:
         "source": hash_inputs([str(path), path.read_bytes()]),
         "bridge": hash_inputs(bridge),
         "toolchain": hash_inputs([nim_version(nim)]),
-        "flags": hash_inputs(["provbatch-nim-1", *COMPILE_FLAGS]),
+        "flags": hash_inputs(["provbatch-nim-2", *COMPILE_FLAGS]),
+        "python": hash_inputs([python_target(), python_include()]),
     }
 
 
@@ -198,6 +219,7 @@ def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
         f"--nimcache:{build_dir / 'nimcache'}",
         f"-o:{tmp}",
         f"--path:{bridge}",
+        f"--passC:-I{python_include()}",
         str(plugin),
     ]
     proc = subprocess.run(command, cwd=build_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")

@@ -1,30 +1,33 @@
-"""Calling a Nim plugin library built with provbatch's bridge, through ctypes.
+"""The Python side of provbatch's native Nim bridge: importing a built plugin, its errors and handles.
 
-The bridge (``nim_plugins/bridge``, see ``docs/nim-plugins.md``) gives every
-exported proc a C function ``pbx_<name>(const char *args) -> const char *``:
-the arguments go in as a JSON object keyed by parameter name, the result comes
-back as ``{"ok": value}`` or ``{"error": {"type", "msg", "argument"}}``.
-``provbatch_bridge_describe()`` lists the procs with their parameters and the
-*shape* of their results (where the JSON arrays are Nim tuples, where the
-values are ``ref`` handles), from which this module builds Python callables.
+A Nim plugin built with our ``nimpy`` (``nim_plugins/bridge``, see
+``docs/nim-plugins.md``) is a CPython extension module: every exported proc is
+a built-in function that binds its arguments, converts them to Nim values,
+runs the proc with the GIL released and converts the result back, all in
+the library (no JSON, no ctypes). This module imports such a library once
+per process and tells it, through ``__provbatch_configure__``, how Nim
+exceptions and Nim refs should look in Python:
 
-A Nim library is opened once per process (``dlopen`` runs its ``NimMain``);
-it is built with threads off, so calls into it are serialized by a lock,
-which also guards the library's result buffer until the result is copied.
+- a Nim exception becomes a :class:`NimError` subclass named after it
+  (:func:`nim_error`), which also derives from the matching Python built-in;
+- a ``ref`` the plugin returns (its state) becomes a :class:`NimRef`: a
+  handle holding a capsule that keeps the Nim object alive until the handle
+  is released (by ``finalize``) or collected.
 """
 
 from __future__ import annotations
 
-import ctypes
-import inspect
-import json
+import hashlib
+import importlib.machinery
+import importlib.util
 import os
+import sys
 import threading
-from typing import Any, Callable, Iterable
+from types import ModuleType
+from typing import Any, Callable
 
-#: the bridge protocol this side speaks (BridgeProtocol in runtime.nim)
-PROTOCOL = 1
-REF_KEY = "$nimref"
+#: the bridge protocol this side speaks (BridgeProtocol in provbatch_bridge/runtime.nim)
+PROTOCOL = 2
 
 # ---------------------------------------------------------------- exceptions
 
@@ -66,7 +69,7 @@ _error_classes: dict[str, type[NimError]] = {}
 
 
 def nim_error(nim_type: str, message: str) -> NimError:
-    """An instance of the NimError subclass named ``nim_type``."""
+    """An instance of the NimError subclass named ``nim_type`` (the bridge calls this)."""
     cls = _error_classes.get(nim_type)
     if cls is None:
         python_base = _PYTHON_BASES.get(nim_type)
@@ -80,32 +83,31 @@ def nim_error(nim_type: str, message: str) -> NimError:
 
 
 class NimRef:
-    """An opaque handle to a Nim ``ref`` object (a plugin state) kept alive by the library.
+    """An opaque handle to a Nim ``ref`` object (a plugin state), made by the bridge.
 
-    It is valid only in the process that created it: pickling it fails with a
-    clear error. The reference is dropped by :meth:`release` (the ``finalize``
-    wrapper calls it) or when this object is garbage-collected.
+    ``capsule`` holds the reference: the Nim object lives while the capsule
+    does. The bridge checks, when the handle is passed back, that it comes
+    from the same library and is of the expected type. :meth:`release` (the
+    ``finalize`` wrapper does it) drops the capsule; so does collecting the
+    handle. It is valid only in the process that created it: pickling it
+    fails with a clear error.
     """
 
-    __slots__ = ("library", "handle", "type_name", "released", "__weakref__")
+    __slots__ = ("library", "capsule", "type_name", "handle", "__weakref__")
 
-    def __init__(self, library: "NimLibrary", handle: int, type_name: str) -> None:
+    def __init__(self, library: "NimLibrary", capsule: Any, type_name: str, handle: int) -> None:
         self.library = library
-        self.handle = handle
+        self.capsule = capsule
         self.type_name = type_name
-        self.released = False
+        self.handle = handle
+
+    @property
+    def released(self) -> bool:
+        return self.capsule is None
 
     def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.library.release(self.handle)
-
-    def __del__(self) -> None:
-        # The collector may run while this thread holds the library's lock:
-        # queue the release for the library's next call instead of calling in.
-        if not self.released:
-            self.released = True
-            self.library.defer_release(self.handle)
+        """Drop the Nim reference now (the object is freed unless Nim still refers to it)."""
+        self.capsule = None
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -121,114 +123,33 @@ class NimRef:
         return f"<Nim {self.type_name} handle {self.handle}{state} of {self.library.path}>"
 
 
-# ---------------------------------------------------------------- result shapes
-
-Converter = Callable[[Any], Any]
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def converter_for(shape: Any, library: "NimLibrary") -> Converter:
-    """A function turning a decoded JSON value of this shape into its Python value.
-
-    Tuples become Python tuples (named tuples too: plain tuples travel
-    between processes), handles become :class:`NimRef`; everything else is
-    already what json gave.
-    """
-    if shape == "r":
-        def to_ref(value: Any) -> Any:
-            return None if value is None else NimRef(library, value[REF_KEY], value.get("type", "ref"))
-        return to_ref
-    if isinstance(shape, dict) and "s" in shape:
-        item = converter_for(shape["s"], library)
-        return _identity if item is _identity else (lambda value: [item(v) for v in value])
-    if isinstance(shape, dict) and "t" in shape:
-        fields = [converter_for(s, library) for s in shape["t"]]
-        if all(f is _identity for f in fields):
-            return tuple
-        return lambda value: tuple(f(v) for f, v in zip(fields, value))
-    if isinstance(shape, dict) and "o" in shape:
-        members = {k: converter_for(s, library) for k, s in shape["o"].items()}
-        if all(f is _identity for f in members.values()):
-            return _identity
-        return lambda value: {k: members.get(k, _identity)(v) for k, v in value.items()}
-    return _identity
-
-
 # ---------------------------------------------------------------- the library
 
 
 class NimLibrary:
-    """A loaded Nim plugin library: its descriptor and a serialized call primitive."""
+    """A Nim plugin library imported as an extension module, with its description."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, module: ModuleType) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._dll = ctypes.CDLL(path)
-        self._functions: dict[str, Any] = {}
-        self._deferred: list[int] = []
-        describe = self._dll.provbatch_bridge_describe
-        describe.restype = ctypes.c_char_p
-        describe.argtypes = []
-        self._dll.provbatch_bridge_release.restype = ctypes.c_int
-        self._dll.provbatch_bridge_release.argtypes = [ctypes.c_int64]
-        self._dll.provbatch_bridge_live_handles.restype = ctypes.c_int64
-        self._dll.provbatch_bridge_live_handles.argtypes = []
-        with self._lock:
-            self.descriptor: dict[str, Any] = json.loads(describe())
+        self.module = module
+        module.__provbatch_configure__(nim_error, NimRef, self)
+        #: the bridge's description of the exported procs (names, parameters, defaults, types)
+        self.descriptor: dict[str, Any] = module.__provbatch_describe__()
         if self.descriptor.get("protocol") != PROTOCOL:
             raise RuntimeError(
                 f"bridge protocol {self.descriptor.get('protocol')} of {path} is not {PROTOCOL}: rebuild the plugin"
             )
 
-    def function(self, symbol: str) -> Any:
-        func = self._functions.get(symbol)
-        if func is None:
-            func = getattr(self._dll, symbol)
-            func.restype = ctypes.c_char_p
-            func.argtypes = [ctypes.c_char_p]
-            self._functions[symbol] = func
-        return func
-
-    def call(self, symbol: str, args: bytes, label: str = "") -> Any:
-        """Call ``symbol`` with JSON arguments; the decoded ``ok`` value, or raise.
-
-        A Nim exception becomes a :class:`NimError` subclass of the same name;
-        an argument the bridge could not convert becomes a TypeError.
-        """
-        func = self.function(symbol)
-        with self._lock:
-            if self._deferred:
-                self._release_deferred()
-            raw = func(args)
-        reply = json.loads(raw.decode("utf-8", "surrogateescape"))
-        if "error" in reply:
-            error = reply["error"]
-            if error.get("argument"):
-                raise TypeError(f"{label or symbol}(): {error['msg']}")
-            raise nim_error(error["type"], error["msg"])
-        return reply["ok"]
-
-    def release(self, handle: int) -> None:
-        with self._lock:
-            self._release_deferred()
-            self._dll.provbatch_bridge_release(handle)
-
-    def defer_release(self, handle: int) -> None:
-        """Release ``handle`` at the next call (safe from a finalizer: takes no lock)."""
-        self._deferred.append(handle)
-
-    def _release_deferred(self) -> None:
-        while self._deferred:
-            self._dll.provbatch_bridge_release(self._deferred.pop())
+    def function(self, name: str) -> Callable[..., Any]:
+        """The built-in function of the exported proc ``name``."""
+        return getattr(self.module, name)
 
     def live_handles(self) -> int:
         """How many Nim refs the library keeps alive for Python (0 once states are finalized)."""
-        with self._lock:
-            self._release_deferred()
-            return int(self._dll.provbatch_bridge_live_handles())
+        return int(self.module.__provbatch_live_handles__())
+
+    def __repr__(self) -> str:
+        return f"<Nim library {self.path}>"
 
 
 _libraries: dict[tuple[int, int], NimLibrary] = {}
@@ -241,112 +162,35 @@ def library_key(path: str | os.PathLike[str]) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-def open_library(path: str | os.PathLike[str]) -> NimLibrary:
-    """The library at ``path``, opened once per process: one lock and one
-    handle table per mapped library, whatever path it is reached by."""
+def import_name(path: str, module_name: str) -> str:
+    """The ``sys.modules`` name of a library: unique per file, ending in the name its
+    ``PyInit_<module_name>`` was built with (the plugin file's name without ``.nim``)."""
+    digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+    return f"_provbatch_nim_{digest}.{module_name}"
+
+
+def _import_extension(path: str, name: str) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    if spec is None:  # pragma: no cover - only for paths importlib cannot handle
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def open_library(path: str | os.PathLike[str], module_name: str) -> NimLibrary:
+    """The library at ``path``, imported once per process whatever path it is reached by.
+
+    ``module_name`` is the name of the plugin's main Nim module (its file name
+    without ``.nim``): the library exports ``PyInit_<module_name>``.
+    """
     key = library_key(path)
     with _libraries_lock:
         library = _libraries.get(key)
         if library is None:
-            library = NimLibrary(os.path.realpath(path))
+            real = os.path.realpath(path)
+            library = NimLibrary(real, _import_extension(real, import_name(real, module_name)))
             _libraries[key] = library
         return library
-
-
-# ---------------------------------------------------------------- Python callables
-
-
-class NimDefault:
-    """Stands for a Nim default that cannot be computed outside Nim (shown in signatures)."""
-
-    def __init__(self, expression: str) -> None:
-        self.expression = expression
-
-    def __repr__(self) -> str:
-        return self.expression
-
-
-class NimProc:
-    """A Python callable for one exported Nim proc.
-
-    Arguments bind by position or name as in Python; a keyword that is a
-    parameter of another exported proc of the plugin (batch parameters go to
-    compute *and* initialize) is dropped; any other unknown keyword is a
-    TypeError naming the accepted ones. Defaults are filled in Nim.
-    """
-
-    def __init__(self, library: NimLibrary, info: dict[str, Any], tolerated: Iterable[str] = ()) -> None:
-        self.library = library
-        self.__name__ = self.__qualname__ = info["name"]
-        self.symbol: str = info["symbol"]
-        self.params: list[dict[str, Any]] = info["params"]
-        self.names = [p["name"] for p in self.params]
-        self.required = {p["name"] for p in self.params if not p["has_default"]}
-        self.tolerated = set(tolerated) - set(self.names)
-        self.convert = converter_for(info["returns"], library)
-        self.releases_refs = info["name"] == "finalize"
-        self.__signature__ = self._signature()
-        # made once: json.dumps with options builds an encoder at every call
-        self._to_json = json.JSONEncoder(default=self._encode, allow_nan=True).encode
-        self.__doc__ = f"Nim proc {info['name']}({self._describe_params()}): {info['return_type']}"
-
-    def _describe_params(self) -> str:
-        parts = []
-        for p in self.params:
-            default = f" = {p['default_repr']}" if p["has_default"] else ""
-            parts.append(f"{p['name']}: {p['type']}{default}")
-        return ", ".join(parts)
-
-    def _signature(self) -> inspect.Signature:
-        parameters = []
-        for p in self.params:
-            default: Any = inspect.Parameter.empty
-            if p["has_default"]:
-                default = p["default"] if p["default_known"] else NimDefault(p["default_repr"])
-            parameters.append(inspect.Parameter(p["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default))
-        return inspect.Signature(parameters)
-
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if len(args) > len(self.names):
-            raise TypeError(f"{self.__name__}() takes {len(self.names)} positional argument(s) but {len(args)} were given")
-        bound = dict(zip(self.names, args))
-        for name, value in kwargs.items():
-            if name in bound:
-                raise TypeError(f"{self.__name__}() got multiple values for argument '{name}'")
-            if name in self.names:
-                bound[name] = value
-            elif name not in self.tolerated:
-                accepted = ", ".join(self.names) or "no arguments"
-                raise TypeError(
-                    f"{self.__name__}() got an unexpected keyword argument '{name}' "
-                    f"(the Nim proc accepts: {accepted})"
-                )
-        missing = [name for name in self.names if name in self.required and name not in bound]
-        if missing:
-            raise TypeError(f"{self.__name__}() missing required argument(s): {', '.join(missing)}")
-        return bound
-
-    def _encode(self, value: Any) -> Any:
-        if isinstance(value, NimRef):
-            if value.library is not self.library:
-                raise TypeError(f"{self.__name__}(): {value!r} belongs to another Nim library")
-            if value.released:
-                raise TypeError(f"{self.__name__}(): {value!r} was released (finalize was called)")
-            return {REF_KEY: value.handle}
-        if isinstance(value, (set, frozenset)):
-            return list(value)
-        raise TypeError(f"{self.__name__}(): a {type(value).__name__} cannot be passed to Nim")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        bound = self._bind(args, kwargs)
-        payload = self._to_json(bound).encode()
-        try:
-            return self.convert(self.library.call(self.symbol, payload, self.__name__))
-        finally:
-            if self.releases_refs:
-                for value in bound.values():
-                    if isinstance(value, NimRef):
-                        value.release()
-
-    def __repr__(self) -> str:
-        return f"<Nim proc {self.__name__}({self._describe_params()}) of {self.library.path}>"

@@ -1,14 +1,16 @@
 """Loader for Nim plugins: a ``.nim`` file written as the ProvBatch guide shows.
 
-The plugin is compiled to a shared library (``nim c --app:lib``, release,
-ORC) with provbatch's own ``nimpy`` bridge first on the Nim path (nimpy
-itself cannot be installed here), in the build cache
-(:mod:`.build`), and loaded with ctypes (:mod:`.library`).
+The plugin is compiled to a CPython extension module (``nim c --app:lib``,
+release, ORC, against this Python's headers) with provbatch's own ``nimpy``
+bridge first on the Nim path (nimpy itself cannot be installed here), in the
+build cache (:mod:`.build`), and imported with importlib like a Rust
+plugin (:mod:`.library`).
 
 The module the engine sees:
 
-- every exported proc as a callable attribute (``compute``, ``initialize``,
-  ``finalize``, ...), taking arguments by position or keyword;
+- every exported proc as an attribute: the bridge's built-in function itself
+  (``compute``, ``initialize``, ``finalize``, ...), taking arguments by
+  position or keyword, so that a call costs what a C extension call costs;
 - every exported proc named ``<const_prefix><NAME>`` without parameters
   (what ``exportpy_consts(NAME, ...)`` generates) called once, its value set
   as the constant ``NAME``; ``const_prefix`` is a loader option, default
@@ -34,14 +36,12 @@ from ...errors import PluginLoadError
 from ..base import Loader, PluginSpec, finish_module
 from ..cache import local_artifact, verified_sha256
 from .build import LANG, build_plugin, nim_executable, nim_version
-from .library import NimError, NimLibrary, NimProc, library_key, open_library
+from .library import NimError, NimLibrary, library_key, open_library
 
 log = logging.getLogger("provbatch.multiplug.nim")
 
 DEFAULT_CONST_PREFIX = "py_const_"
 KNOWN_OPTIONS = {"const_prefix"}
-#: procs whose parameters are batch parameters, accepted by each other
-_BATCH_PROCS = ("compute", "initialize")
 
 _modules: dict[tuple[tuple[int, int], str], ModuleType] = {}
 _modules_lock = threading.Lock()
@@ -59,21 +59,19 @@ def _const_prefix(options: dict[str, Any], source: str) -> str:
     return prefix
 
 
-def _tolerated(procs: list[dict[str, Any]]) -> set[str]:
-    """Parameter names of compute and initialize: each may receive the other's batch parameters."""
-    return {p["name"] for info in procs if info["name"] in _BATCH_PROCS for p in info["params"]}
-
-
 def build_module(library: NimLibrary, source: str, prefix: str) -> ModuleType:
-    """A module with the library's procs as callables and its constants as values."""
+    """A module with the library's procs as callables and its constants as values.
+
+    The functions are the library's own (compute drops the keywords only
+    initialize takes and the other way round: the engine passes every batch
+    parameter to both); the constants are computed once, here.
+    """
     name = "provbatch_nim_plugin_" + hashlib.sha1(f"{source}\0{library.path}".encode()).hexdigest()[:16]
     module = types.ModuleType(name, f"Nim plugin {source}")
     module.__file__ = source
     module.__nim_library__ = library  # type: ignore[attr-defined]
-    procs = library.descriptor["procs"]
-    tolerated = _tolerated(procs)
-    for info in procs:
-        call = NimProc(library, info, tolerated if info["name"] in _BATCH_PROCS else ())
+    for info in library.descriptor["procs"]:
+        call = library.function(info["name"])
         if info["name"].startswith(prefix) and len(info["name"]) > len(prefix) and not info["params"]:
             constant = info["name"][len(prefix):]
             try:
@@ -87,8 +85,8 @@ def build_module(library: NimLibrary, source: str, prefix: str) -> ModuleType:
 
 def _open(artifact: Path | str, source: str) -> NimLibrary:
     try:
-        return open_library(artifact)
-    except (OSError, AttributeError, ValueError, RuntimeError) as exc:
+        return open_library(artifact, Path(source).stem)
+    except (ImportError, OSError, AttributeError, ValueError, RuntimeError) as exc:
         raise PluginLoadError(f"{source}: cannot load the built library {artifact}: {exc}") from exc
 
 
