@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,58 @@ META_PLUGIN = """\
       else: result = 0
 """
 
+#: the value conversions of the native bridge, both ways, and its concurrency
+NATIVE_PLUGIN = """\
+    import std/[json, os, tables]
+    import nimpy
+
+    type
+      Colour = enum red, green, blue
+      Inner = object
+        label: string
+        weights: array[2, float]
+      Outer = object
+        name: string
+        inner: Inner
+        tags: seq[string]
+      Counter = ref object
+        hits: int
+      Other = ref object
+        x: int
+
+    proc echo_str(s: string): (string, int) {.exportpy.} = (s, s.len)
+    proc echo_char(c: char): char {.exportpy.} = c
+    proc echo_enum(c: Colour): (Colour, int) {.exportpy.} = (c, ord(c))
+    proc echo_small(x: uint8, y: int16): (uint8, int16) {.exportpy.} = (x, y)
+    proc echo_u64(x: uint64): uint64 {.exportpy.} = x
+    proc echo_float(x: float32, y: float): (float32, float) {.exportpy.} = (x, y)
+    proc echo_seq(xs: seq[int], ys: array[3, string]): (seq[int], array[3, string]) {.exportpy.} = (xs, ys)
+    proc echo_outer(o: Outer): Outer {.exportpy.} = o
+    proc echo_table(t: Table[string, seq[int]]): OrderedTable[string, int] {.exportpy.} =
+      for key in ["b", "a"]:
+        if key in t: result[key] = t[key].len
+    proc echo_json(j: JsonNode): JsonNode {.exportpy.} =
+      result = %*{"got": j, "kind": $j.kind}
+
+    proc new_counter(): Counter {.exportpy.} = Counter()
+    proc new_other(): Other {.exportpy.} = Other(x: 1)
+    proc hit(c: Counter, times: int): int {.exportpy.} =
+      for _ in 1 .. times: inc c.hits
+      c.hits
+    proc maybe(c: Counter = nil): bool {.exportpy.} = c.isNil
+
+    proc wait_for_file(path: string, seconds: int): bool {.exportpy.} =
+      ## Returns true once ``path`` exists: only a Python thread creates it, which
+      ## can run only if the bridge released the GIL during this call.
+      for _ in 1 .. seconds * 100:
+        if fileExists(path): return true
+        sleep(10)
+      false
+
+    proc bad_message(): int {.exportpy.} =
+      raise newException(KeyError, "no key '\\xff' here")
+"""
+
 BROKEN_PLUGIN = """\
     import nimpy
 
@@ -118,6 +171,14 @@ def meta_path() -> Path:
 @pytest.fixture(scope="module")
 def meta_module(meta_path):
     return importer(meta_path)
+
+
+@pytest.fixture(scope="module")
+def native_module(meta_path):
+    path = meta_path.parent / "native_values.nim"
+    if not path.exists() or path.read_text() != textwrap.dedent(NATIVE_PLUGIN):
+        write_source(path.parent, path.name, NATIVE_PLUGIN)
+    return importer(path)
 
 
 def python_gc(path: Path, digits: int = 4):
@@ -250,6 +311,166 @@ def test_nim_exceptions_pickle_with_their_name(meta_module):
         meta_module.compute("bad")
     copy = pickle.loads(pickle.dumps(caught.value))
     assert type(copy).__name__ == "BadInput" and str(copy) == "entity 'bad' is refused"
+
+
+# ---------------------------------------------------------------- the native bridge: values, GIL, threads
+
+
+def test_the_procs_are_built_in_functions_of_an_extension_module(meta_module):
+    library = meta_module.__nim_library__
+    assert type(meta_module.compute).__name__ == "builtin_function_or_method"
+    assert meta_module.compute.__module__ == library.module.__name__
+    assert library.module.__name__.endswith(".meta") and library.module.__file__ == library.path
+    assert meta_module.compute.__doc__ == "Nim proc compute(entity: string, times: int = 1): tuple[results: (int, string), logs: seq[string]]"
+    assert [p["name"] for p in library.descriptor["procs"] if p["name"] == "compute"] == ["compute"]
+
+
+def test_strings_chars_enums_and_integers(native_module):
+    assert native_module.echo_str("héllo") == ("héllo", 6)  # UTF-8 bytes in Nim
+    undecodable = b"id\xff\xfe".decode("utf-8", "surrogateescape")  # how provbatch reads odd bytes in ids
+    assert native_module.echo_str(undecodable) == (undecodable, 4)
+    assert native_module.echo_char("x") == "x"
+    with pytest.raises(TypeError, match=r"^echo_char\(\): c: expected a one-character string, got a string$"):
+        native_module.echo_char("xy")
+    assert native_module.echo_enum("blue") == ("blue", 2)
+    with pytest.raises(TypeError, match=r"^echo_enum\(\): c: 'purple' is not a Colour$"):
+        native_module.echo_enum("purple")
+    assert native_module.echo_small(255, -32768) == (255, -32768)
+    with pytest.raises(OverflowError, match=r"^echo_small\(\): x: 256 does not fit in a uint8$"):
+        native_module.echo_small(256, 0)
+    with pytest.raises(OverflowError, match=r"^echo_small\(\): x: the integer does not fit in a uint8$"):
+        native_module.echo_small(-1, 0)
+    assert native_module.echo_u64(2**64 - 1) == 2**64 - 1
+    with pytest.raises(TypeError, match=r"^echo_small\(\): x: expected an integer, got a bool$"):
+        native_module.echo_small(True, 0)
+
+
+def test_floats_sequences_objects_tables_and_json(native_module):
+    assert native_module.echo_float(0.5, 3) == (0.5, 3.0)
+    assert native_module.echo_float(0.1, 0.1 + 0.2) == (pytest.approx(0.1), 0.30000000000000004)
+    assert native_module.echo_seq((1, 2), ["a", "b", "c"]) == ([1, 2], ["a", "b", "c"])
+    assert native_module.echo_seq({7}, ("a", "b", "c")) == ([7], ["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"^echo_seq\(\): xs\[1\]: expected an integer, got a float$"):
+        native_module.echo_seq([1, 2.5], ["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"^echo_seq\(\): ys: expected a list of 3, got a list$"):
+        native_module.echo_seq([], ["a"])
+    with pytest.raises(TypeError, match=r"^echo_seq\(\): xs: expected a list, got a string$"):
+        native_module.echo_seq("12", ["a", "b", "c"])
+    outer = {"name": "n", "inner": {"label": "l", "weights": [0.25, 1.0]}, "tags": ["t"]}
+    assert native_module.echo_outer(outer) == outer
+    assert native_module.echo_outer({"name": "only"}) == {"name": "only", "inner": {"label": "", "weights": [0.0, 0.0]}, "tags": []}
+    assert list(native_module.echo_table({"a": [1, 2, 3], "b": []}).items()) == [("b", 0), ("a", 3)]
+    assert native_module.echo_json({"x": [1, 2.5, None, True, "s"]}) == {"got": {"x": [1, 2.5, None, True, "s"]}, "kind": "JObject"}
+    assert native_module.echo_json([]) == {"got": [], "kind": "JArray"}
+    with pytest.raises(TypeError, match=r"^echo_json\(\): j: a bytes cannot be passed to Nim$"):
+        native_module.echo_json(b"x")
+
+
+def test_refs_check_their_type_and_library(native_module, meta_module, state_module):
+    counter, other = native_module.new_counter(), native_module.new_other()
+    assert (counter.type_name, other.type_name) == ("Counter", "Other")
+    assert native_module.hit(counter, 2) == 2 and native_module.hit(counter, times=3) == 5
+    with pytest.raises(TypeError, match=r"^hit\(\): c: expected a Counter state, got a Other$"):
+        native_module.hit(other, 1)
+    foreign = state_module.initialize()
+    with pytest.raises(TypeError, match=r"^hit\(\): c: the state belongs to another Nim library$"):
+        native_module.hit(foreign, 1)
+    with pytest.raises(TypeError, match=r"^hit\(\): c: expected a Nim state handle, got an integer$"):
+        native_module.hit(3, 1)
+    assert native_module.maybe() is True and native_module.maybe(None) is True and native_module.maybe(counter) is False
+    counter.release()
+    with pytest.raises(TypeError, match=r"^hit\(\): c: <Nim Counter handle \d+ released of .*> was released"):
+        native_module.hit(counter, 1)
+
+
+def test_the_gil_is_released_while_a_proc_runs(native_module, tmp_path):
+    """The Nim proc waits for a file that only a Python thread creates (the timeout
+    watchdog of a worker is such a thread)."""
+    flag = tmp_path / "flag"
+    started = threading.Event()
+
+    def create() -> None:
+        started.wait()
+        flag.write_text("x")
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    started.set()
+    assert native_module.wait_for_file(str(flag), 60) is True
+    thread.join()
+
+
+def test_calls_from_threads_are_serialized_on_one_state(native_module):
+    counter = native_module.new_counter()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(2000):
+                native_module.hit(counter, 5)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and native_module.hit(counter, 0) == 4 * 2000 * 5
+
+
+def test_timeout_ends_a_worker_stuck_in_nim(tmp_path, meta_path):
+    """The worker's watchdog is a Python thread: it runs because the proc holds no GIL."""
+    plugin = meta_path.parent / "stuck.nim"
+    source = textwrap.dedent("""\
+        import std/os
+        import nimpy
+        const
+          ID = "stuck_nim"
+          VERSION = "1"
+          INPUT = "x"
+          OUTPUT = @["length"]
+        exportpy_consts(ID, VERSION, INPUT, OUTPUT)
+        proc compute(entity: string): tuple[results: (int, ), logs: seq[string]] {.exportpy.} =
+          while entity == "stuck": sleep(100)
+          result.results = (entity.len, )
+    """)
+    if not plugin.exists() or plugin.read_text() != source:
+        plugin.write_text(source)
+    attributes = tmp_path / "attributes.yaml"
+    attributes.write_text("length:\n  definition: length\n  datatype: Integer\n  computation_group: test\n")
+    entities, out = tmp_path / "ids.txt", tmp_path / "out.tsv"
+    entities.write_text("a\nstuck\nccc\n")
+    proc = run_cli(plugin, entities, "--attributes", attributes, "--backend", "pool", "--workers", "2",
+                   "--timeout", "0.5", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {"a": ["1"], "ccc": ["3"]}
+    assert (tmp_path / "out.tsv.failures.tsv").read_text().startswith("stuck\t1\tTimeout\t")
+
+
+def test_exception_messages_keep_odd_bytes(native_module):
+    with pytest.raises(NimError) as caught:
+        native_module.bad_message()
+    assert type(caught.value).__name__ == "KeyError" and str(caught.value) == "no key '\udcff' here"
+
+
+def test_the_library_imports_outside_provbatch(meta_module, tmp_path):
+    """A built plugin is an ordinary extension module: without provbatch's configuration
+    a Nim exception is a RuntimeError naming it, a ref a capsule."""
+    code = textwrap.dedent(f"""
+        import importlib.machinery, importlib.util
+        loader = importlib.machinery.ExtensionFileLoader("meta", {meta_module.__nim_library__.path!r})
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader("meta", loader))
+        loader.exec_module(module)
+        print(module.compute("ab", times=2))
+        try:
+            module.compute("bad")
+        except RuntimeError as exc:
+            print(type(exc).__name__, exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["((4, 'AB'), ['seen\\tab'])", "RuntimeError BadInput: entity 'bad' is refused"]
 
 
 # ---------------------------------------------------------------- state

@@ -117,7 +117,8 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
           nnkElifBranch.newTree(infix(slot, "!=", newNilLit()), convert),
           nnkElse.newTree(newAssignment(local, default)))
         let known = genSym(nskLet, "default")
-        defaults.add newLetStmt(known, newCall(bindSym"bridgeDefault", default))
+        let defaultType = if typ.kind == nnkEmpty: newCall("typeof", default) else: typ
+        defaults.add newLetStmt(known, newCall(bindSym"bridgeDefault", default, defaultType))
         infos.add newCall(paramInfo, nameStr, newLit(true), known, newLit(default.repr))
       inc position
   let call = newCall(procName, callArgs)
@@ -129,18 +130,12 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
     body.add nnkVarSection.newTree(nnkIdentDefs.newTree(res, newCall("typeof", call), newEmptyNode()))
   body.add quote do:
     var `failure`: ref Exception = nil
-    when defined(pbxKeepGil):
-      try:
-        `run`
-      except Exception as `err`:
-        `failure` = `err`
-    else:
-      let `saved` = PyEval_SaveThread()
-      try:
-        `run`
-      except Exception as `err`:
-        `failure` = `err`
-      PyEval_RestoreThread(`saved`)
+    let `saved` = PyEval_SaveThread()
+    try:
+      `run`
+    except Exception as `err`:
+      `failure` = `err`
+    PyEval_RestoreThread(`saved`)
     if `failure` != nil:
       bridgeRaise(`failure`, `label`)
   if isVoid:

@@ -601,13 +601,13 @@ proc bridgeParam*[T](paramName: string, hasDefault: bool, defaultValue: proc ():
   ParamInfo(name: paramName, typeName: name(T), hasDefault: hasDefault,
             defaultValue: defaultValue, defaultRepr: defaultRepr)
 
-template bridgeDefault*(d: untyped): proc (): PPyObject {.closure.} =
-  ## The default as a Python object, made at import, when it can be computed
-  ## outside a call (a literal or a constant); else nil.
+template bridgeDefault*(d, T: untyped): proc (): PPyObject {.closure.} =
+  ## The default (of type T) as a Python object, made at import, when it can be
+  ## computed outside a call (a literal or a constant); else nil.
   block:
     var r: proc (): PPyObject {.closure.} = nil
-    when compiles(toPy(d)):
-      let known = d
+    when compiles((let k: T = d; toPy(k))):
+      let known: T = d
       r = proc (): PPyObject = toPy(known)
     r
 
