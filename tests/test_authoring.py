@@ -294,6 +294,7 @@ def test_installed_without_the_repository(tmp_path):
     assert sorted(p.relative_to(site).as_posix() for p in (site / "provbatch" / "plugins" / "nim" / "bridge").rglob("*.nim")) == [
         "provbatch/plugins/nim/bridge/multiplug_nim/exportpy_consts.nim",
         "provbatch/plugins/nim/bridge/nimpy.nim",
+        "provbatch/plugins/nim/bridge/provbatch_bridge/pyapi.nim",
         "provbatch/plugins/nim/bridge/provbatch_bridge/runtime.nim",
     ]
     for args in (["plugins"], ["new", "shipped", "--lang", "bash"], ["check", "shipped.sh"],

@@ -130,12 +130,12 @@ proc wrapperFor(def: NimNode, pyName: string): NimNode =
     body.add nnkVarSection.newTree(nnkIdentDefs.newTree(res, newCall("typeof", call), newEmptyNode()))
   body.add quote do:
     var `failure`: ref Exception = nil
-    let `saved` = PyEval_SaveThread()
+    let `saved` = bridgeReleaseGil()
     try:
       `run`
     except Exception as `err`:
       `failure` = `err`
-    PyEval_RestoreThread(`saved`)
+    if `saved` != nil: PyEval_RestoreThread(`saved`)
     if `failure` != nil:
       bridgeRaise(`failure`, `label`)
   if isVoid:

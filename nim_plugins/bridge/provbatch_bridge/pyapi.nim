@@ -122,6 +122,9 @@ proc PyErr_NoMemory*(): PPyObject {.py.}
 proc PyEval_SaveThread*(): ptr PyThreadState {.py.}
 proc PyEval_RestoreThread*(s: ptr PyThreadState) {.py.}
 proc PyThread_get_thread_ident*(): culong {.py.}
+proc PyInterpreterState_Get*(): pointer {.py.}
+proc PyInterpreterState_ThreadHead*(interp: pointer): pointer {.py.}
+proc PyThreadState_Next*(t: pointer): pointer {.py.}
 
 # modules
 proc PyModule_Create*(def: ptr PyModuleDef): PPyObject {.py.}

@@ -20,7 +20,8 @@
 ## lock while holding the GIL (releasing the GIL while it waits: a thread that
 ## holds the GIL never blocks on the lock), converts the arguments, releases the
 ## GIL for the proc itself (Python threads go on: a progress bar, the worker's
-## timeout watchdog), takes the GIL back and converts the result. A capsule freed
+## timeout watchdog; alone in the interpreter, a call keeps the GIL: nobody
+## could take it), takes the GIL back and converts the result. A capsule freed
 ## by Python while another thread runs Nim code (it holds the lock) is released
 ## at the next call instead.
 
@@ -115,6 +116,16 @@ proc bridgeEnter*(): bool =
   lockHeld = true
   if deferred != nil: drainDeferred()
   true
+
+proc bridgeReleaseGil*(): ptr PyThreadState {.inline.} =
+  ## Release the GIL for the proc when another Python thread exists (it may run
+  ## meanwhile: a progress bar, a worker's timeout watchdog); nil when this is the
+  ## only thread of the interpreter: nobody could take the GIL, releasing it would
+  ## only cost time. A thread created during the call waits for the GIL until it ends.
+  if PyThreadState_Next(PyInterpreterState_ThreadHead(PyInterpreterState_Get())) != nil:
+    PyEval_SaveThread()
+  else:
+    nil
 
 proc bridgeLeave*() =
   lockHeld = false
@@ -540,15 +551,15 @@ proc bridgeRaise*(e: ref Exception, label: string) =
     Py_XDECREF(message)
 
 proc nameIndex(info: ptr ProcInfo, key: PPyObject): int =
-  for i, n in info.pyNames:
-    if n == key: return i
-  for i, n in info.pyNames:
-    if PyUnicode_Compare(n, key) == 0: return i
+  for i in 0 ..< info.pyNames.len:
+    if info.pyNames[i] == key: return i  # the caller's keyword is the interned name
+  for i in 0 ..< info.pyNames.len:
+    if PyUnicode_Compare(info.pyNames[i], key) == 0: return i
   -1
 
 proc isTolerated(info: ptr ProcInfo, key: PPyObject): bool =
-  for n in info.tolerated:
-    if n == key or PyUnicode_Compare(n, key) == 0: return true
+  for i in 0 ..< info.tolerated.len:
+    if info.tolerated[i] == key or PyUnicode_Compare(info.tolerated[i], key) == 0: return true
   false
 
 proc bridgeBind*(index: int, args: PyArgs, nargs: Py_ssize_t, kwnames: PPyObject,
@@ -580,10 +591,10 @@ proc bridgeBind*(index: int, args: PyArgs, nargs: Py_ssize_t, kwnames: PPyObject
         raise newException(BridgeBindError, "got an unexpected keyword argument '" & keyName &
                            "' (the Nim proc accepts: " & accepted & ")")
   var missing = ""
-  for i, p in info.params:
-    if slots[i] == nil and not p.hasDefault:
+  for i in 0 ..< count:  # by index: no copy of the ParamInfo
+    if slots[i] == nil and not info.params[i].hasDefault:
       if missing.len > 0: missing.add ", "
-      missing.add p.name
+      missing.add info.params[i].name
   if missing.len > 0:
     raise newException(BridgeBindError, "missing required argument(s): " & missing)
 

@@ -38,7 +38,7 @@ from ..cache import local_artifact, verified_sha256
 from .build import LANG, build_plugin, nim_executable, nim_version
 from .library import NimError, NimLibrary, library_key, open_library
 
-log = logging.getLogger("provbatch.multiplug.nim")
+log = logging.getLogger("provbatch.plugins.nim")
 
 DEFAULT_CONST_PREFIX = "py_const_"
 KNOWN_OPTIONS = {"const_prefix"}
