@@ -1,7 +1,8 @@
-"""All the performance targets of issue 8, one benchmark script each, then a table.
+"""All the performance targets (issues 8 and 17), one benchmark script each, then a table.
 
 Runs benchmarks/bench_prenacs.py (1), bench_cpu.py (2), bench_ray.py (3), bench_10m.py (4),
-bench_overhead.py (5) and bench_state.py (6) one after the other, shows their output, and
+bench_overhead.py (5), bench_state.py (6) and bench_nim.py --targets (7: the Nim bridge per
+call beside a Python function, Nim vs Rust through the CLI) one after the other, shows their output, and
 prints every target with its measured value, goal and PASS/FAIL. ``--quick`` passes --quick
 to each (smaller sizes: a smoke run, not the figures of docs/performance.md).
 
@@ -26,6 +27,7 @@ SCRIPTS = {
     "4": "bench_10m.py",
     "5": "bench_overhead.py",
     "6": "bench_state.py",
+    "7": "bench_nim.py --targets",
 }
 
 
@@ -40,10 +42,11 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
     rows: list[dict] = []
     for number in chosen:
-        script = HERE / SCRIPTS[number]
+        script_name, *script_args = SCRIPTS[number].split()
+        script = HERE / script_name
         print(f"\n=== {script.name} ===", flush=True)
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, str(script), *(["--quick"] if args.quick else [])],
+        process = subprocess.Popen([sys.executable, str(script), *script_args, *(["--quick"] if args.quick else [])],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found = []
         assert process.stdout is not None

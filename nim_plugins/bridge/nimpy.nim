@@ -1,18 +1,20 @@
-## provbatch's ``nimpy`` compatibility module.
+## provbatch's ``nimpy`` compatibility module: a plugin becomes a CPython extension module.
 ##
 ## nimpy (the usual Nim-Python bridge) cannot be installed here, so provbatch
 ## builds Nim plugins with this module first on the Nim path: a plugin
 ## written as the ProvBatch guide shows (``import nimpy``, procs marked
-## ``{.exportpy.}``, a ``ref object`` state) compiles unchanged.
+## ``{.exportpy.}``, a ``ref object`` state) compiles unchanged, into a
+## library with a ``PyInit_<plugin file name>`` that Python imports like any
+## C extension (see provbatch_bridge/runtime.nim for the calls and values).
 ##
 ## It is the compatibility surface the guide uses, nothing more:
 ##
 ## - ``{.exportpy.}`` (or ``{.exportpy: "pyname".}``) on a proc: exports it to
-##   Python. The proc stays callable from Nim as usual; the macro adds a C
-##   function ``pbx_<pyname>`` taking the arguments as a JSON object and
-##   returning the result as JSON (see provbatch_bridge/runtime.nim), and
-##   registers the proc's parameters, defaults and result shape for the
-##   Python side.
+##   Python. The proc stays callable from Nim as usual; the macro adds a
+##   METH_FASTCALL wrapper that binds and converts the arguments, calls the
+##   proc (without the GIL when other Python threads exist) and converts its
+##   result, and registers the proc's parameters and defaults for the module's
+##   built-in function (its ``__text_signature__`` and docstring).
 ## - ``exportpy_consts(ID, VERSION, ...)``: exports constants, as procs named
 ##   ``py_const_<NAME>`` (``exportpy_consts_wpfx("pfx_", ...)`` for another
 ##   prefix); a proc named ``py_const_<NAME>`` marked ``{.exportpy.}`` does
