@@ -35,8 +35,19 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, ensure_data, timed_import  # noqa: E402
-from _scale import PLUGINS, batch_compute, cache_dir, check_results, fresh, ids_file, load_average, result, run_env, timed_run  # noqa: E402
+from _common import best_of, ensure_data, timed_import
+from _scale import (
+    PLUGINS,
+    batch_compute,
+    cache_dir,
+    check_results,
+    fresh,
+    ids_file,
+    load_average,
+    result,
+    run_env,
+    timed_run,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GC_NIM = ROOT / "nim_plugins" / "gc_content.nim"

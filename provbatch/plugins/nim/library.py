@@ -23,8 +23,9 @@ import importlib.util
 import os
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 #: the bridge protocol this side speaks (BridgeProtocol in provbatch_bridge/runtime.nim)
 PROTOCOL = 2
@@ -61,7 +62,7 @@ class NimError(Exception):
         super().__init__(message)
         self.message = message
 
-    def __reduce__(self) -> tuple[Callable[..., "NimError"], tuple[str, str]]:
+    def __reduce__(self) -> tuple[Callable[..., NimError], tuple[str, str]]:
         return nim_error, (self.nim_type, self.message)
 
 
@@ -93,9 +94,9 @@ class NimRef:
     fails with a clear error.
     """
 
-    __slots__ = ("library", "capsule", "type_name", "handle", "__weakref__")
+    __slots__ = ("__weakref__", "capsule", "handle", "library", "type_name")
 
-    def __init__(self, library: "NimLibrary", capsule: Any, type_name: str, handle: int) -> None:
+    def __init__(self, library: NimLibrary, capsule: Any, type_name: str, handle: int) -> None:
         self.library = library
         self.capsule = capsule
         self.type_name = type_name
