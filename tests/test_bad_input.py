@@ -38,7 +38,7 @@ def run(s, plugin=None, ids=None, *extra):
 
 def test_missing_plugin(setup):
     proc = run(setup, setup["tmp"] / "nope.py")
-    assert_one_line_error(proc, 1, "nope.py", "plugin file not found")
+    assert_one_line_error(proc, 2, "nope.py", "plugin file not found")
 
 
 def test_unknown_plugin_name(setup):

@@ -13,13 +13,14 @@ import click
 
 from .authoring import check, describe, new, plugins
 from .provenance import rerun, show
-from .run import batch_compute
+from .run import batch_compute, version
 from .runs import report, runs
 
 __all__ = ["batch_compute", "batch_compute_main", "provbatch", "provbatch_main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="provbatch", message="%(prog)s %(version)s")
 def provbatch() -> None:
     """provbatch: compute attributes of entities with plugins, keeping their provenance."""
 

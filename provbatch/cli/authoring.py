@@ -14,7 +14,8 @@ import click
 from ..errors import PluginValidationError
 from .errors import friendly_errors
 
-_LANGS = ["py", "rust", "nim", "bash"]
+#: the languages and the names people type for them (python, rs, sh); authoring.language resolves the aliases
+_LANGS = ["py", "python", "rust", "rs", "nim", "bash", "sh"]
 
 
 @click.command()
@@ -80,7 +81,7 @@ def describe(plugin: str, attributes: str | None, debug: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--lang", type=click.Choice(_LANGS), required=True, help="Language of the plugin.")
+@click.option("--lang", type=click.Choice(_LANGS, case_sensitive=False), required=True, help="Language of the plugin.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder to write to (created if missing).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @friendly_errors("provbatch new")

@@ -42,6 +42,13 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--failures", "failures_path", type=click.Path(dir_okay=False), help="Failures TSV (default OUT.failures.tsv): entity, attempts, error class, message."),
         click.option("--retry-failed", is_flag=True, help="Compute only the entities of the failures file; they leave it as they succeed."),
         click.option("--run-dir", type=click.Path(file_okay=False), help="Run record directory (manifest.json, events.jsonl); default under the user's state dir ($PROVBATCH_RUNS)."),
+        click.option("--header", is_flag=True, help="Write the OUTPUT names as a first line (entity<TAB>name...) into a new results file; "
+                     "off by default, so the file stays what prenacs tools read. Readers and resume understand it."),
+        click.option("--dry-run", is_flag=True, help="Load, check and count the entities (to compute, already done, skipped); "
+                     "print what would run and where it would write; compute nothing, write nothing."),
+        click.option("--limit", type=int, metavar="N", help="Trial run: compute only the first N entities to compute (recorded in the report)."),
+        click.option("--sample", type=int, metavar="N", help="Trial run: compute N entities drawn at random from those to compute (recorded, with the seed)."),
+        click.option("--seed", type=int, help="Seed of --sample (default: a random one, recorded in the report)."),
         click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal)."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -57,7 +64,8 @@ def _run(**kw: Any) -> None:
 
     entities, pattern = kw["entities"], kw["pattern"]
     if pattern and entities:
-        raise UsageError("give either ENTITIES or --glob PATTERN, not both")
+        hint = glob_hint([pattern, entities], quoted=True)
+        raise UsageError("give either ENTITIES or --glob PATTERN, not both" + (f" ({hint})" if hint else ""))
     if not pattern and not entities and not kw["retry_failed"]:
         raise UsageError("missing ENTITIES (a file of ids, '-' for stdin) or --glob PATTERN")
     params: dict[str, Any] = {}
@@ -91,7 +99,15 @@ def _run(**kw: Any) -> None:
         run_dir=kw["run_dir"],
         write_std_streams=True,
         command=list(sys.argv),
+        header=kw["header"],
+        limit=kw["limit"],
+        sample=kw["sample"],
+        seed=kw["seed"],
     )
+    if kw["dry_run"]:
+        for line in run.plan().lines():
+            click.echo(line)
+        return
     for _row in run:
         pass
     if run.failures:
@@ -101,7 +117,80 @@ def _run(**kw: Any) -> None:
         _fail("batch-compute", run.report.remarks[-1], 1)
 
 
-@click.command(name="batch-compute", context_settings={"help_option_names": ["-h", "--help"]})
+def glob_hint(paths: list[str], quoted: bool) -> str | None:
+    """A hint when ``paths`` look like the expansion of an unquoted pattern: files sharing a folder and a suffix."""
+    from pathlib import Path
+
+    files = [Path(p) for p in paths]
+    if len(files) < 2 or not all(f.is_file() for f in files):
+        return None
+    if len({f.parent for f in files}) != 1 or len({f.suffix for f in files}) != 1:
+        return None
+    folder, suffix = files[0].parent, files[0].suffix
+    pattern = f"*{suffix}" if str(folder) == "." else f"{folder}/*{suffix}"
+    shown = " ".join(paths)
+    if quoted:
+        return f"{shown} look like files a shell expanded from an unquoted pattern: quote it, e.g. --glob '{pattern}'"
+    return f"{shown} look like files a shell expanded from a pattern: use --glob '{pattern}' for files"
+
+
+class _RunCommand(click.Command):
+    """batch-compute's parser, adding a hint to click's "unexpected extra arguments" when they look like an
+    unquoted glob the shell expanded (``--glob data/*.fna`` without quotes)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if "extra argument" not in exc.message:
+                raise
+            hint = self._hint(given)
+            if hint is None:
+                raise
+            raise _HintedUsageError(exc.message, hint, exc.ctx) from None
+
+    def _hint(self, args: list[str]) -> str | None:
+        takes_value = {name for param in self.params if isinstance(param, click.Option) and not param.is_flag
+                       for name in param.opts}
+        positional: list[str] = []
+        glob_value = None
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if arg == "--glob" and index + 1 < len(args):
+                glob_value = args[index + 1]
+                index += 2
+                continue
+            if arg in takes_value:
+                index += 2
+                continue
+            if not arg.startswith("-") or arg == "-":
+                positional.append(arg)
+            index += 1
+        candidates = ([glob_value] if glob_value else []) + positional[1:]  # positional[0] is PLUGIN
+        return glob_hint(candidates, quoted=glob_value is not None)
+
+
+class _HintedUsageError(click.UsageError):
+    def __init__(self, message: str, hint: str, ctx: click.Context | None) -> None:
+        super().__init__(message, ctx)
+        self.hint = hint
+
+    def show(self, file: Any = None) -> None:
+        super().show(file)
+        click.echo(f"batch-compute: hint: {self.hint}", err=True)
+
+
+def version() -> str:
+    """provbatch's version, for --version (the light module: no import of the engine)."""
+    from ..version import __version__
+
+    return __version__
+
+
+@click.command(name="batch-compute", cls=_RunCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="batch-compute", message="%(prog)s %(version)s")
 @_run_options
 @friendly_errors("batch-compute")
 def batch_compute(**kw: Any) -> None:

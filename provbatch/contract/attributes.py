@@ -95,12 +95,19 @@ def load_attribute_definitions(path: str | Path) -> AttributeDefinitions:
 
 def find_attribute_definitions(explicit: str | Path | None, plugin_path: Path | None = None) -> Path | None:
     """The definitions file to use: ``--attributes``, else ``./attribute_definitions.yaml``,
-    else one lying beside the plugin file. None when there is none."""
+    else one lying beside the plugin file, else (a plugin module inside a Python package, as
+    installed plugins are) one in an enclosing package directory, nearest first: a package
+    ships one file at its top for all its plugins. None when there is none."""
     if explicit is not None:
         return Path(explicit)
     candidates = [Path.cwd() / DEFAULT_FILENAME]
     if plugin_path is not None:
-        candidates.append((plugin_path if plugin_path.is_dir() else plugin_path.parent) / DEFAULT_FILENAME)
+        folder = plugin_path if plugin_path.is_dir() else plugin_path.parent
+        candidates.append(folder / DEFAULT_FILENAME)
+        while (folder / "__init__.py").is_file() and folder.parent != folder:
+            folder = folder.parent
+            if (folder / "__init__.py").is_file():
+                candidates.append(folder / DEFAULT_FILENAME)
     for candidate in candidates:
         if candidate.is_file():
             return candidate

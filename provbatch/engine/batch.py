@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
 from ..errors import UsageError
@@ -34,6 +34,9 @@ from ..provenance import capture as provenance
 from ..provenance.record import RunRecord
 from ..provenance.rundirs import default_run_dir
 from .lifecycle import BACKENDS, ExecutionOptions, Lifecycle, default_workers  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dryrun import DryRunPlan
 
 #: errors worth no retry: the plugin returned values that do not fit OUTPUT; it would again
 NOT_RETRIED = frozenset({"ResultValueError"})
@@ -110,6 +113,15 @@ class BatchRun:
     rerun_of: str | None = None
     #: options for the plugin's loader, e.g. ``{"constants_class": "Meta"}`` (Rust), ``{"const_prefix": "c_"}`` (Nim)
     plugin_options: Mapping[str, Any] | None = None
+    #: write the OUTPUT names as a first line ``entity<TAB>name...`` into a new results file
+    header: bool = False
+    #: a trial run: compute only the first N entities to compute ...
+    limit: int | None = None
+    #: ... or N of them drawn at random (reproducible with ``seed``)
+    sample: int | None = None
+    seed: int | None = None
+    #: yield values converted by their datatypes (the Python API) instead of their TSV text (the CLI)
+    typed: bool = False
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
@@ -126,9 +138,19 @@ class BatchRun:
             raise UsageError(f"--max-failures must be 1 or more, got {self.max_failures}")
         if self.fail_fast:
             self.max_failures = 1
+        if self.limit is not None and self.sample is not None:
+            raise UsageError("--limit and --sample exclude each other: give one")
+        for name in ("limit", "sample"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name} must be 1 or more, got {value}")
+        if self.sample is not None and self.seed is None:
+            import random
+
+            self.seed = random.SystemRandom().randrange(1 << 31)  # recorded, so the same sample can be drawn again
         reporting.check_reason(self.reason)
         self.policy = RetryPolicy(self.retries)
-        self._prepared = False
+        self._prepared = self._checked = False
         self.record: RunRecord | None = None
         self.n_retried = 0
 
@@ -136,6 +158,14 @@ class BatchRun:
     def prepare(self) -> None:
         """Everything that can fail on bad input, before any compute or output."""
         if self._prepared:
+            return
+        self.check_inputs()
+        self.sinks = self._open_sinks()
+        self._prepared = True
+
+    def check_inputs(self) -> None:
+        """The part of :meth:`prepare` that writes nothing: load and check the plugin, the parameters, the entities."""
+        if self._checked:
             return
         self.loaded = (
             self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.plugin_options or {}))
@@ -150,8 +180,27 @@ class BatchRun:
         self.resolved = resolve_params(self.params or {}, self.loaded.parameters, origin="parameters")
         self.failures_file = self._failures_file()
         self.stream = self._entity_stream()
-        self.sinks = self._open_sinks()
-        self._prepared = True
+        self._checked = True
+
+    @property
+    def header_line(self) -> str:
+        """The ``--header`` line: ``entity`` and the OUTPUT names (readers and resume recognise it)."""
+        return "\t".join(["entity", *self.loaded.output]) + "\n"
+
+    @property
+    def trial(self) -> str | None:
+        """What makes this run a trial run (for the report), or None."""
+        if self.limit is not None:
+            return f"--limit {self.limit}: the first {self.limit} entities to compute"
+        if self.sample is not None:
+            return f"--sample {self.sample} --seed {self.seed}: {self.sample} entities drawn at random from those to compute"
+        return None
+
+    def plan(self) -> "DryRunPlan":
+        """``--dry-run``: load, check, count; compute nothing, write nothing (call instead of iterating)."""
+        from .dryrun import plan_run
+
+        return plan_run(self)
 
     def _failures_file(self) -> FailuresFile | None:
         path = self.failures_path or (f"{self.out}.failures.tsv" if self.out else None)
@@ -185,7 +234,7 @@ class BatchRun:
             self._check_entities_file(source)
         skip = SeenIds()
         if self.out is not None and Path(self.out).is_file():
-            existing_ids(Path(self.out), into=skip)  # resume: what the results file holds is done
+            existing_ids(Path(self.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
         self.done_or_skipped = skip
         if self.skip is not None:
             if not Path(self.skip).is_file():
@@ -199,7 +248,7 @@ class BatchRun:
                 if (idsproc(entity) if idsproc else entity) in skip:
                     self.failures_file.succeeded(entity)
             source = self.failures_file.entities()
-        return EntityStream(source, idsproc=idsproc, skip=skip)
+        return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.limit, sample=self.sample, seed=self.seed)
 
     def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
         """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
@@ -207,7 +256,8 @@ class BatchRun:
             # log lines of entities that are not done (their results were lost
             # when a run was killed) go: those entities are computed, and logged, again
             keep_log_lines_of(Path(self.log), self.done_or_skipped)
-        results = TsvSink(self.out, sys.stdout, "results") if self.out or self.write_std_streams else None
+        results = (TsvSink(self.out, sys.stdout, "results", header=self.header_line if self.header else None)
+                   if self.out or self.write_std_streams else None)
         try:
             logs = TsvSink(self.log, sys.stderr, "logs") if self.log or self.write_std_streams else None
         except Exception:
@@ -258,6 +308,7 @@ class BatchRun:
         report.user_id = self.user or report.user_id
         report.system_id = self.system or report.system_id
         report.reason = self.reason
+        report.trial = self.trial
         if self.retry_failed:
             report.entities = f"failures of {self.failures_file.path}"  # type: ignore[union-attr]
         else:
@@ -304,6 +355,8 @@ class BatchRun:
             from .progress import Progress, count_lines
 
             total = count_lines(self.entities.path) if isinstance(self.entities, EntitySource) and self.entities.path else None
+            if total is not None and (self.limit or self.sample):
+                total = min(total, self.limit or self.sample or total)
             progress = Progress(total)
         status, failure_text, ran_to_end = "aborted", None, False
         failures_file = self.failures_file
@@ -315,6 +368,11 @@ class BatchRun:
             )
             record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
             items = self.stream.items()
+            parse = None
+            if self.typed:
+                from .results_reader import row_parser
+
+                parse = row_parser(self._datatypes())
             # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
             earlier_failures = failures_file.entries if failures_file is not None else {}
             for scheduler, completed in lifecycle.scheduled(items):
@@ -326,7 +384,7 @@ class BatchRun:
                 for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
                     if error is None:
                         add_line(f"{entity_id}\t{TAB.join(fields)}\n")
-                        add_done((entity_id, fields, logs))
+                        add_done((entity_id, parse(fields) if parse else fields, logs))
                         if earlier_failures and item[1] in earlier_failures:
                             failures_file.succeeded(item[1])  # type: ignore[union-attr]
                     else:
@@ -348,7 +406,8 @@ class BatchRun:
                 report.n_units = n_done
                 record.update(counts=self._counts())
                 if progress is not None:
-                    progress.update(n_done, len(self.failures))
+                    counts = self.stream.counts
+                    progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
                 yield from done
                 if self.max_failures is not None and len(self.failures) >= self.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "

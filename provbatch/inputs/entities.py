@@ -94,6 +94,10 @@ class EntityStream:
     idsproc: Callable[[str], str] | None = None
     skip: SeenIds = field(default_factory=SeenIds)
     counts: EntityCounts = field(default_factory=EntityCounts)
+    #: trial runs: the first ``limit`` entities to compute, or ``sample`` of them drawn with ``seed``
+    limit: int | None = None
+    sample: int | None = None
+    seed: int | None = None
 
     def raw(self) -> Iterator[str]:
         if not isinstance(self.source, EntitySource):
@@ -109,6 +113,37 @@ class EntityStream:
             yield entity_id, entity
 
     def items(self) -> Iterator[tuple[str, str, int]]:
+        """The scheduler's items; for a trial run only the first ``limit``, or a ``sample`` in input order.
+
+        The sample is drawn by reservoir sampling (one pass, ``sample`` items
+        in memory), so every entity to compute has the same chance and the
+        same seed draws the same entities from the same input.
+        """
+        if self.limit is not None:
+            import itertools
+
+            return itertools.islice(self._all_items(), self.limit)
+        if self.sample is not None:
+            return self._sampled(self.sample)
+        return self._all_items()
+
+    def _sampled(self, size: int) -> Iterator[tuple[str, str, int]]:
+        import random
+
+        rng = random.Random(self.seed)
+        reservoir: list[tuple[int, tuple[str, str, int]]] = []
+        for index, item in enumerate(self._all_items()):
+            if index < size:
+                reservoir.append((index, item))
+            else:
+                slot = rng.randrange(index + 1)
+                if slot < size:
+                    reservoir[slot] = (index, item)
+        reservoir.sort(key=lambda entry: entry[0])
+        for _index, item in reservoir:
+            yield item
+
+    def _all_items(self) -> Iterator[tuple[str, str, int]]:
         """``(entity_id, entity, 1)``: the scheduler's items (first attempt), straight from the input.
 
         Once per entity, so written for speed: the seen set is used inline

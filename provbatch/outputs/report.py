@@ -60,6 +60,8 @@ class Report:
     entities: str = ""
     outputs: dict[str, str | None] = field(default_factory=dict)
     run_dir: str | None = None
+    #: a trial run (--limit / --sample): which part of the entities it computed; None for a full run
+    trial: str | None = None
     remarks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:

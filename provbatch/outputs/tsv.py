@@ -40,10 +40,19 @@ def repair_torn_tail(path: Path) -> int:
         return size
 
 
-def existing_ids(path: Path, into: SeenIds | None = None) -> SeenIds:
-    """The entity ids already in a results file (first column), to skip them on resume."""
+def existing_ids(path: Path, into: SeenIds | None = None, header: str | None = None) -> SeenIds:
+    """The entity ids already in a results file (first column), to skip them on resume.
+
+    ``header`` is the ``--header`` line of this computation: a first line equal to it is no entity.
+    """
     seen = into if into is not None else SeenIds()
     with open(path, encoding="utf-8", errors="replace") as handle:
+        if header is not None:
+            first = handle.readline()
+            if first and first != header and first.endswith("\n"):
+                entity_id = first.split("\t", 1)[0].rstrip("\n")
+                if entity_id:
+                    seen.add(entity_id)
         for line in handle:
             if not line.endswith("\n"):
                 continue  # a torn last line (killed run): that entity is not done
@@ -56,17 +65,23 @@ def existing_ids(path: Path, into: SeenIds | None = None) -> SeenIds:
 class TsvSink:
     """Appends lines to a file (or writes to a standard stream), flushing after each batch."""
 
-    def __init__(self, path: str | Path | None, default: IO[str], what: str) -> None:
+    def __init__(self, path: str | Path | None, default: IO[str], what: str, header: str | None = None) -> None:
+        """``header``: a first line written when the file is new or empty (``--header``); never into an existing file."""
         self.path = Path(path) if path is not None and str(path) != "-" else None
         self.what = what
         if self.path is None:
             self._handle: IO[str] = default
             self._owned = False
+            if header is not None:
+                default.write(header)
             return
         try:
             if self.path.exists():
                 repair_torn_tail(self.path)
             self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
+            if header is not None and self._handle.tell() == 0:
+                self._handle.write(header)
+                self._handle.flush()
         except IsADirectoryError as exc:
             raise UsageError(f"{self.path}: is a directory, cannot write the {what} there") from exc
         except OSError as exc:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from . import registry
 from ..contract.attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
-from ..errors import PluginLoadError, PluginValidationError
+from ..errors import PluginLoadError, PluginValidationError, UsageError
 from .base import PluginSpec
 from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS, validate_plugin
 
@@ -125,7 +125,7 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
     entry = None if isinstance(plugin, Path) else _entry_point(label)
     if entry is None:
         if _looks_like_path(label):
-            raise PluginLoadError(f"{label}: plugin file not found")
+            raise UsageError(f"{label}: plugin file not found")  # a wrong path, like a missing ENTITIES: usage (2)
         raise PluginLoadError(
             f"{label}: no such plugin file, and no installed plugin of that name "
             f"(entry-point group '{ENTRY_POINT_GROUP}'; see 'provbatch plugins')"

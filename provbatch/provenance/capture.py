@@ -388,6 +388,7 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
         "user": report.user_id,
         "system": report.system_id,
         "reason": report.reason,
+        "trial": run.trial,
         "command": list(run.command) if run.command else None,
         "cwd": cwd,
         "run_dir": report.run_dir,
@@ -402,6 +403,7 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
             "backend": run.backend, "workers": run.workers, "address": run.address,
             "retries": run.retries, "timeout": run.timeout, "fail_fast": run.fail_fast,
             "max_failures": run.max_failures, "retry_failed": run.retry_failed,
+            "header": run.header, "limit": run.limit, "sample": run.sample, "seed": run.seed,
             "backend_used": None, "workers_used": None,
         },
         "outputs": {
