@@ -25,33 +25,62 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     (file, column, glob). Options are those of :class:`BatchRun` (params,
     backend, workers, address, attributes, idsproc, skip, out, log,
     report_path, user, system, reason, retries, timeout, fail_fast,
-    max_failures, failures_path, retry_failed, run_dir, plugin_options). Nothing is computed
-    until iterated; bad input raises here.
+    max_failures, failures_path, retry_failed, run_dir, plugin_options, header, limit, sample,
+    seed). Values are typed by their datatypes (int, float, bool, str, lists for arrays, tuples
+    for composites). Nothing is computed until iterated; bad input raises here. When ``out=``
+    already holds some of the entities they are skipped (a resume) and a
+    :class:`~provbatch.errors.SkippedEntitiesWarning` says how many.
     """
     if isinstance(entities, (str, Path)):
         raise UsageError("entities must be an iterable of entities or an EntitySource, not a single string")
-    run = BatchRun(plugin, entities, **options)
+    run = BatchRun(plugin, entities, **{"typed": True, **options})
     run.prepare()
     return run
 
 
 @dataclass
 class BatchResult:
-    """The outcome of :func:`run_batch`: iterable as ``(entity_id, results, logs)``."""
+    """The outcome of :func:`run_batch`: iterable as ``(entity_id, values, logs)``, values typed by
+    their datatypes; ``to_pandas()`` / ``to_arrow()`` give them with the OUTPUT names as columns."""
 
-    rows: list[tuple[str, list[str], list[str]]]
+    rows: list[tuple[str, list[Any], list[str]]]
     failures: list[Failure]
     report: reporting.Report
+    #: the OUTPUT names and their datatypes (None when the attribute definitions have none)
+    names: tuple[str, ...] = ()
+    datatypes: tuple[str | None, ...] = ()
+    #: entities not computed because they were already done (in ``out=``) or in the skip file
+    skipped: int = 0
 
-    def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
+    @property
+    def columns(self) -> list[str]:
+        return ["entity", *self.names]
+
+    def __iter__(self) -> Iterator[tuple[str, list[Any], list[str]]]:
         return iter(self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def as_dict(self) -> dict[str, list[str]]:
-        """entity_id -> results."""
+    def __repr__(self) -> str:
+        return (f"<BatchResult {self.report.plugin_id}: computed {len(self.rows)}, failed {len(self.failures)}, "
+                f"skipped {self.skipped}>")
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """entity_id -> values."""
         return {entity_id: results for entity_id, results, _logs in self.rows}
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame: ``entity`` and the OUTPUT names as columns (needs the ``dataframe`` extra)."""
+        from .outputs.frames import to_pandas
+
+        return to_pandas(self.names, self.datatypes, [(entity, values) for entity, values, _logs in self.rows])
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table: ``entity`` and the OUTPUT names as columns (needs the ``dataframe`` extra)."""
+        from .outputs.frames import to_arrow
+
+        return to_arrow(self.names, self.datatypes, [(entity, values) for entity, values, _logs in self.rows])
 
 
 def run_batch(
@@ -62,8 +91,11 @@ def run_batch(
     workers: int | None = None,
     **options: Any,
 ) -> BatchResult:
-    """Run a whole batch and return every result (for batches whose results fit in memory;
-    use :func:`iter_batch` or ``out=`` for large ones)."""
+    """Run a whole batch and return every result, typed (for batches whose results fit in memory;
+    use :func:`iter_batch` or ``out=`` for large ones). With ``dry_run=True`` nothing is computed
+    or written: the :class:`~provbatch.engine.dryrun.DryRunPlan` (counts, destinations) is returned."""
+    if options.pop("dry_run", False):
+        return BatchRun(plugin, entities, params=params, backend=backend, workers=workers, **options).plan()  # type: ignore[return-value]
     run = iter_batch(plugin, entities, params=params, backend=backend, workers=workers, **options)
     rows = list(run)
-    return BatchResult(rows, run.failures, run.report)
+    return BatchResult(rows, run.failures, run.report, tuple(run.loaded.output), run.datatypes, run.stream.counts.skipped)

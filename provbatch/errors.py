@@ -65,3 +65,8 @@ class UnsafePathError(ProvBatchError):
     Its message says how to fix it."""
 
     exit_code = 1
+
+
+class SkippedEntitiesWarning(UserWarning):
+    """A run into an existing results file skipped entities already in it (a resume): the caller
+    gets fewer rows than entities, which looks like "nothing computed" when it is not said."""

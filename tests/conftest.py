@@ -30,6 +30,8 @@ GC_EXPECTED = {
     "examples/genomes/plasmid_mix.fna": ["0.4147", "3200"],
     "examples/genomes/gzipped.fna.gz": ["0.5066", "5000"],
 }
+#: the same as the Python API gives them: typed by the datatypes (gc_content Float, genome_size Integer)
+GC_TYPED = {entity: [float(gc), int(size)] for entity, (gc, size) in GC_EXPECTED.items()}
 
 
 def run_cli(*args: str, cwd: Path | str = REPO, stdin: str | None = None, env: dict | None = None, prog: str = "batch-compute") -> subprocess.CompletedProcess:

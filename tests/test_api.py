@@ -7,7 +7,7 @@ import os
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, install_plugin_package, run_cli
+from conftest import GC_EXPECTED, GC_TYPED, REPO, install_plugin_package, run_cli
 from provbatch import InterfaceRequirementError, importer
 from provbatch.errors import PluginLoadError
 
@@ -17,7 +17,7 @@ GC = REPO / "plugins" / "gc_content.py"
 def test_run_batch_serial_exact_values():
     os.chdir(REPO)
     result = provbatch.run_batch(GC, list(GC_EXPECTED), params={"digits": 3}, backend="serial")
-    assert result.as_dict()["examples/genomes/ecoli_like.fna"] == ["0.507", "5000"]
+    assert result.as_dict()["examples/genomes/ecoli_like.fna"] == [0.507, 5000]
     assert len(result) == 6 and result.failures == []
     assert result.report.comp_status == "completed" and result.report.parameters == {"digits": 3}
     entity, values, logs = next(iter(result))
@@ -29,7 +29,7 @@ def test_iter_batch_streams_and_records_failures(tmp_path):
     entities = list(GC_EXPECTED) + [str(tmp_path / "missing.fna")]
     run = provbatch.iter_batch(GC, entities, backend="pool", workers=2)
     seen = {entity: values for entity, values, _logs in run}
-    assert seen == GC_EXPECTED
+    assert seen == GC_TYPED
     assert [f.entity for f in run.failures] == [str(tmp_path / "missing.fna")]
     assert run.failures[0].error_class == "FileNotFoundError" and "Traceback" in run.failures[0].traceback
     assert run.report.comp_status == "partial" and run.report.n_failed == 1
@@ -60,7 +60,7 @@ def test_api_reuses_callers_ray(ray_session):
     os.chdir(REPO)
     result = provbatch.run_batch(GC, list(GC_EXPECTED), backend="auto", workers=2)
     assert result.report.backend == "ray"  # Ray already initialized by the caller: used, not restarted
-    assert result.as_dict() == GC_EXPECTED
+    assert result.as_dict() == GC_TYPED
     assert ray_session.is_initialized()
 
 

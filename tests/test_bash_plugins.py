@@ -577,7 +577,7 @@ def test_run_batch_serial_with_state(tmp_path):
     summary = tmp_path / "totals.tsv"
     result = provbatch.run_batch(STATE_SH, [str(REPO / e) for e in GC_EXPECTED], params={"summary": str(summary)},
                                  backend="serial")
-    assert result.as_dict() == {str(REPO / e): [v[1]] for e, v in GC_EXPECTED.items()}
+    assert result.as_dict() == {str(REPO / e): [int(v[1])] for e, v in GC_EXPECTED.items()}
     assert summary.read_text() == "files\t6\nbases\t20320\n"
 
 
@@ -586,7 +586,7 @@ def test_run_batch_on_ray(ray_session, tmp_path):
     result = provbatch.run_batch(GC_SH, [str(REPO / e) for e in GC_EXPECTED], params={"digits": 3}, backend="ray",
                                  workers=2)
     assert result.report.backend == "ray" and result.failures == []
-    assert result.as_dict()[str(REPO / "examples/genomes/ecoli_like.fna")] == ["0.507", "5000"]
+    assert result.as_dict()[str(REPO / "examples/genomes/ecoli_like.fna")] == [0.507, 5000]
     assert len(result) == 6
     summary = tmp_path / "totals.tsv"
     state_run = provbatch.run_batch(STATE_SH, [str(REPO / e) for e in GC_EXPECTED], params={"summary": str(summary)},

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
+from conftest import GC_EXPECTED, GC_TYPED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
 from provbatch.plugins.cache import artifact_bytes
@@ -661,7 +661,7 @@ def test_run_batch_serial_with_state(state_module, tmp_path):
     genomes = [str(GENOMES_DIR / name) for name in ("plasmid_mix.fna", "tiny.fna", "ecoli_like.fna")]
     result = provbatch.run_batch(STATE_NIM, genomes, params={"summary": str(summary)}, backend="serial")
     assert not result.failures
-    assert [row[1] for row in result] == [["2", "3200"], ["1", "120"], ["1", "5000"]]
+    assert [row[1] for row in result] == [[2, 3200], [1, 120], [1, 5000]]
     assert summary.read_text() == f"{os.getpid()}\t3\t4\t8320\n"
 
 
@@ -670,5 +670,5 @@ def test_run_batch_on_ray(gc_module, ray_session):
     result = provbatch.run_batch(GC_NIM, [str(path) for path in GENOMES], backend="ray", workers=2)
     assert not result.failures
     assert {Path(entity).name: results for entity, results, _ in result} == {
-        Path(name).name: values for name, values in GC_EXPECTED.items()
+        Path(name).name: values for name, values in GC_TYPED.items()
     }

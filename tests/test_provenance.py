@@ -114,7 +114,7 @@ def test_api_run_stores_a_list_of_entities_and_replays_it(tmp_path, write_plugin
     plugin = write_plugin(SCALE)
     result = run_batch(plugin, ["x", "yyy"], params={"times": 2}, backend="serial", attributes=attributes_file,
                        run_dir=tmp_path / "run")
-    assert result.as_dict() == {"x": ["2"], "yyy": ["6"]}
+    assert result.as_dict() == {"x": [2], "yyy": [6]}
     entities = load_config(tmp_path / "run")["entities"]
     assert (entities["kind"], entities["count"], entities["values"]) == ("iterable", 2, ["x", "yyy"])
     plugin.unlink()

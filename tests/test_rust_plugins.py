@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import provbatch
-from conftest import GC_EXPECTED, REPO, read_tsv, run_cli, write_source
+from conftest import GC_EXPECTED, GC_TYPED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
 from provbatch.multiplug import importer, load_spec, loader_for
 from provbatch.plugins.cache import artifact_bytes
@@ -425,7 +425,7 @@ def test_run_batch_serial_with_state(state_module, tmp_path):
     genomes = [str(REPO / "examples" / "genomes" / name) for name in ("plasmid_mix.fna", "tiny.fna", "ecoli_like.fna")]
     result = provbatch.run_batch(STATE_CRATE, genomes, params={"summary": str(summary)}, backend="serial")
     assert not result.failures
-    assert [row[1] for row in result] == [["2"], ["1"], ["1"]]
+    assert [row[1] for row in result] == [[2], [1], [1]]
     assert summary.read_text() == "files\t3\trecords\t4\n"
 
 
@@ -435,7 +435,7 @@ def test_run_batch_a_panic_fails_one_entity_only(meta_module, attributes_file):
     plugin = load_plugin(meta_module.__provbatch_spec__.source, constants_class="Meta")  # loader options
     result = provbatch.run_batch(plugin, ["ab", "boom", "abc"], params={"times": 2}, backend="serial",
                                  attributes=attributes_file)
-    assert result.as_dict() == {"ab": ["4", "AB"], "abc": ["6", "ABC"]}
+    assert result.as_dict() == {"ab": [4, "AB"], "abc": [6, "ABC"]}
     assert [(f.entity, f.error_class) for f in result.failures] == [("boom", "RuntimeError")]
     assert "exploded on boom" in result.failures[0].message
 
@@ -446,7 +446,7 @@ def test_run_batch_on_ray(gc_module, ray_session):
     result = provbatch.run_batch(GC_RS, genomes, backend="ray", workers=2)
     assert not result.failures
     assert {Path(entity).name: results for entity, results, _ in result} == {
-        Path(name).name: values for name, values in GC_EXPECTED.items()
+        Path(name).name: values for name, values in GC_TYPED.items()
     }
 
 

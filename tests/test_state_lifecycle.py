@@ -168,7 +168,7 @@ def test_ray_backend_shares_state_once_per_worker(tmp_path, write_plugin, attrib
                                  backend="ray", workers=2, attributes=attributes_file)
     rows = result.as_dict()
     assert len(rows) == 201 and not result.failures
-    assert rows["997"][:2] == ["997", "true"]  # the array is read-only: mapped from the object store, not copied
+    assert rows["997"][:2] == [997, True]  # the array is read-only: mapped from the object store, not copied
     unpickled = journal.read_text().splitlines()
     assert 1 <= len(unpickled) <= 2  # once per worker process, not once per entity (201)
     assert result.report.backend == "ray" and result.report.state_mode == "shared"

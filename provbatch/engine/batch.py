@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
-from ..errors import UsageError
+from ..errors import SkippedEntitiesWarning, UsageError
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
 from ..inputs.entities import EntitySource, EntityStream, iter_column
@@ -370,7 +370,7 @@ class BatchRun:
             items = self.stream.items()
             parse = None
             if self.typed:
-                from .results_reader import row_parser
+                from ..outputs.results_reader import row_parser
 
                 parse = row_parser(self._datatypes())
             # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
@@ -414,6 +414,7 @@ class BatchRun:
                                     f"({'--fail-fast' if self.fail_fast else f'--max-failures {self.max_failures}'})")
             status = "partial" if self.failures else "completed"
             ran_to_end = True
+            self._warn_skipped()
         except StopBatch as exc:
             failure_text = str(exc)
             report.remarks.append(failure_text)
@@ -436,6 +437,17 @@ class BatchRun:
             finally:
                 self._close_outputs(progress, status, failure_text)
 
+    def _warn_skipped(self) -> None:
+        """The Python API: say that a resume skipped entities (the CLI's summary line says it there)."""
+        counts = self.stream.counts
+        if self.write_std_streams or not counts.skipped or self.out is None:
+            return
+        import warnings
+
+        where = f"already in {self.out} (a resume)" if self.skip is None else f"already in {self.out} or in the skip file {self.skip}"
+        warnings.warn(f"{counts.skipped} of {counts.read} entities skipped: their results are {where}; read them with "
+                      "provbatch.read_results, or use another out= to compute them again", SkippedEntitiesWarning, stacklevel=3)
+
     def _record_failure(self, failed: Failure, entity: str) -> None:
         self.failures.append(failed)
         if self.failures_file is not None:
@@ -443,6 +455,11 @@ class BatchRun:
         assert self.record is not None
         self.record.event("entity_failed", entity=failed.entity, attempts=failed.attempts,
                           error_class=failed.error_class, message=failed.message[:500])
+
+    @property
+    def datatypes(self) -> tuple[str | None, ...]:
+        """The datatype of each OUTPUT attribute (None where the definitions give none)."""
+        return self._datatypes()
 
     def _datatypes(self) -> tuple[str | None, ...]:
         attributes = self.definitions.attributes if self.definitions else {}

@@ -217,3 +217,50 @@ def iter_typed_rows(path: str | Path, schema: Schema) -> Iterator[tuple[str, lis
                 yield fields[0], parse(fields[1:])
             except ValueError as exc:
                 raise UsageError(f"{path}: line {number}: {exc}") from None
+
+
+@dataclass
+class ResultsTable:
+    """Typed, named results: iterable as ``(entity, values)``, and as DataFrames."""
+
+    names: tuple[str, ...]
+    datatypes: tuple[str | None, ...]
+    rows: list[tuple[str, list[Any]]]
+    source: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return [ENTITY_COLUMN, *self.names]
+
+    def __iter__(self) -> Iterator[tuple[str, list[Any]]]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """entity -> typed values."""
+        return {entity: values for entity, values in self.rows}
+
+    def to_pandas(self) -> Any:
+        from .frames import to_pandas
+
+        return to_pandas(self.names, self.datatypes, self.rows)
+
+    def to_arrow(self) -> Any:
+        from .frames import to_arrow
+
+        return to_arrow(self.names, self.datatypes, self.rows)
+
+
+def read_results(path: str | Path, run_dir: str | Path | None = None) -> ResultsTable:
+    """Read a results TSV back, typed and named by the run record that wrote it (see the module docstring).
+
+    ``run_dir`` names the run record when it cannot be found from the file
+    (a results file moved away from its report, a run record elsewhere).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: results file not found")
+    schema = find_schema(path, run_dir)
+    return ResultsTable(schema.names, schema.datatypes, list(iter_typed_rows(path, schema)), schema.source)

@@ -56,9 +56,10 @@ class DryRunPlan:
 
 def plan_run(run: "BatchRun") -> DryRunPlan:
     """Check and count ``run`` (not prepared: no output is opened)."""
-    from .entities import EntitySource, SeenIds
-    from .outputs import existing_ids
-    from .runrecord import runs_root
+    from ..inputs.entities import EntitySource
+    from ..inputs.seen_ids import SeenIds
+    from ..outputs.tsv import existing_ids
+    from ..provenance.rundirs import runs_root
 
     run.check_inputs()
     stream = run.stream
