@@ -17,7 +17,7 @@ $(BIN)/python:
 # Reinstall only when the package metadata changes. The demo needs the package alone; the tests its extras.
 $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/pip install -q -e . >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
-	touch $(STAMP)
+	@touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
@@ -43,15 +43,20 @@ test-setup: system-deps $(TEST_STAMP)
 
 demo: setup
 	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
-	$(BIN)/batch-compute plugins/gc_content.py examples/genomes.txt \
+	@echo "GC content of the genomes listed in examples/genomes.txt (plugins/gc_content.py):"
+	@$(BIN)/batch-compute plugins/gc_content.py examples/genomes.txt --header --no-progress \
 	  --out $(DEMO_OUT)/gc_content.tsv --log $(DEMO_OUT)/gc_content.log.tsv \
 	  --report $(DEMO_OUT)/gc_content.report.yaml --run-dir $(DEMO_OUT)/run --reason new_entities
+	@$(BIN)/python -c 'import sys; rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]; \
+	  w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]; \
+	  print("\n".join("  " + "  ".join(c.ljust(n) for c, n in zip(r, w)).rstrip() for r in rows))' $(DEMO_OUT)/gc_content.tsv
+	@$(BIN)/provbatch report $(DEMO_OUT)/run --html $(DEMO_OUT)/report.html >/dev/null
 	@echo
-	@echo "results: $(DEMO_OUT)/gc_content.tsv"; cat $(DEMO_OUT)/gc_content.tsv
-	@echo "logs:    $(DEMO_OUT)/gc_content.log.tsv"
-	@echo "report:  $(DEMO_OUT)/gc_content.report.yaml"
-	@echo "run record (manifest.json, events.jsonl, run_config.json): $(DEMO_OUT)/run"
-	@echo "its provenance: $(BIN)/provbatch show $(DEMO_OUT)/run; redo it: $(BIN)/provbatch rerun $(DEMO_OUT)/run"
+	@echo "results:     $(DEMO_OUT)/gc_content.tsv (first line: the column names, from --header)"
+	@echo "logs:        $(DEMO_OUT)/gc_content.log.tsv"
+	@echo "report:      $(DEMO_OUT)/gc_content.report.yaml; as a page to open in a browser: $(DEMO_OUT)/report.html"
+	@echo "run record:  $(DEMO_OUT)/run (manifest.json, events.jsonl, run_config.json)"
+	@echo "provenance:  $(BIN)/provbatch show $(DEMO_OUT)/run; redo it: $(BIN)/provbatch rerun $(DEMO_OUT)/run"
 
 test: test-setup
 	$(BIN)/python -m pytest -q

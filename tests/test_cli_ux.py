@@ -165,3 +165,44 @@ def test_installed_plugin_finds_the_definitions_of_its_package(tmp_path):
     proc = run_cli("lengthy", "ids.txt", "--out", "o.tsv", cwd=elsewhere, env={"PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
     assert (elsewhere / "o.tsv").read_text() == "abc\t3\nde\t2\n"
+
+
+def test_address_auto_with_a_stale_cluster_file_fails_fast_in_one_line(tmp_path, length):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a loopback port nobody listens on any more: the stale cluster
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "raytmp" / "ray").mkdir(parents=True)
+    (tmp_path / "raytmp" / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    (tmp_path / "ids.txt").write_text("a\n")
+    started = time.monotonic()
+    proc = run_cli(length, "ids.txt", "--out", "o.tsv", "--address", "auto", cwd=tmp_path,
+                   env={"RAY_TMPDIR": str(tmp_path / "raytmp"), "RAY_ADDRESS": ""})
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, elapsed
+    assert proc.returncode == 2
+    assert proc.stderr == (f"batch-compute: error: --address: no Ray cluster reachable at 127.0.0.1:{port} (Connection refused; "
+                           f"from the address file {tmp_path / 'raytmp' / 'ray' / 'ray_current_cluster'} of an earlier "
+                           "'ray start'); start one with 'ray start --head', or leave out --address for a private local instance\n")
+    assert not (tmp_path / "o.tsv").exists() or (tmp_path / "o.tsv").read_text() == ""
+
+
+@pytest.mark.ray
+def test_ray_warnings_are_filtered_to_what_a_user_must_act_on(tmp_path, write_plugin, attributes_file):
+    """Ray's token-authentication WARNING (its secure default: nothing to do) and the raylet's long
+    paragraph about a dead worker (provbatch lists that entity as failed itself) no longer reach the user."""
+    plugin = write_plugin('import os\nID = "crash"; VERSION = "1"; INPUT = "x"; OUTPUT = ["length"]\n'
+                          'def compute(entity, **kw):\n    if entity == "x3":\n        os._exit(3)\n'
+                          '    return [len(entity)], []\n', "crash.py")
+    (tmp_path / "ids.txt").write_text("x1\nx2\nx3\nx4\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    proc = subprocess.run([str(BIN / "batch-compute"), str(plugin), "ids.txt", "--backend", "ray", "--workers", "1",
+                           "--out", "o.tsv", "--log", "l.tsv"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert "Token authentication" not in proc.stderr and "WARNING" not in proc.stderr, proc.stderr
+    assert "(raylet)" not in proc.stderr and "A worker died" not in proc.stderr, proc.stderr
+    assert (tmp_path / "o.tsv").read_text().splitlines() == ["x1\t2", "x2\t2", "x4\t2"]
+    failures = (tmp_path / "o.tsv.failures.tsv").read_text().split("\t")
+    assert failures[0] == "x3" and failures[2] == "WorkerLost"

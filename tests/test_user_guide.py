@@ -66,3 +66,28 @@ def test_the_snakemake_rule_of_the_user_guide_runs_in_snakemake(tmp_path):
     again = subprocess.run([snakemake, "--cores", "1", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and (tmp_path / "results" / "gc_content.tsv").read_text().splitlines() == lines
+
+
+def test_make_demo_is_quiet_and_shows_the_results_with_their_column_names(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_OUT={out}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PROVBATCH_RUNS": str(tmp_path / "runs")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:8] == [
+        "GC content of the genomes listed in examples/genomes.txt (plugins/gc_content.py):",
+        "  entity                             gc_content  genome_size",
+        "  examples/genomes/ecoli_like.fna    0.5066      5000",
+        "  examples/genomes/staph_like.fna    0.328       3000",
+        "  examples/genomes/strepto_like.fna  0.713       4000",
+        "  examples/genomes/tiny.fna          0.4083      120",
+        "  examples/genomes/plasmid_mix.fna   0.4147      3200",
+        "  examples/genomes/gzipped.fna.gz    0.5066      5000",
+    ]
+    assert lines[8] == "" and lines[9] == f"results:     {out}/gc_content.tsv (first line: the column names, from --header)"
+    assert len(lines) == 14
+    # nothing but what the user should read: no command echo, no build or install banner
+    text = proc.stdout + proc.stderr
+    for noise in ("batch-compute plugins", "touch ", "pip install", "setuptools", "Obtaining", "Building", "WARNING"):
+        assert noise not in text, noise
+    assert (out / "report.html").is_file()

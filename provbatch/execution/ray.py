@@ -43,15 +43,136 @@ class RayWorker:
         return self.runner.finish(return_state)
 
 
+#: how long the driver tries to open a TCP connection to a cluster's GCS before saying it is not reachable
+PROBE_SECONDS = 5.0
+
+
+class _ActionlessRayWarnings(logging.Filter):
+    """Drop Ray's warnings that ask nothing of a provbatch user.
+
+    Every run printed "Token authentication is enabled for this Ray cluster.
+    Set RAY_AUTH_MODE=disabled to opt out": Ray's secure default, nothing to
+    do. Its counterpart ("... is disabled ...") follows the user's own
+    RAY_AUTH_MODE=disabled and is kept only when joining a cluster (others may
+    reach it), not for the private instance provbatch starts itself.
+    """
+
+    def __init__(self, private_instance: bool) -> None:
+        super().__init__()
+        self.private_instance = private_instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Token authentication is enabled"):
+            return False
+        return not (self.private_instance and message.startswith("Token authentication is disabled"))
+
+
+def quiet_ray_warnings(private_instance: bool) -> None:
+    """Install :class:`_ActionlessRayWarnings` on the logger that emits the token messages (once)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    for existing in [f for f in logger.filters if isinstance(f, _ActionlessRayWarnings)]:
+        logger.removeFilter(existing)
+    logger.addFilter(_ActionlessRayWarnings(private_instance))
+
+
+#: raylet lines forwarded to the driver that provbatch already reports in its own words: a worker that
+#: died fails its entity (failures file, entity_failed and worker_lost events); Ray's paragraph about
+#: OOM killers and resource isolation, printed once per lost worker, asks nothing more of the user
+_RAYLET_REPORTED = ("A worker died or was killed while executing a task",)
+
+
+def quiet_raylet_messages() -> None:
+    """Drop the raylet lines of :data:`_RAYLET_REPORTED` that Ray forwards to the driver (call before ``ray.init``).
+
+    Ray prints them through ``ray._private.worker.print_to_stdstream`` (from
+    its error listener thread, and as the log handler ``ray.init`` installs);
+    that function is wrapped so that every other line still reaches the
+    terminal. Ray internals: a Ray without them keeps its messages (nothing breaks).
+    """
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "provbatch_filter", False):
+        return
+
+    def print_to_stdstream(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            lines = [line for line in data.get("lines", []) if not str(line).startswith(_RAYLET_REPORTED)]
+            if not lines:
+                return None
+            data = {**data, "lines": lines}
+        return original(data, *args, **kwargs)
+
+    print_to_stdstream.provbatch_filter = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = print_to_stdstream
+
+
+def cluster_address(address: str) -> tuple[str, str]:
+    """``(host:port, where it came from)`` of the cluster ``address`` means; a UsageError when there is none.
+
+    ``auto`` is resolved as Ray resolves it (RAY_ADDRESS, else the address
+    file the last ``ray start`` wrote), so that it can be probed first.
+    """
+    from ..errors import UsageError
+
+    if address.startswith("ray://"):
+        return address[len("ray://"):], "the Ray client address"
+    if address != "auto":
+        return address, "--address"
+    try:
+        from ray._private.services import get_ray_address_from_environment  # Ray's own resolution of "auto"
+        from ray._common.utils import get_ray_address_file
+
+        resolved = get_ray_address_from_environment(address, None)
+        source = f"the address file {get_ray_address_file(None)} of an earlier 'ray start'"
+    except ConnectionError:
+        raise UsageError("--address auto: no Ray cluster is running on this machine (start one with "
+                         "'ray start --head', or leave out --address for a private local instance)") from None
+    except ImportError:  # another Ray version: let ray.init resolve it
+        return "", ""
+    return str(resolved), source
+
+
+def probe(address: str, source: str, timeout: float = PROBE_SECONDS) -> None:
+    """A UsageError, fast, when nothing listens at ``address`` (``host:port``): Ray would retry for minutes."""
+    import socket
+
+    from ..errors import UsageError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port: Ray reports it itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+    raise UsageError(f"--address: no Ray cluster reachable at {address} ({reason}; from {source}); start one with "
+                     "'ray start --head', or leave out --address for a private local instance")
+
+
 def init_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` (or RAY_ADDRESS), reuse a Ray already initialized by
-    the caller, or start a private local instance. True when this call started it."""
+    the caller, or start a private local instance. True when this call started it.
+
+    A cluster address is probed first (a TCP connection to its GCS, at most
+    :data:`PROBE_SECONDS`): with a stale address file Ray itself keeps trying
+    for minutes, printing only its own warnings.
+    """
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    quiet_ray_warnings(private_instance=not address)
+    quiet_raylet_messages()
     if address:  # an existing cluster ("auto": the one `ray start` runs on this machine)
+        host_port, source = cluster_address(address)
+        if host_port:
+            probe(host_port, source)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
         # "local": a private instance, even when a `ray start` cluster runs on this
