@@ -378,7 +378,7 @@ class BatchRun:
             for scheduler, completed in lifecycle.scheduled(items):
                 lines: list[str] = []
                 log_lines: list[str] = []
-                done: list[tuple[str, list[str], list[str]]] = []
+                done: list[tuple[str, list[Any], list[str]]] = []
                 size = len(completed.chunk)
                 add_line, add_done = lines.append, done.append
                 for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):

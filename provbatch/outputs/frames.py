@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..contract import datatypes as grammar
 from ..errors import UsageError
 
 Rows = Sequence[tuple[str, list[Any]]]
@@ -27,19 +28,14 @@ def _require(module: str) -> Any:
         raise UsageError(f"{module} is not installed: pip install 'provbatch[dataframe]' (pandas and pyarrow)") from None
 
 
-def _scalar(datatype: str | None) -> str:
-    text = (datatype or "").strip()
-    return text.split("[")[0] if text.startswith("String[") else text
-
-
-def _kind(datatype: str | None) -> tuple[str, Any]:
-    """('composite', [parts]) | ('array', element) | ('scalar', name)."""
-    text = (datatype or "").strip()
-    if ";" in text:
-        return "composite", [part.strip() for part in text.split(";")]
-    if text.endswith("]") and not (text.startswith("String[") and text.count("[") == 1):
-        return "array", text[: text.rindex("[")]
-    return "scalar", _scalar(text)
+def _node(datatype: str | None) -> grammar.Datatype | None:
+    """The datatype's tree (the one grammar); None for no datatype or one it does not know (text)."""
+    if not datatype:
+        return None
+    try:
+        return grammar.parse(datatype, strict=True)
+    except grammar.DatatypeError:
+        return None
 
 
 def to_pandas(names: Sequence[str], datatypes: Sequence[str | None], rows: Rows) -> Any:
@@ -48,26 +44,27 @@ def to_pandas(names: Sequence[str], datatypes: Sequence[str | None], rows: Rows)
     data: dict[str, Any] = {"entity": pd.Series([entity for entity, _values in rows], dtype=object)}
     for index, (name, datatype) in enumerate(zip(names, datatypes)):
         values = [row[1][index] for row in rows]
-        kind, detail = _kind(datatype)
+        node = _node(datatype)
+        scalar = node.name if isinstance(node, grammar.Scalar) else None
         missing = any(value is None for value in values)
-        if kind == "scalar" and detail == "Integer":
+        if scalar == grammar.INTEGER:
             data[name] = pd.array(values, dtype="Int64") if missing else pd.Series(values, dtype="int64")
-        elif kind == "scalar" and detail == "Float":
+        elif scalar == grammar.FLOAT:
             data[name] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
-        elif kind == "scalar" and detail == "Boolean":
+        elif scalar == grammar.BOOLEAN:
             data[name] = pd.array(values, dtype="boolean") if missing else pd.Series(values, dtype="bool")
         else:
             data[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)
 
 
-def _arrow_type(pa: Any, datatype: str | None) -> Any:
-    kind, detail = _kind(datatype)
-    if kind == "composite":
-        return pa.struct([(str(i), _arrow_type(pa, part)) for i, part in enumerate(detail, 1)])
-    if kind == "array":
-        return pa.list_(_arrow_type(pa, detail))
-    return {"Integer": pa.int64(), "Float": pa.float64(), "Boolean": pa.bool_()}.get(detail, pa.string())
+def _arrow_type(pa: Any, node: grammar.Datatype | None) -> Any:
+    if isinstance(node, grammar.Composite):
+        return pa.struct([(str(i), _arrow_type(pa, part)) for i, part in enumerate(node.parts, 1)])
+    if isinstance(node, grammar.Array):
+        return pa.list_(_arrow_type(pa, node.element))
+    name = node.name if isinstance(node, grammar.Scalar) else ""
+    return {grammar.INTEGER: pa.int64(), grammar.FLOAT: pa.float64(), grammar.BOOLEAN: pa.bool_()}.get(name, pa.string())
 
 
 def _arrow_value(value: Any) -> Any:
@@ -82,7 +79,7 @@ def to_arrow(names: Sequence[str], datatypes: Sequence[str | None], rows: Rows) 
     columns = [pa.array([entity for entity, _values in rows], type=pa.string())]
     fields = [pa.field("entity", pa.string(), nullable=False)]
     for index, (name, datatype) in enumerate(zip(names, datatypes)):
-        arrow_type = _arrow_type(pa, datatype)
+        arrow_type = _arrow_type(pa, _node(datatype))
         columns.append(pa.array([_arrow_value(row[1][index]) for row in rows], type=arrow_type))
         fields.append(pa.field(name, arrow_type))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))

@@ -157,9 +157,11 @@ def find_run_config(path: Path) -> tuple[dict[str, Any], Path] | None:
             documents = []
         for document in reversed(documents):
             run_dir = document.get("run_dir")
-            config = _config_of_run_dir(Path(run_dir)) if run_dir else None
+            if not run_dir:
+                continue
+            config = _config_of_run_dir(Path(str(run_dir)))
             if config is not None:
-                return config, Path(run_dir)
+                return config, Path(str(run_dir))
     from ..provenance.rundirs import iter_runs
 
     for run in reversed(list(iter_runs())):
