@@ -114,6 +114,15 @@ def test_limit_and_sample_are_trial_runs_recorded_in_the_report(tmp_path, length
     assert again.returncode == 0
     config = json.loads(open(os.path.join(report["run_dir"], "run_config.json")).read())
     assert config["trial"] == report["trial"]
+    # redone from its record: the same trial, the same sample
+    redo = run_cli("rerun", report["run_dir"], "--out", str(tmp_path / "redo.tsv"), prog="provbatch", cwd=tmp_path)
+    assert redo.returncode == 0, redo.stderr
+    assert sorted((tmp_path / "redo.tsv").read_text().splitlines()) == sorted((tmp_path / "s.tsv").read_text().splitlines())
+    # the HTML report says it was a trial
+    page = run_cli("report", report["run_dir"], "--html", str(tmp_path / "s.html"), prog="provbatch", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert ('<p class="trial"><strong>trial run</strong>: --sample 10 --seed 5: 10 entities drawn at random from those '
+            "to compute</p>") in (tmp_path / "s.html").read_text()
     both = run_cli(length, "ids.txt", "--limit", "3", "--sample", "3", cwd=tmp_path)
     assert both.returncode == 2 and "--limit and --sample" in both.stderr
 
@@ -206,3 +215,17 @@ def test_ray_warnings_are_filtered_to_what_a_user_must_act_on(tmp_path, write_pl
     assert (tmp_path / "o.tsv").read_text().splitlines() == ["x1\t2", "x2\t2", "x4\t2"]
     failures = (tmp_path / "o.tsv.failures.tsv").read_text().split("\t")
     assert failures[0] == "x3" and failures[2] == "WorkerLost"
+
+
+def test_dry_run_from_python_returns_the_plan_and_writes_nothing(tmp_path, length, monkeypatch):
+    import provbatch
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("PROVBATCH_RUNS", str(runs))
+    (tmp_path / "out.tsv").write_text("a\t1\n")
+    plan = provbatch.run_batch(length, ["a", "bb", "bb", "ccc"], out="out.tsv", limit=1, dry_run=True)
+    assert (plan.read, plan.done, plan.duplicates, plan.to_compute) == (4, 1, 1, 1)
+    assert plan.trial == "--limit 1: the first 1 entity to compute"
+    assert (tmp_path / "out.tsv").read_text() == "a\t1\n" and not runs.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attribute_definitions.yaml", "length.py", "out.tsv"]

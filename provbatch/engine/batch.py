@@ -191,7 +191,7 @@ class BatchRun:
     def trial(self) -> str | None:
         """What makes this run a trial run (for the report), or None."""
         if self.limit is not None:
-            return f"--limit {self.limit}: the first {self.limit} entities to compute"
+            return f"--limit {self.limit}: the first {self.limit} entit{'y' if self.limit == 1 else 'ies'} to compute"
         if self.sample is not None:
             return f"--sample {self.sample} --seed {self.seed}: {self.sample} entities drawn at random from those to compute"
         return None

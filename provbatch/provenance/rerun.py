@@ -583,6 +583,10 @@ def prepare_rerun(
         retries=execution.get("retries") or 0,
         timeout=execution.get("timeout"),
         max_failures=execution.get("max_failures"),
+        header=bool(execution.get("header")),
+        limit=execution.get("limit"),  # a trial run is redone as the same trial (the same sample: the seed is recorded)
+        sample=execution.get("sample"),
+        seed=execution.get("seed"),
         run_dir=record_dir,
         progress=progress,
         write_std_streams=write_std_streams,
