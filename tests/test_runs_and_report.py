@@ -241,6 +241,13 @@ def test_report_of_the_latest_run_by_default_and_errors_in_one_line(tmp_path, ru
     missing = provbatch("report", "nowhere", cwd=tmp_path, env=env)
     assert (missing.returncode, missing.stderr) == (2, "provbatch report: error: nowhere: no such run directory "
                                                        "(give its path, or the uuid of a run under $PROVBATCH_RUNS)\n")
+    (tmp_path / "mine.html").write_text("my own notes\n")
+    refused = provbatch("report", str(run_dir), "--html", "mine.html", cwd=tmp_path, env=env)
+    assert (refused.returncode, refused.stderr) == (2, "provbatch report: error: mine.html: exists and is not a provbatch "
+                                                       "report; not overwritten (choose another --html FILE)\n")
+    assert (tmp_path / "mine.html").read_text() == "my own notes\n"
+    again = provbatch("report", cwd=tmp_path, env=env)  # its own page is replaced
+    assert again.returncode == 0, again.stderr
     (tmp_path / "one.tsv").unlink()
     gone = provbatch("report", str(run_dir), "--html", "p.html", cwd=tmp_path, env=env)
     assert gone.returncode == 0

@@ -334,7 +334,7 @@ def render_html(run_dir: str | Path) -> str:
                 ("plugin", f"{plugin.get('id')} {plugin.get('version')} ({plugin.get('lang')})"),
                 *((k.replace("_", " "), str(v)) for k, v in counts.items())]
     return "".join([
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{GENERATOR}',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>", trial_note,
         f'<section id="overview">{_table(overview, "overview")}</section>',
@@ -346,17 +346,30 @@ def render_html(run_dir: str | Path) -> str:
     ])
 
 
+#: marks a page this module wrote: only such a page is replaced by a new report, never another file
+GENERATOR = '<meta name="generator" content="provbatch report">'
+
+
 def write_html_report(run_dir: str | Path, target: str | Path) -> Path:
-    """Render the run's page and write it to ``target`` atomically."""
-    import os
+    """Render the run's page and write it to ``target`` atomically.
+
+    An existing ``target`` is replaced only when it is a report written
+    here (it carries :data:`GENERATOR`): a file of the user's is never lost.
+    """
+    from ..files import atomic_write
 
     target = Path(target)
+    if target.exists():
+        try:
+            with open(target, encoding="utf-8", errors="replace") as handle:
+                ours = GENERATOR in handle.read(4096)
+        except OSError:
+            ours = False
+        if not ours:
+            raise UsageError(f"{target}: exists and is not a provbatch report; not overwritten (choose another --html FILE)")
     page = render_html(run_dir)
-    temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        temporary.write_text(page, encoding="utf-8")
-        os.replace(temporary, target)
+        atomic_write(target, page)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise UsageError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
     return target
