@@ -118,6 +118,8 @@ def test_limit_and_sample_are_trial_runs_recorded_in_the_report(tmp_path, length
     redo = run_cli("rerun", report["run_dir"], "--out", str(tmp_path / "redo.tsv"), prog="provbatch", cwd=tmp_path)
     assert redo.returncode == 0, redo.stderr
     assert sorted((tmp_path / "redo.tsv").read_text().splitlines()) == sorted((tmp_path / "s.tsv").read_text().splitlines())
+    shown = run_cli("show", report["run_dir"], prog="provbatch", cwd=tmp_path)
+    assert "trial run    --sample 10 --seed 5: 10 entities drawn at random from those to compute" in shown.stdout.splitlines()
     # the HTML report says it was a trial
     page = run_cli("report", report["run_dir"], "--html", str(tmp_path / "s.html"), prog="provbatch", cwd=tmp_path)
     assert page.returncode == 0, page.stderr

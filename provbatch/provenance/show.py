@@ -130,6 +130,8 @@ def summarize_run(run_dir: str | Path) -> str:
     if config:
         reason = config.get("reason") or "-"
         lines.append(f"who          {config.get('user')} on {config.get('system')}, reason {reason}")
+        if config.get("trial"):
+            lines.append(f"trial run    {config['trial']}")
         lines += _plugin_lines(config["plugin"])
         params = config.get("parameters") or {}
         unrestorable = config.get("unrestorable_parameters") or {}
