@@ -130,3 +130,15 @@ def test_a_second_run_into_the_same_out_warns_how_many_were_skipped(types, tmp_p
     assert messages == [f"3 of 4 entities skipped: their results are already in {out} (a resume); "
                         "read them with provbatch.read_results, or use another out= to compute them again"]
     assert "skipped 3" in repr(second)
+
+
+def test_trial_runs_header_and_a_missing_plugin_from_python(types, tmp_path):
+    limited = provbatch.run_batch(types, IDS, backend="serial", limit=2, out=tmp_path / "lim.tsv", header=True)
+    assert [row[0] for row in limited] == IDS[:2]
+    assert limited.report.trial == "--limit 2: the first 2 entities to compute"
+    assert (tmp_path / "lim.tsv").read_text().splitlines()[0] == "\t".join(COLUMNS)
+    sampled = provbatch.run_batch(types, IDS, backend="serial", sample=2, seed=1)
+    assert len(sampled) == 2 and {row[0] for row in sampled} <= set(IDS)
+    assert sampled.as_dict() == {entity: EXPECTED[entity] for entity, _values, _logs in sampled}
+    with pytest.raises(provbatch.UsageError, match="^missing.py: plugin file not found$"):
+        provbatch.run_batch("missing.py", IDS)
