@@ -70,3 +70,32 @@ class UnsafePathError(ProvBatchError):
 class SkippedEntitiesWarning(UserWarning):
     """A run into an existing results file skipped entities already in it (a resume): the caller
     gets fewer rows than entities, which looks like "nothing computed" when it is not said."""
+
+
+#: exit codes of ``batch-compute`` (docs/user-guide.md, "Exit codes")
+EXIT_OK = 0
+EXIT_ENTITIES_FAILED = 3
+EXIT_FINALIZE_FAILED = 4
+EXIT_OUTPUT_CLOSED = 141
+
+
+class FinalizeError(PluginError):
+    """finalize (or merge, or a worker's finalize) raised after the entities were computed.
+
+    The results are written and the records closed (report ``finalize_failed``,
+    manifest ``failed``); the command exits with :data:`EXIT_FINALIZE_FAILED`.
+    """
+
+    exit_code = EXIT_FINALIZE_FAILED
+
+
+class OutputClosed(ProvBatchError):
+    """The results went to a stdout whose reader went away (``batch-compute ... | head -1``)."""
+
+    exit_code = EXIT_OUTPUT_CLOSED
+
+
+class OutputWriteError(ProvBatchError):
+    """An output file could not be written (disk full, I/O error): the message names that file."""
+
+    exit_code = 1

@@ -141,7 +141,7 @@ def test_wrong_number_of_values_fails_that_entity_only(tmp_path, write_plugin, a
     out, log = tmp_path / "out.tsv", tmp_path / "log.tsv"
     proc = run_cli(plugin, ids_file(["ok", "bad", "boom", "fine"]), "--attributes", attributes_file,
                    "--out", out, "--log", log)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # some entities failed: EXIT_ENTITIES_FAILED
     assert read_tsv(out) == {"ok": ["2", "OK"], "fine": ["4", "FINE"]}
     logs = log.read_text()
     assert "bad\terror\tResultValueError: compute returned 1 value(s), OUTPUT declares 2" in logs

@@ -46,7 +46,7 @@ def test_exceptions_are_retried_then_recorded(backend, tmp_path, ids_file):
     out, run_dir = tmp_path / "out.tsv", tmp_path / "run"
     proc = run_cli(FAULTS, ids_file(ids), "--backend", backend, "--param", f"fail_prob={fail_prob}",
                    "--param", f"seed={seed}", "--retries", retries, "--out", out, "--run-dir", run_dir)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # some entities failed: EXIT_ENTITIES_FAILED
     rows = read_tsv(out)
     assert {e: int(v[1]) for e, v in rows.items()} == {e: a for e, a in expected.items() if a is not None}
     failed = sorted(e for e, a in expected.items() if a is None)
@@ -69,7 +69,7 @@ def test_retry_failed_recomputes_only_failures_and_empties_the_file(tmp_path, id
     ids = [f"e{i}" for i in range(100)]
     out = tmp_path / "out.tsv"
     proc = run_cli(FAULTS, ids_file(ids), "--param", "fail_prob=0.2", "--param", "seed=1", "--out", out, "--backend", "serial")
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # some entities failed (EXIT_ENTITIES_FAILED)
     failures_file = tmp_path / "out.tsv.failures.tsv"
     failed = {line.split("\t")[0] for line in failures_file.read_text().splitlines()}
     assert failed == {e for e in ids if draws(e, 1, 1)[2] < 0.2}
@@ -110,7 +110,7 @@ def test_wrong_value_type_fails_without_retry(tmp_path, write_plugin, attributes
         """)
     out = tmp_path / "out.tsv"
     proc = run_cli(plugin, ids_file(["abc", "de"]), "--attributes", attributes_file, "--retries", "3", "--out", out)
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # some entities failed (EXIT_ENTITIES_FAILED)
     assert read_tsv(out) == {"de": ["2"]}
     assert (tmp_path / "out.tsv.failures.tsv").read_text() == \
         "abc\t1\tResultValueError\tlength: expected an Integer, got str 'abc'\n"
@@ -151,7 +151,7 @@ def test_timeout_kills_hung_python_compute(tmp_path, write_plugin, attributes_fi
         started = time.monotonic()
         proc = run_cli(plugin, ids_file(["a", "hang1", "bb", "hang2"]), "--attributes", attributes_file,
                        "--backend", backend, "--timeout", "0.5", "--retries", "1", "--out", out)
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 3, proc.stderr  # some entities failed: EXIT_ENTITIES_FAILED
         assert time.monotonic() - started < 30
         assert read_tsv(out) == {"a": ["1"], "bb": ["2"]}
         failures = (tmp_path / f"{backend}.tsv.failures.tsv").read_text().splitlines()
@@ -173,7 +173,7 @@ def test_timeout_of_native_hang_ends_worker(tmp_path, write_plugin, attributes_f
     out = tmp_path / "out.tsv"
     proc = run_cli(plugin, ids_file(["a", "stuck", "ccc"]), "--attributes", attributes_file, "--backend", "pool",
                    "--workers", "2", "--timeout", "0.5", "--out", out)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # some entities failed: EXIT_ENTITIES_FAILED
     assert read_tsv(out) == {"a": ["1"], "ccc": ["3"]}
     assert (tmp_path / "out.tsv.failures.tsv").read_text().startswith("stuck\t1\tTimeout\t")
 

@@ -175,7 +175,7 @@ VERSION = "1.0.0"
 INPUT = "any entity id"
 OUTPUT = ["length"]
 METHOD = "len() of the id times k"
-PARAMETERS = [("k", "Integer", 6, "k")]
+PARAMETERS = [("k", "Integer", "6", "k")]
 
 def compute(entity, k=6, **kwargs):
     return [len(entity) * k], []
@@ -304,7 +304,7 @@ VERSION = "1.0.0"
 INPUT = "any entity id"
 OUTPUT = ["length"]
 METHOD = "fails on ids with a 7 (all ids when every=1)"
-PARAMETERS = [("every", "Integer", 0, "1: every entity fails")]
+PARAMETERS = [("every", "Integer", "0", "1: every entity fails")]
 
 def compute(entity, every=0, **kwargs):
     if every or "7" in entity:

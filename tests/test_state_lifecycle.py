@@ -124,7 +124,7 @@ def test_finalize_runs_even_when_entities_fail(tmp_path, write_plugin, attribute
     journal = tmp_path / "journal"
     proc = run_cli(plugin, ids_file(["a", "x", "b"]), "--attributes", attributes_file, "--backend", "serial",
                    "--param", f"journal={journal}")
-    assert proc.returncode == 0
+    assert proc.returncode == 3  # some entities failed (EXIT_ENTITIES_FAILED)
     assert [c for c in journal_calls(journal) if c[0] == "finalize"] == [["finalize", "3"]]
 
 

@@ -7,12 +7,13 @@ Every error a user can cause becomes one line (see :mod:`.errors`).
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Callable
 
 import click
 
 from .errors import fail as _fail, friendly_errors
-from ..errors import UsageError
+from ..errors import EXIT_ENTITIES_FAILED, EXIT_OUTPUT_CLOSED, FinalizeError, OutputClosed, UsageError
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,6 +41,7 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fail-fast", is_flag=True, help="Stop at the first entity that fails for good (finalize and the report still run)."),
         click.option("--max-failures", type=int, metavar="N", help="Stop after N entities failed for good."),
         click.option("--failures", "failures_path", type=click.Path(dir_okay=False), help="Failures TSV (default OUT.failures.tsv): entity, attempts, error class, message."),
+        click.option("--allow-failures", is_flag=True, help="Exit 0 even when some entities failed (they are still listed in the failures file)."),
         click.option("--retry-failed", is_flag=True, help="Compute only the entities of the failures file; they leave it as they succeed."),
         click.option("--run-dir", type=click.Path(file_okay=False), help="Run record directory (manifest.json, events.jsonl); default under the user's state dir ($PROVBATCH_RUNS)."),
         click.option("--header", is_flag=True, help="Write the OUTPUT names as a first line (entity<TAB>name...) into a new results file; "
@@ -108,13 +110,33 @@ def _run(**kw: Any) -> None:
         for line in run.plan().lines():
             click.echo(line)
         return
-    for _row in run:
-        pass
-    if run.failures:
-        where = f" (listed in {run.failures_file.path})" if run.failures_file else " (see the logs)"
-        click.echo(f"batch-compute: {len(run.failures)} entit{'y' if len(run.failures) == 1 else 'ies'} failed{where}", err=True)
+    started = time.monotonic()
+    try:
+        for _row in run:
+            pass
+    except OutputClosed:
+        _summary(run, time.monotonic() - started)
+        sys.exit(EXIT_OUTPUT_CLOSED)  # quietly, like any tool whose reader went away (| head)
+    except FinalizeError:
+        _summary(run, time.monotonic() - started)
+        raise
+    _summary(run, time.monotonic() - started)
     if run.report.comp_status == "aborted":
         _fail("batch-compute", run.report.remarks[-1], 1)
+    if run.failures and not kw["allow_failures"]:
+        sys.exit(EXIT_ENTITIES_FAILED)
+
+
+def _summary(run: Any, seconds: float) -> None:
+    """The last line of every run on stderr: computed, failed (and where they are listed), skipped, time."""
+    n_failed = len(run.failures)
+    if n_failed:
+        where = f" (listed in {run.failures_file.path})" if run.failures_file else " (see the logs)"
+        failed = f"{n_failed} entit{'y' if n_failed == 1 else 'ies'} failed{where}"
+    else:
+        failed = "0 failed"
+    click.echo(f"batch-compute: {run.report.n_units} computed, {failed}, {run.report.n_skipped} skipped, in {seconds:.1f} s",
+               err=True)
 
 
 def glob_hint(paths: list[str], quoted: bool) -> str | None:

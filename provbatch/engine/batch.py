@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
-from ..errors import SkippedEntitiesWarning, UsageError
+from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
 from ..inputs.entities import EntitySource, EntityStream, iter_column
@@ -343,6 +343,19 @@ class BatchRun:
             return None
         return Failure(entity_id, error_class, message, error[2], attempt)
 
+    def _write_logs(self, lines: list[str], progress: Any = None) -> None:
+        """Log lines (the plugin's own, captured output too) to the logs sink, else to stderr: never to the results."""
+        if not lines:
+            return
+        sink = self.sinks[1]
+        if progress is not None and (sink is None or sink.path is None):
+            progress.clear()
+        if sink is not None:
+            sink.write_lines(lines)
+        else:
+            sys.stderr.write("".join(lines))
+            sys.stderr.flush()
+
     def _execute(self) -> Iterator[tuple[str, list[str], list[str]]]:
         self.prepare()
         self._fill_report()
@@ -361,11 +374,13 @@ class BatchRun:
         status, failure_text, ran_to_end = "aborted", None, False
         failures_file = self.failures_file
         n_done = 0
+        propagating = False
         try:
             self._lifecycle = lifecycle = Lifecycle(
                 self.loaded, self.resolved, self._datatypes(),
                 ExecutionOptions(self.backend, self.workers, self.address, self.timeout), report, record.event,
             )
+            self._write_logs(lifecycle.take_output())  # initialize's own output
             record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
             items = self.stream.items()
             parse = None
@@ -377,7 +392,7 @@ class BatchRun:
             earlier_failures = failures_file.entries if failures_file is not None else {}
             for scheduler, completed in lifecycle.scheduled(items):
                 lines: list[str] = []
-                log_lines: list[str] = []
+                log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 size = len(completed.chunk)
                 add_line, add_done = lines.append, done.append
@@ -396,10 +411,8 @@ class BatchRun:
                                 break  # stop here: the rest of the chunk is not written (a resume computes it)
                     if logs:
                         log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
-                if logs_sink is not None:  # logs first: a kill between the two leaves logs that resume drops
-                    if progress is not None and log_lines and logs_sink.path is None:
-                        progress.clear()
-                    logs_sink.write_lines(log_lines)
+                # logs first: a kill between the two leaves logs that resume drops
+                self._write_logs(log_lines, progress)
                 if results_sink is not None:
                     results_sink.write_lines(lines)
                 n_done += len(lines)
@@ -421,21 +434,44 @@ class BatchRun:
         except GeneratorExit:
             status = "partial"
             report.remarks.append("stopped by the caller before the end")
+            propagating = True
+            raise
+        except OutputClosed:
+            status = "partial"
+            failure_text = "output closed"
+            report.remarks.append("interrupted: output closed")
+            propagating = True
             raise
         except KeyboardInterrupt as exc:
             status = "partial"
             report.remarks.append("interrupted" if type(exc) is KeyboardInterrupt else "terminated")
             failure_text = report.remarks[-1]
+            propagating = True
             raise
         except BaseException as exc:
             failure_text = f"{type(exc).__name__}: {exc}"
+            propagating = True
             raise
         finally:
+            finalize_error: BaseException | None = None
             try:
                 if hasattr(self, "_lifecycle"):
-                    self._lifecycle.close(abandon=not ran_to_end)
+                    try:
+                        self._lifecycle.close(abandon=not ran_to_end)
+                    except Exception as exc:  # finalize, merge or a worker's finalize raised
+                        finalize_error = exc
+                        failure_text = f"finalize failed: {type(exc).__name__}: {exc}"
+                        status = "finalize_failed"
+                        report.remarks.append(failure_text)
+                    finally:
+                        try:
+                            self._write_logs(self._lifecycle.take_output())  # finalize's own output
+                        finally:
+                            self._lifecycle.release()
             finally:
                 self._close_outputs(progress, status, failure_text)
+            if finalize_error is not None and not propagating:
+                raise FinalizeError(failure_text) from finalize_error
 
     def _warn_skipped(self) -> None:
         """The Python API: say that a resume skipped entities (the CLI's summary line says it there)."""
@@ -485,8 +521,8 @@ class BatchRun:
             reporting.write_report(report, self.report_path)
         provenance.finish_run_config(self)
         if self.record is not None:
-            interrupted = status == "partial" and failure_text in ("interrupted", "terminated")
-            manifest_status = "interrupted" if interrupted else ("failed" if status == "aborted" else "finished")
+            interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")
+            manifest_status = "interrupted" if interrupted else ("failed" if status in ("aborted", "finalize_failed") else "finished")
             event = {"interrupted": "run_interrupted", "failed": "run_failed", "finished": "run_finished"}[manifest_status]
             self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts())
             self.record.close(manifest_status, failure_text, counts=self._counts(), comp_status=status,

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import UsageError
 from ..execution.base import Completed, Pool
+from ..execution.capture import OutputCapture
 from ..execution.serial import SerialPool
 from ..execution.runner import ChunkRunner, Item, RunnerConfig
 from ..execution.scheduler import ChunkSizer, Scheduler
@@ -116,12 +117,15 @@ class Lifecycle:
         self.probe_runner: ChunkRunner | None = None
         self.finished = False
         self.uses_state = self.has_initialize or self.has_user_state
+        #: what the plugin writes to stdout/stderr in the driver (see execution/capture.py)
+        self.capture = OutputCapture()
         driver_computes = self.backend in ("serial", "auto")
         if self.has_initialize and (driver_computes or not self.process_local):
             init_params = dict(params)
             if self.has_user_state:
                 init_params[STATE] = self.user_state
-            self.driver_state = self.module.initialize(**init_params)
+            with self.capture:
+                self.driver_state = self.module.initialize(**init_params)
             self.driver_initialized = True
 
     # ---------------------------------------------------------------- backend
@@ -194,7 +198,8 @@ class Lifecycle:
         probe_state = self.driver_state
         if self.backend == "auto" and self.has_merge and self.uses_state:
             probe_state = copy.deepcopy(self.driver_state)  # workers must start from the pristine state
-        self.probe_runner = ChunkRunner(self._config(False, in_worker=False), state=probe_state, module=self.module)
+        self.probe_runner = ChunkRunner(self._config(False, in_worker=False), state=probe_state, module=self.module,
+                                        capture=self.capture)
         serial = SerialPool(self.probe_runner)
         if self.backend == "serial":
             scheduler = Scheduler(entities, serial, ChunkSizer(max_size=DRIVER_MAX_CHUNK))
@@ -236,6 +241,17 @@ class Lifecycle:
         for completed in parallel:
             yield parallel, completed
 
+    def take_output(self) -> list[str]:
+        """Plugin output captured outside of chunks (initialize, finalize, merge, workers that ended), as log lines."""
+        output = self.capture.take() if not self.capture.closed else []
+        if self.pool is not None:
+            output.extend(self.pool.take_output())
+        return output
+
+    def release(self) -> None:
+        """Close the driver's capture files (after the last :meth:`take_output`)."""
+        self.capture.close()
+
     @property
     def workers_lost(self) -> int:
         return self.pool.workers_lost if self.pool is not None else 0
@@ -268,10 +284,12 @@ class Lifecycle:
             if self.probe_runner is not None:
                 contributors.insert(0, self.probe_runner.state)
             if contributors:
-                final = self.module.merge(contributors)
+                with self.capture:
+                    final = self.module.merge(contributors)
         elif self.pool is not None and not self.per_worker and finalize is not None:
             self.report.remarks.append(
                 "state changes made in worker processes do not reach finalize: define merge(states) to gather them"
             )
         if finalize is not None:
-            finalize(final)
+            with self.capture:
+                finalize(final)

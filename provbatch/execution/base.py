@@ -8,7 +8,7 @@ are therefore written once for all backends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .runner import Chunk, Outcome
@@ -26,6 +26,8 @@ class Completed:
     chunk: Chunk
     outcomes: list[Outcome]
     seconds: float  # compute time measured in the worker; 0 when the worker was lost
+    #: what the plugin wrote to stdout/stderr meanwhile, as marked log lines (see :mod:`.capture`)
+    output: list[str] = field(default_factory=list)
 
 
 #: error class of the entities of a chunk that was queued on a worker that died before starting it
@@ -51,6 +53,14 @@ class Pool:
     #: where the pool reports events (worker_lost, ...): set by the batch to its run record
     emit: Callable[..., None] = staticmethod(no_event)
     workers_lost: int = 0
+    #: plugin output not tied to a chunk (a worker's finalize, a worker that died idle): the batch drains it
+    output: list[str]
+
+    def take_output(self) -> list[str]:
+        """Captured plugin output waiting to be written to the logs (see :mod:`.capture`)."""
+        output = getattr(self, "output", None) or []
+        self.output = []
+        return output
 
     def capacity(self) -> int:
         """How many more chunks can be submitted now."""

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .base import NOT_STARTED, Completed, Pool, lost_outcomes
+from .capture import STDERR_MARK, OutputCapture
 from .runner import EXIT_TIMEOUT, Chunk, ChunkRunner, RunnerConfig
 
 
@@ -94,19 +95,20 @@ class _Inbox:
 
 
 def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any, pickled: bool,
-                 driver_pid: int, inherited: list[Connection]) -> None:
+                 driver_pid: int, inherited: list[Connection], capture: OutputCapture | None) -> None:
     """A worker's loop: compute chunks until told to finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
     os.setpgrp()  # its own process group: terminate() kills the plugin's children with it
     _die_with_the_driver(driver_pid, inherited)
     try:
-        runner = ChunkRunner(config, module=module)
+        runner = ChunkRunner(config, module=module, capture=capture)
         # a spawned worker gets the state pickled, and unpickles it only now that
         # the plugin (which may define the state's class) is loaded
         if not config.per_worker_state:
             runner.state = pickle.loads(state) if pickled else state
     except BaseException as exc:  # noqa: BLE001 - reported to the driver, which stops the batch
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        output = capture.take() if capture is not None else []
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}", output))
         return
     conn.send(("ready", os.getpid()))
     # terminate() sends SIGTERM: unwind through the finally below so the
@@ -120,12 +122,13 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
                 return
             if message[0] == "chunk":
                 outcomes, seconds = runner.run_chunk(message[2])
-                conn.send(("done", message[1], outcomes, seconds))
+                conn.send(("done", message[1], outcomes, seconds, runner.take_output()))
             elif message[0] == "finish":
                 try:
-                    conn.send(("finished", runner.finish(message[1])))
+                    state = runner.finish(message[1])
+                    conn.send(("finished", state, runner.take_output()))
                 except BaseException as exc:  # noqa: BLE001
-                    conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+                    conn.send(("fatal", f"{type(exc).__name__}: {exc}", runner.take_output()))
                 return
     finally:
         runner.cleanup()
@@ -141,15 +144,26 @@ class _Worker:
         # the driver's pipe ends a forked child inherits: its own, and its siblings'
         # (fork passes these objects as they are; a spawned child inherits no pipe)
         inherited = [c for c in [self.conn, *siblings] if not c.closed] if fork else []
+        # a forked worker writes into capture files the driver holds too: what it wrote
+        # just before dying (a segfault's message) can still be read (a spawned one makes its own)
+        self.capture = OutputCapture() if fork else None
         self.process = context.Process(
             target=_worker_main,
-            args=(child, config, payload, module if fork else None, not fork, os.getpid(), inherited),
+            args=(child, config, payload, module if fork else None, not fork, os.getpid(), inherited, self.capture),
             daemon=True,
         )
         self.process.start()
         child.close()
         self.chunks: deque[tuple[int, Chunk]] = deque()
         self.ready = False
+
+    def close_capture(self) -> list[str]:
+        """What the (ended) worker wrote and did not send; its capture files are closed."""
+        if self.capture is None or self.capture.closed:
+            return []
+        output = self.capture.take()
+        self.capture.close()
+        return output
 
 
 class WorkerStartError(RuntimeError):
@@ -165,6 +179,7 @@ class LocalPool(Pool):
         self._state = state
         self._module = module
         self._context = multiprocessing.get_context(_start_method())
+        self.output = []
         self.workers: list[_Worker] = []
         for _ in range(n_workers):
             self.workers.append(self._spawn())
@@ -193,17 +208,25 @@ class LocalPool(Pool):
         worker.conn.close()
         _kill_group(worker.process.pid)
         self.workers_lost += 1
+        output = worker.close_capture()
         if code == EXIT_TIMEOUT:
             reason, error_class = "compute hung in native code past the timeout; its worker was ended", "Timeout"
         else:
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             reason, error_class = f"worker process {worker.process.pid} died ({how})", "WorkerLost"
+            last_words = [line for line in output if line.startswith("\t" + STDERR_MARK)]
+            if last_words:  # e.g. Nim's "SIGSEGV: Illegal storage access", a Python traceback's last line
+                reason += ": " + last_words[-1][len(STDERR_MARK) + 1:].strip()[:300]
         self.emit("worker_lost", pid=worker.process.pid, reason=reason)
         # the worker computes its chunks in order: the first was running, the others never started
         lost = [
             Completed(chunk_id, chunk, lost_outcomes(chunk, reason, error_class if index == 0 else NOT_STARTED), 0.0)
             for index, (chunk_id, chunk) in enumerate(worker.chunks)
         ]
+        if lost:
+            lost[0].output = output
+        else:
+            self.output.extend(output)
         self.workers[self.workers.index(worker)] = self._spawn()
         return lost
 
@@ -217,12 +240,13 @@ class LocalPool(Pool):
             worker.ready = True
             return []
         if kind == "fatal":
+            self.output.extend(message[2])
             self.terminate()
             raise WorkerStartError(message[1])
         if kind == "done":
             chunk_id, chunk = worker.chunks.popleft()
             assert chunk_id == message[1]
-            return [Completed(chunk_id, chunk, message[2], message[3])]
+            return [Completed(chunk_id, chunk, message[2], message[3], message[4])]
         raise RuntimeError(f"unexpected message from worker: {kind}")
 
     def wait(self) -> list[Completed]:
@@ -244,14 +268,17 @@ class LocalPool(Pool):
                 except (EOFError, OSError):
                     break  # died while finishing: nothing to merge from it
                 if message[0] == "finished":
+                    self.output.extend(message[2])
                     if return_state:
                         states.append(message[1])
                     break
                 if message[0] == "fatal":
+                    self.output.extend(message[2])
                     self.terminate()
                     raise WorkerStartError(message[1])
             worker.process.join(timeout=10)
             worker.conn.close()
+            self.output.extend(worker.close_capture())
         return states
 
     def terminate(self) -> None:
@@ -264,6 +291,7 @@ class LocalPool(Pool):
             _kill_group(worker.process.pid)
             worker.process.join(timeout=1)
             worker.conn.close()
+            self.output.extend(worker.close_capture())
 
 
 def _kill_group(pid: int | None) -> None:

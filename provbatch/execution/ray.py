@@ -36,11 +36,13 @@ class RayWorker:
     def ready(self) -> int:
         return os.getpid()
 
-    def run_chunk(self, chunk: Chunk) -> tuple[list, float]:
-        return self.runner.run_chunk(chunk)
+    def run_chunk(self, chunk: Chunk) -> tuple[list, float, list[str]]:
+        outcomes, seconds = self.runner.run_chunk(chunk)
+        return outcomes, seconds, self.runner.take_output()
 
-    def finish(self, return_state: bool) -> Any:
-        return self.runner.finish(return_state)
+    def finish(self, return_state: bool) -> tuple[Any, list[str]]:
+        state = self.runner.finish(return_state)
+        return state, self.runner.take_output()
 
 
 #: how long the driver tries to open a TCP connection to a cluster's GCS before saying it is not reachable
@@ -193,6 +195,7 @@ class RayPool(Pool):
         import ray
 
         self._ray = ray
+        self.output = []
         self._started = init_ray(address, n_workers)
         if n_workers is None:
             n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -239,13 +242,13 @@ class RayPool(Pool):
             chunk_id, index, chunk, actor = self.inflight.pop(ref)
             self.load[index] -= 1
             try:
-                outcomes, seconds = ray.get(ref)
+                outcomes, seconds, output = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
                 reason = f"Ray worker died: {str(exc).splitlines()[0]}"
                 completed.append(Completed(chunk_id, chunk, lost_outcomes(chunk, reason), 0.0))
                 self._replace(index, actor, reason)
                 continue
-            completed.append(Completed(chunk_id, chunk, outcomes, seconds))
+            completed.append(Completed(chunk_id, chunk, outcomes, seconds, output))
         return completed
 
     def _replace(self, index: int, dead: Any, reason: str) -> None:
@@ -258,9 +261,13 @@ class RayPool(Pool):
     def finish(self, return_state: bool) -> list[Any]:
         ray = self._ray
         try:
-            states = ray.get([actor.finish.remote(return_state) for actor in self.actors])
+            finished = ray.get([actor.finish.remote(return_state) for actor in self.actors])
         finally:
             self._shutdown()
+        states = []
+        for state, output in finished:
+            states.append(state)
+            self.output.extend(output)
         return states if return_state else []
 
     def terminate(self) -> None:

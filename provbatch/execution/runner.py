@@ -24,6 +24,7 @@ from ..contract.results import ResultValueError, format_logs, make_row_formatter
 from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
 from ..plugins import registry
 from ..plugins.base import PluginSpec
+from .capture import OutputCapture
 
 #: one entity's outcome: (entity_id, TSV fields or None if it failed, log strings, error)
 #: error = (error class, message, traceback text) or None
@@ -114,14 +115,18 @@ class _Deadline:
 class ChunkRunner:
     """The plugin loaded in one process, with its state, computing chunks."""
 
-    def __init__(self, config: RunnerConfig, state: Any = None, module: ModuleType | None = None) -> None:
+    def __init__(self, config: RunnerConfig, state: Any = None, module: ModuleType | None = None,
+                 capture: OutputCapture | None = None) -> None:
         self.config = config
+        #: catches what the plugin writes to fds 1 and 2 (see :mod:`.capture`); :meth:`take_output` drains it
+        self.capture = capture if capture is not None else OutputCapture()
         self.module = module or registry.load_spec(config.spec, OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS)
         if config.per_worker_state:
             init_params = dict(config.params)
             if config.initial_state is not None:
                 init_params[STATE] = config.initial_state
-            state = self.module.initialize(**init_params)
+            with self.capture:
+                state = self.module.initialize(**init_params)
         self.state = state
         self.format_row = make_row_formatter(config.datatypes, config.output_names)
         self.deadline = (
@@ -138,10 +143,21 @@ class ChunkRunner:
         else:
             self._call = compute
 
+    def take_output(self) -> list[str]:
+        """The log lines of what the plugin wrote to stdout/stderr since the last call."""
+        return self.capture.take()
+
     def run_chunk(self, chunk: Chunk) -> tuple[list[Outcome], float]:
-        """Compute every entity of the chunk; a failing entity never stops the others."""
-        if self.deadline is not None:
-            return self._run_chunk_with_deadline(chunk)
+        """Compute every entity of the chunk; a failing entity never stops the others.
+
+        fds 1 and 2 point at the capture meanwhile: nothing the plugin writes
+        reaches the results stream (:meth:`take_output` hands it over)."""
+        with self.capture:
+            if self.deadline is not None:
+                return self._run_chunk_with_deadline(chunk)
+            return self._run_chunk(chunk)
+
+    def _run_chunk(self, chunk: Chunk) -> tuple[list[Outcome], float]:
         # The hot path of the engine (once per entity): locals only, no per-entity call of ours
         # but the row formatter, and the common "no logs" case without a call.
         call = self._call
@@ -194,7 +210,8 @@ class ChunkRunner:
         """End of the batch in this worker: finalize a per-worker state, or hand the state back for merge."""
         try:
             if self.config.per_worker_state and self.module.finalize is not None:
-                self.module.finalize(self.state)
+                with self.capture:
+                    self.module.finalize(self.state)
                 return None
             return self.state if return_state else None
         finally:

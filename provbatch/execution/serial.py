@@ -20,6 +20,7 @@ class SerialPool(Pool):
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
+        self.output = []
         self._pending: tuple[int, Chunk] | None = None
 
     def capacity(self) -> int:
@@ -36,10 +37,11 @@ class SerialPool(Pool):
         chunk_id, chunk = self._pending
         self._pending = None
         outcomes, seconds = self.runner.run_chunk(chunk)
-        return [Completed(chunk_id, chunk, outcomes, seconds)]
+        return [Completed(chunk_id, chunk, outcomes, seconds, self.runner.take_output())]
 
     def finish(self, return_state: bool) -> list[Any]:
         state = self.runner.finish(return_state)
+        self.output.extend(self.runner.take_output())
         return [state] if return_state else []
 
     def terminate(self) -> None:

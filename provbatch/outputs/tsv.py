@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from ..inputs.seen_ids import SeenIds
-from ..errors import UsageError
+from ..errors import OutputClosed, OutputWriteError, UsageError
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -90,13 +90,30 @@ class TsvSink:
 
     def write_lines(self, lines: Iterable[str]) -> None:
         text = "".join(lines)
-        if text:
+        if not text:
+            return
+        try:
             self._handle.write(text)
             self._handle.flush()
+        except BrokenPipeError as exc:
+            if self._owned:
+                raise
+            # the reader of stdout went away (| head): nothing more can be written there;
+            # point the fd at /dev/null so that the interpreter's last flush stays quiet
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._handle.fileno())
+            os.close(devnull)
+            raise OutputClosed(f"the reader of the {self.what} closed its end") from exc
+        except OSError as exc:
+            where = self.path if self.path is not None else f"<std{'out' if self.what == 'results' else 'err'}>"
+            raise OutputWriteError(f"{where}: cannot write the {self.what}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         if self._owned:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError as exc:
+                raise OutputWriteError(f"{self.path}: cannot write the {self.what}: {exc.strerror or exc}") from exc
 
 
 def keep_log_lines_of(path: Path, entity_ids: SeenIds) -> int:
