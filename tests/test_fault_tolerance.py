@@ -74,7 +74,9 @@ def test_retry_failed_recomputes_only_failures_and_empties_the_file(tmp_path, id
     failed = {line.split("\t")[0] for line in failures_file.read_text().splitlines()}
     assert failed == {e for e in ids if draws(e, 1, 1)[2] < 0.2}
     journal = tmp_path / "computed"
-    # retry with the failure switched off: just the failed entities are computed
+    # retry with the failure switched off: just the failed entities are computed. fail_prob=0 is
+    # another computation, which resuming refuses (issue 13); removing the identity accepts it
+    (tmp_path / "out.tsv.identity.json").unlink()
     proc = run_cli(FAULTS, "--retry-failed", "--param", "fail_prob=0", "--param", "seed=1", "--out", out,
                    "--backend", "serial", "--log", journal)
     assert proc.returncode == 0, proc.stderr
@@ -83,7 +85,7 @@ def test_retry_failed_recomputes_only_failures_and_empties_the_file(tmp_path, id
     assert not failures_file.exists()
     report = list(yaml.safe_load_all((tmp_path / "out.tsv.report.yaml").read_text()))[-1]
     assert report["n_units"] == len(failed) and report["entities"].startswith("failures of")
-    proc = run_cli(FAULTS, "--retry-failed", "--out", out)
+    proc = run_cli(FAULTS, "--retry-failed", "--param", "fail_prob=0", "--param", "seed=1", "--out", out)
     assert proc.returncode == 2 and "no failures to retry" in proc.stderr
 
 

@@ -36,12 +36,16 @@ def compute(entity, **kwargs):
     return [hashlib.md5(entity.encode()).hexdigest()], []
 '''
 
+#: a case of issue 13 whose fix has not landed yet (strict: the mark must go when it passes)
+PENDING = pytest.mark.xfail(strict=True, reason="issue 13: fix not landed yet")
+
 MD5_ATTRIBUTES = 'md5: {definition: md5 of the id, datatype: "String[32]"}\n'
 
 
 @pytest.fixture
 def md5_plugin(tmp_path: Path) -> Path:
-    (tmp_path / "attribute_definitions.yaml").write_text(MD5_ATTRIBUTES)
+    with open(tmp_path / "attribute_definitions.yaml", "a") as definitions:  # beside those of attributes_file
+        definitions.write(MD5_ATTRIBUTES)
     path = tmp_path / "echo_md5.py"
     path.write_text(ECHO_MD5)
     return path
@@ -429,6 +433,48 @@ def test_api_keeps_going_after_a_crashing_entity(tmp_path: Path, attributes_file
     assert sorted(f.entity for f in result.failures) == ["os_exit", "segfault"]
 
 
+PURE_EXITS = '''\
+import os, sys
+ID = "pure_exits"
+VERSION = "1.0.0"
+INPUT = "any entity id"
+OUTPUT = ["length"]
+METHOD = "len() of the id; some ids exit"
+PARAMETERS = []
+
+def compute(entity, **kwargs):
+    if entity == "sys_exit":
+        sys.exit(3)
+    if entity == "os_exit":
+        os._exit(7)
+    if entity == "abort":
+        os.abort()
+    if entity == "forked":  # a child the plugin forks still exits for real
+        pid = os.fork()
+        if pid == 0:
+            os._exit(5)
+        return [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])], []
+    return [len(entity)], []
+'''
+
+
+@pytest.mark.parametrize("backend", ["auto", "serial"])
+def test_exits_of_a_pure_python_plugin_fail_alone_in_the_driver(tmp_path: Path, attributes_file: Path, backend: str) -> None:
+    """Pure Python computes in the driver (fast): sys.exit, os._exit and os.abort there fail only their entity."""
+    (tmp_path / "pure.py").write_text(PURE_EXITS)
+    good = [f"g{i}" for i in range(30)]
+    (tmp_path / "ids.txt").write_text("\n".join(good[:10] + ["sys_exit", "os_exit", "forked"] + good[10:] + ["abort"]) + "\n")
+    result = cli("pure.py", "ids.txt", "--out", "p.tsv", "--backend", backend, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert read_tsv(tmp_path / "p.tsv") == {**{g: [str(len(g))] for g in good}, "forked": ["5"]}
+    failures = {line.split("\t")[0]: line.split("\t")[2:] for line in (tmp_path / "p.tsv.failures.tsv").read_text().splitlines()}
+    assert failures == {"sys_exit": ["SystemExit", "compute called sys.exit(3)"],
+                        "os_exit": ["ProcessExit", "compute called os._exit(7)"],
+                        "abort": ["ProcessExit", "compute called os.abort()"]}
+    report = yaml.safe_load((tmp_path / "p.tsv.report.yaml").read_text())
+    assert report["backend"] in ("serial", "auto (serial)")
+
+
 # --------------------------------------------------------------------------- 7. streams
 
 
@@ -474,6 +520,7 @@ def compute(entity, **kwargs):
 '''
 
 
+@PENDING
 def test_glob_names_with_tab_or_newline_fail_alone(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "kmer.py").write_text(KMER)
     files = tmp_path / "files"
@@ -492,6 +539,7 @@ def test_glob_names_with_tab_or_newline_fail_alone(tmp_path: Path, attributes_fi
         assert ("0 computed" if attempt else "2 computed") in result.stderr
 
 
+@PENDING
 def test_idsproc_ids_with_tab_fail_alone_and_cr_inside_a_line_is_one_entity(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "kmer.py").write_text(KMER)
     (tmp_path / "tabs.py").write_text(IDSPROC_TAB)
@@ -504,6 +552,7 @@ def test_idsproc_ids_with_tab_fail_alone_and_cr_inside_a_line_is_one_entity(tmp_
     assert len(failures) == 2 and all("EntityIdError" in line for line in failures)
 
 
+@PENDING
 @pytest.mark.parametrize("backend", ["serial", "pool"])
 def test_an_unencodable_value_fails_only_its_entity(tmp_path: Path, attributes_file: Path, backend: str) -> None:
     (tmp_path / "sur.py").write_text(SURROGATE)
@@ -551,6 +600,7 @@ def test_outputs_that_are_inputs_are_refused(tmp_path: Path, md5_plugin: Path) -
     assert (tmp_path / "ids.txt").read_bytes() == before
 
 
+@PENDING
 def test_paths_are_resolved_at_start_when_compute_changes_directory(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "chdir.py").write_text(CHDIR)
@@ -604,6 +654,7 @@ def compute_id(entity):
 '''
 
 
+@PENDING
 def test_idsproc_collisions_are_counted_apart_and_warned(tmp_path: Path, md5_plugin: Path) -> None:
     (tmp_path / "prefix.py").write_text(IDSPROC_PREFIX)
     (tmp_path / "ids.txt").write_text("a-1\nb-1\na-2\nc-1\na-1\nb-9\n")
@@ -630,6 +681,7 @@ def test_a_full_disk_names_the_file_and_closes_the_records(tmp_path: Path, md5_p
     assert [p.name for p in tmp_path.rglob("*.tmp*")] == []
 
 
+@PENDING
 def test_show_tells_a_dead_run_from_a_running_one(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "slow.py").write_text(SLOW)
     seq_ids(tmp_path / "ids.txt", 3000)

@@ -14,20 +14,23 @@ retried) -> finalize -> report. The lifecycle and state rules are in
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
-from ..inputs.entities import EntitySource, EntityStream, iter_column
+from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
 from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
 from ..outputs import report as reporting
 from ..outputs.failures import FailuresFile
+from ..outputs.identity import ResultsIdentity, claim as claim_results
+from ..outputs.lock import OutputLock
 from ..outputs.tsv import TsvSink, existing_ids, keep_log_lines_of
 from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_attributes
 from ..provenance import capture as provenance
@@ -151,6 +154,7 @@ class BatchRun:
         reporting.check_reason(self.reason)
         self.policy = RetryPolicy(self.retries)
         self._prepared = self._checked = False
+        self._warnings: list[str] = []
         self.record: RunRecord | None = None
         self.n_retried = 0
 
@@ -160,7 +164,13 @@ class BatchRun:
         if self._prepared:
             return
         self.check_inputs()
-        self.sinks = self._open_sinks()
+        self.locks = self._lock_outputs()
+        try:
+            self._claim_results()
+            self.sinks = self._open_sinks()
+        except BaseException:
+            self._release_locks()
+            raise
         self._prepared = True
 
     def check_inputs(self) -> None:
@@ -178,6 +188,10 @@ class BatchRun:
         from ..contract.parameters import resolve_params
 
         self.resolved = resolve_params(self.params or {}, self.loaded.parameters, origin="parameters")
+        self._refuse_outputs_that_are_inputs()
+        self.entities_scan: ScanResult | None = None
+        if isinstance(self.entities, EntitySource) and not self.retry_failed:
+            self._check_entities_file(self.entities)
         self.failures_file = self._failures_file()
         self.stream = self._entity_stream()
         self._checked = True
@@ -201,6 +215,66 @@ class BatchRun:
         from .dryrun import plan_run
 
         return plan_run(self)
+
+    # Output files are guarded before anything reads or repairs them: one writer at a
+    # time (outputs/lock.py), and only the computation that wrote them may resume them
+    # (outputs/identity.py). Standard streams and devices (/dev/full, a FIFO) have neither.
+    def _output_files(self) -> list[tuple[Path, str]]:
+        files = [(Path(path), what) for path, what in ((self.out, "results"), (self.log, "logs"))
+                 if path is not None and str(path) != "-"]
+        return [(path, what) for path, what in files if path.is_file() or not path.exists()]
+
+    def _refuse_outputs_that_are_inputs(self) -> None:
+        inputs = []
+        if isinstance(self.entities, EntitySource) and self.entities.path not in (None, "-"):
+            inputs.append((Path(self.entities.path), "the ENTITIES file"))
+        if self.skip is not None:
+            inputs.append((Path(self.skip), "the --skip file"))
+        outputs = [(Path(path), option) for path, option in
+                   ((self.out, "--out"), (self.log, "--log"), (self.report_path, "--report"), (self.failures_path, "--failures"))
+                   if path is not None and str(path) != "-"]
+        for index, (output, option) in enumerate(outputs):
+            real = os.path.realpath(output)
+            for path, what in inputs:
+                if real == os.path.realpath(path):
+                    raise UsageError(f"{output}: {option} is {what}: the results would be appended to the input; "
+                                     "write them to another file")
+            for other, other_option in outputs[index + 1:]:
+                if real == os.path.realpath(other):
+                    raise UsageError(f"{output}: given to both {option} and {other_option}: use two files")
+
+    def _lock_outputs(self) -> list[OutputLock]:
+        locks: list[OutputLock] = []
+        try:
+            for path, what in self._output_files():
+                lock = OutputLock(path, what).acquire()
+                locks.append(lock)
+                if lock.taken_over:
+                    print(f"provbatch: {lock.path}: lock of a run that died (PID {lock.taken_over.split()[0]}) "
+                          "taken over", file=sys.stderr)
+        except BaseException:
+            for lock in locks:
+                lock.release()
+            raise
+        return locks
+
+    def _release_locks(self) -> None:
+        for lock in getattr(self, "locks", []):
+            lock.release()
+        self.locks = []
+
+    def _claim_results(self) -> None:
+        if self.out is None or str(self.out) == "-" or not (Path(self.out).is_file() or not Path(self.out).exists()):
+            return
+        plugin = self.loaded
+        parameters, unrestorable = provenance.capture_parameters(dict(self.resolved))
+        parameters.update({name: f"<{kind}>" for name, kind in unrestorable.items()})  # a state object: by its type
+        identity = ResultsIdentity(plugin.id, plugin.version, plugin.sha256() if plugin.path else "", parameters,
+                                   tuple(plugin.output))
+        warning = claim_results(Path(self.out), identity)
+        if warning:
+            self.report.remarks.append(warning)
+            self._warnings.append(warning)
 
     def _failures_file(self) -> FailuresFile | None:
         path = self.failures_path or (f"{self.out}.failures.tsv" if self.out else None)
@@ -227,11 +301,11 @@ class BatchRun:
             raise UsageError(f"{source.path}: entities file not found")
         if path.is_dir():
             raise UsageError(f"{source.path}: is a directory, not an entities file (use --glob for files in a directory)")
+        if not is_stream(source.path):  # a bad byte stops the batch here, by line, before anything is computed
+            self.entities_scan = scan_text_file(source.path)
 
     def _entity_stream(self) -> EntityStream:
         source: EntitySource | Iterable[str] = self.entities
-        if isinstance(source, EntitySource) and not self.retry_failed:
-            self._check_entities_file(source)
         skip = SeenIds()
         if self.out is not None and Path(self.out).is_file():
             existing_ids(Path(self.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
@@ -365,9 +439,9 @@ class BatchRun:
         self.run_config = provenance.start_run_config(self)  # run_config.json: what rerun needs
         progress = None
         if self.progress:
-            from .progress import Progress, count_lines
+            from .progress import Progress
 
-            total = count_lines(self.entities.path) if isinstance(self.entities, EntitySource) and self.entities.path else None
+            total = self.entities_scan.lines if self.entities_scan is not None else None
             if total is not None and (self.limit or self.sample):
                 total = min(total, self.limit or self.sample or total)
             progress = Progress(total)
@@ -469,7 +543,7 @@ class BatchRun:
                         finally:
                             self._lifecycle.release()
             finally:
-                self._close_outputs(progress, status, failure_text)
+                self._close_outputs(progress, status, failure_text, propagating)
             if finalize_error is not None and not propagating:
                 raise FinalizeError(failure_text) from finalize_error
 
@@ -501,15 +575,31 @@ class BatchRun:
         attributes = self.definitions.attributes if self.definitions else {}
         return tuple(attributes.get(name, {}).get("datatype") for name in self.loaded.output)
 
-    def _close_outputs(self, progress: Any, status: str, failure_text: str | None) -> None:
+    def _close_outputs(self, progress: Any, status: str, failure_text: str | None, propagating: bool = False) -> None:
+        """Close every output, write the report and close the record, whatever fails on the way.
+
+        On a full disk the first write that failed is the error (it names its
+        file); the later steps still run, so that the manifest is closed (failed)
+        and no temporary file stays behind; a later failure does not mask it.
+        """
         report = self.report
+        errors: list[BaseException] = []
+
+        def attempt(step: Callable[[], Any]) -> None:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - kept, raised after the records are closed
+                errors.append(exc)
+
         if progress is not None:
-            progress.close()
+            attempt(progress.close)
         for sink in self.sinks:
             if sink is not None:
-                sink.close()
+                attempt(sink.close)
         if self.failures_file is not None:
-            self.failures_file.close()
+            attempt(self.failures_file.close)
+        if errors and not propagating and status not in ("aborted", "finalize_failed"):
+            status, failure_text = "aborted", str(errors[0])
         counts = self.stream.counts
         report.n_failed = len(self.failures)
         report.n_skipped = counts.skipped
@@ -518,12 +608,18 @@ class BatchRun:
         report.comp_status = status
         report.time_end = reporting.now_iso()
         if self.report_path is not None:
-            reporting.write_report(report, self.report_path)
-        provenance.finish_run_config(self)
+            attempt(lambda: reporting.write_report(report, self.report_path))
+        attempt(lambda: provenance.finish_run_config(self))
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")
             manifest_status = "interrupted" if interrupted else ("failed" if status in ("aborted", "finalize_failed") else "finished")
             event = {"interrupted": "run_interrupted", "failed": "run_failed", "finished": "run_finished"}[manifest_status]
-            self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts())
-            self.record.close(manifest_status, failure_text, counts=self._counts(), comp_status=status,
-                              backend=report.backend, workers=report.workers)
+            attempt(lambda: self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts()))  # type: ignore[union-attr]
+            attempt(lambda: self.record.close(manifest_status, failure_text, counts=self._counts(),  # type: ignore[union-attr]
+                                              comp_status=status, backend=report.backend, workers=report.workers))
+        self._release_locks()
+        if not propagating:  # said at the end, next to the summary (a bad-input error stays one line)
+            for warning in self._warnings:
+                print(f"provbatch: warning: {warning}", file=sys.stderr)
+        if errors and not propagating:
+            raise errors[0]

@@ -19,6 +19,7 @@ import os
 import pickle
 import sys
 import time
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -41,6 +42,34 @@ AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
 #: outcomes that outlive a few garbage collections make the collector walk them again and
 #: again (20,000-entity chunks cost 3 µs per entity in collections, 256-entity ones nothing)
 DRIVER_MAX_CHUNK = 256
+
+
+#: modules through which Python code calls native code directly (a crash there ends the process)
+NATIVE_CALL_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
+
+
+def safe_in_driver(plugin: LoadedPlugin) -> bool:
+    """Whether a crash of compute can only be an exception, so that computing in the driver is safe.
+
+    Rust and Nim plugins are native code: a nil dereference or a panic across
+    the boundary ends the process. A Python plugin that holds ctypes or cffi
+    objects can segfault too. Those compute in a worker process under serial and
+    auto. Pure Python (and Bash, whose shell is a child process) computes in the
+    driver, where sys.exit, os._exit and os.abort are turned into failures of the
+    entity (see execution/runner.py).
+    """
+    if plugin.lang in ("rust", "nim"):
+        return False
+    if plugin.lang != "python":
+        return True
+    for value in vars(plugin.module).values():
+        if isinstance(value, types.ModuleType):
+            origin = value.__name__
+        else:  # a function or class imported from it (from ctypes import CDLL), or an instance (a loaded library)
+            origin = getattr(value, "__module__", None) or type(value).__module__
+        if isinstance(origin, str) and origin.split(".")[0] in NATIVE_CALL_MODULES:
+            return False
+    return True
 
 
 def default_workers() -> int:
@@ -119,7 +148,11 @@ class Lifecycle:
         self.uses_state = self.has_initialize or self.has_user_state
         #: what the plugin writes to stdout/stderr in the driver (see execution/capture.py)
         self.capture = OutputCapture()
-        driver_computes = self.backend in ("serial", "auto")
+        #: serial/auto with a plugin that runs native code: computed in one worker process (see safe_in_driver)
+        self.isolated = self.backend in ("serial", "auto") and not safe_in_driver(plugin)
+        #: the batch is computed by one isolated worker: finalize gets that worker's state, as in the driver
+        self.single_worker = False
+        driver_computes = self.backend in ("serial", "auto") and not self.isolated
         if self.has_initialize and (driver_computes or not self.process_local):
             init_params = dict(params)
             if self.has_user_state:
@@ -159,7 +192,7 @@ class Lifecycle:
             hard_timeout=in_worker,
         )
 
-    def _start_pool(self, kind: str) -> Pool:
+    def _start_pool(self, kind: str, n_workers: int | None = None) -> Pool:
         """Start parallel workers, deciding whether the state is shared or made per worker."""
         self.per_worker = self.has_initialize and (self.process_local or not picklable(self.driver_state))
         if not self.per_worker and self.has_user_state and not self.has_initialize and not picklable(self.user_state):
@@ -178,7 +211,7 @@ class Lifecycle:
         else:
             from ..execution.local_pool import LocalPool
 
-            pool = LocalPool(self.workers, config, state, module=self.module)
+            pool = LocalPool(n_workers or self.workers, config, state, module=self.module)
         pool.emit = self.emit
         self.report.workers = pool.n_workers
         return pool
@@ -187,6 +220,9 @@ class Lifecycle:
     def scheduled(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
         """Completed chunks, each with the scheduler that can requeue its items."""
         sizer = ChunkSizer()
+        if self.isolated:
+            yield from self._isolated(entities)
+            return
         if self.backend in ("pool", "ray"):
             self.pool = self._start_pool(self.backend)
             scheduler = Scheduler(entities, self.pool, sizer)
@@ -241,6 +277,36 @@ class Lifecycle:
         for completed in parallel:
             yield parallel, completed
 
+    def _isolated(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
+        """serial/auto for a plugin that may crash its process: one worker process computes, the driver survives.
+
+        A segfault, abort or exit in compute then ends only that worker: its entity
+        fails with the cause, a new worker goes on. ``auto`` adds workers after the
+        probe when entities are expensive enough for them to pay off.
+        """
+        self.pool = self._start_pool("pool", n_workers=1)
+        self.single_worker = True
+        self.report.backend = f"{self.backend} (isolated)"
+        self.report.remarks.append(
+            f"{self.backend}: the plugin runs native code, so it computed in a worker process (a crash fails only its entity)"
+        )
+        scheduler = Scheduler(entities, self.pool, ChunkSizer())
+        started = time.perf_counter()
+        seconds, n_probe, decided = 0.0, 0, self.backend == "serial" or self.workers == 1
+        for completed in scheduler:
+            yield scheduler, completed
+            if decided:
+                continue
+            seconds += completed.seconds
+            n_probe += len(completed.outcomes)
+            if time.perf_counter() - started > AUTO_PROBE_SECONDS:
+                decided = True
+                if seconds / max(n_probe, 1) >= AUTO_MIN_SECONDS_PER_ENTITY:
+                    self.pool.add_workers(self.workers - 1)  # type: ignore[attr-defined]
+                    self.single_worker = False
+                    self.report.backend = "auto (pool)"
+                    self.report.workers = self.pool.n_workers
+
     def take_output(self) -> list[str]:
         """Plugin output captured outside of chunks (initialize, finalize, merge, workers that ended), as log lines."""
         output = self.capture.take() if not self.capture.closed else []
@@ -268,7 +334,8 @@ class Lifecycle:
                 if abandon:
                     self.pool.terminate()
                 else:
-                    states = self.pool.finish(return_state=self.has_merge and not self.per_worker)
+                    wanted = (self.has_merge or self.single_worker) and not self.per_worker
+                    states = self.pool.finish(return_state=wanted)
         finally:
             if self.probe_runner is not None:
                 self.probe_runner.cleanup()
@@ -279,7 +346,10 @@ class Lifecycle:
         if not self.driver_initialized:
             return
         final = self.driver_state
-        if self.has_merge and not self.per_worker:
+        if self.single_worker and not self.has_merge and not self.per_worker:
+            if worker_states:  # the one worker's state, as if the driver had computed (serial semantics)
+                final = worker_states[0]
+        elif self.has_merge and not self.per_worker:
             contributors = list(worker_states)
             if self.probe_runner is not None:
                 contributors.insert(0, self.probe_runner.state)

@@ -184,6 +184,12 @@ class LocalPool(Pool):
         for _ in range(n_workers):
             self.workers.append(self._spawn())
 
+    def add_workers(self, n: int) -> None:
+        """More workers for the rest of the batch (auto, once the probe found entities expensive)."""
+        for _ in range(n):
+            self.workers.append(self._spawn())
+        self.n_workers = len(self.workers)
+
     def _spawn(self) -> _Worker:
         return _Worker(self._context, self.config, self._state, self._module, [w.conn for w in self.workers])
 

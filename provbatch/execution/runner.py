@@ -39,6 +39,45 @@ EXIT_TIMEOUT = 75
 HARD_TIMEOUT_GRACE = 2.0
 
 
+class ProcessExit(BaseException):
+    """compute called os._exit or os.abort while computing in the driver (see :class:`_ExitGuard`)."""
+
+
+class _ExitGuard:
+    """While the driver itself computes, os._exit and os.abort fail the entity instead of ending the batch.
+
+    Only in the driver's own process: a child the plugin forks keeps the real
+    functions (its os._exit must end it). Workers need no guard: their death is
+    already a failure of the entity they computed.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.real_exit, self.real_abort = os._exit, os.abort
+
+    def _exit(self, code: int) -> None:
+        if os.getpid() != self.pid:
+            self.real_exit(code)
+        raise ProcessExit(f"compute called os._exit({code})")
+
+    def _abort(self) -> None:
+        if os.getpid() != self.pid:
+            self.real_abort()
+        raise ProcessExit("compute called os.abort()")
+
+    def __enter__(self) -> None:
+        os._exit, os.abort = self._exit, self._abort  # type: ignore[assignment]
+
+    def __exit__(self, *_exc: Any) -> None:
+        os._exit, os.abort = self.real_exit, self.real_abort  # type: ignore[assignment]
+
+
+def _exit_failure(exc: BaseException) -> tuple[str, str, str]:
+    if isinstance(exc, SystemExit):
+        return ("SystemExit", f"compute called sys.exit({exc.code!r})", traceback.format_exc())
+    return ("ProcessExit", str(exc), traceback.format_exc())
+
+
 class Timeout(BaseException):
     """A compute ran past --timeout. A BaseException, so that a plugin's
     ``except Exception`` cannot swallow it."""
@@ -129,6 +168,8 @@ class ChunkRunner:
                 state = self.module.initialize(**init_params)
         self.state = state
         self.format_row = make_row_formatter(config.datatypes, config.output_names)
+        #: in the driver (not hard_timeout), exits in compute fail the entity instead of the batch
+        self.exit_guard = _ExitGuard() if not config.hard_timeout else None
         self.deadline = (
             _Deadline(config.timeout, getattr(self.module, "__provbatch_cancel__", None), config.hard_timeout)
             if config.timeout
@@ -153,6 +194,9 @@ class ChunkRunner:
         fds 1 and 2 point at the capture meanwhile: nothing the plugin writes
         reaches the results stream (:meth:`take_output` hands it over)."""
         with self.capture:
+            if self.exit_guard is not None:
+                with self.exit_guard:
+                    return self._run_chunk_with_deadline(chunk) if self.deadline is not None else self._run_chunk(chunk)
             if self.deadline is not None:
                 return self._run_chunk_with_deadline(chunk)
             return self._run_chunk(chunk)
@@ -178,6 +222,10 @@ class ChunkRunner:
                 append((entity_id, None, [], ("Timeout", str(exc), "")))
             except Exception as exc:  # the plugin's failure is this entity's outcome
                 append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
+            except (SystemExit, ProcessExit) as exc:  # only reached in the driver (workers let SystemExit end them)
+                if self.exit_guard is None:
+                    raise
+                append((entity_id, None, [], _exit_failure(exc)))
         return outcomes, time.perf_counter() - started
 
     def _run_chunk_with_deadline(self, chunk: Chunk) -> tuple[list[Outcome], float]:
@@ -204,6 +252,10 @@ class ChunkRunner:
                 append((entity_id, None, [], ("Timeout", str(exc), "")))
             except Exception as exc:  # the plugin's failure is this entity's outcome
                 append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
+            except (SystemExit, ProcessExit) as exc:  # only reached in the driver (workers let SystemExit end them)
+                if self.exit_guard is None:
+                    raise
+                append((entity_id, None, [], _exit_failure(exc)))
         return outcomes, time.perf_counter() - started
 
     def finish(self, return_state: bool) -> Any:

@@ -9,12 +9,15 @@ the entity to an id (e.g. a file path to its accession).
 
 from __future__ import annotations
 
+import codecs
 import glob as globlib
-import io
+import hashlib
+import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import UsageError
 from .seen_ids import SeenIds
@@ -32,11 +35,25 @@ class EntitySource:
         return f"glob {self.pattern}" if self.pattern else ("stdin" if self.path == "-" else str(self.path))
 
 
-def _open_text(path: str) -> io.TextIOBase:
+def is_stream(path: str) -> bool:
+    """Whether an input can be read only once (stdin, a pipe, a FIFO, /dev/stdin, <(...)): no pre-scan, no re-read."""
     if path == "-":
-        return sys.stdin
+        return True
     try:
-        return open(path, encoding="utf-8", newline="")
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _display(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def _open_binary(path: str) -> Any:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
     except FileNotFoundError as exc:
         raise UsageError(f"{path}: entities file not found") from exc
     except IsADirectoryError as exc:
@@ -45,30 +62,109 @@ def _open_text(path: str) -> io.TextIOBase:
         raise UsageError(f"{path}: cannot read entities file: {exc.strerror or exc}") from exc
 
 
-def iter_column(path: str, column: int = 1, what: str = "entities file") -> Iterator[str]:
+@dataclass
+class ScanResult:
+    """One streamed pass over an input file: what run_config.json and the progress bar need."""
+
+    size: int
+    sha256: str
+    lines: int
+
+
+def scan_text_file(path: str, what: str = "entities file") -> ScanResult:
+    """Check that a file is UTF-8 text, in one pass that also gives its size, sha256 and line count.
+
+    Run before anything is computed, so that a bad byte stops the batch with its
+    line number instead of half-way through (a stream cannot be scanned ahead:
+    there the line is named when it is read, see :func:`iter_column`).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    digest = hashlib.sha256()
+    size = lines = 0
+    with _open_binary(path) as handle:
+        while True:
+            block = handle.read(1 << 20)
+            final = not block
+            pending = decoder.getstate()[0]  # the undecoded end of the previous block, decoded with this one
+            try:
+                decoder.decode(block, final)
+            except UnicodeDecodeError as exc:
+                at = max(exc.start - len(pending), 0)
+                line = lines + block[:at].count(b"\n") + 1
+                raise UsageError(f"{path}:{line}: not UTF-8 text ({exc.reason}): the {what} must be UTF-8") from exc
+            if final:
+                break
+            digest.update(block)
+            size += len(block)
+            lines += block.count(b"\n")
+    return ScanResult(size, digest.hexdigest(), lines)
+
+
+class StreamDigest:
+    """sha256 and size of a stream, computed while it is read (a pipe cannot be read twice)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self.complete = False
+
+    def update(self, data: bytes) -> None:
+        self._digest.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _text_lines(path: str, digest: StreamDigest | None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; lines end at LF only (a CR inside a line stays in it); BOM dropped.
+
+    A regular file (already checked by :func:`scan_text_file`) is read in text
+    mode, fast; a stream in binary, line by line, so that a bad byte is named by
+    its line and the digest sees every byte.
+    """
+    if not is_stream(path):
+        with open(path, encoding="utf-8-sig", newline="\n") as handle:
+            yield from enumerate(handle, 1)
+        return
+    handle = _open_binary(path)
+    try:
+        for lineno, data in enumerate(handle, 1):
+            if digest is not None:
+                digest.update(data)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"{_display(path)}:{lineno}: not UTF-8 text ({exc.reason}): the entities must be UTF-8 "
+                                 f"(the lines before it were computed)") from exc
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            yield lineno, text
+        if digest is not None:
+            digest.complete = True
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def iter_column(path: str, column: int = 1, what: str = "entities file", digest: StreamDigest | None = None) -> Iterator[str]:
     """The stripped values of a 1-based column of a text/TSV file; blank lines are skipped."""
     if column < 1:
         raise UsageError(f"--col must be 1 or more, got {column}")
-    handle = _open_text(path)
-    try:
-        for lineno, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if column == 1:
-                value = line.split("\t", 1)[0].strip()
-            else:
-                fields = line.split("\t")
-                if column > len(fields):
-                    raise UsageError(f"{path}:{lineno}: {what} has {len(fields)} column(s), --col is {column}")
-                value = fields[column - 1].strip()
-            if value:
-                yield value
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    finally:
-        if handle is not sys.stdin:
-            handle.close()
+    for lineno, line in _text_lines(path, digest):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if column == 1:
+            value = line.split("\t", 1)[0].strip()
+        else:
+            fields = line.split("\t")
+            if column > len(fields):
+                raise UsageError(f"{_display(path)}:{lineno}: {what} has {len(fields)} column(s), --col is {column}")
+            value = fields[column - 1].strip()
+        if value:
+            yield value
 
 
 def iter_glob(pattern: str) -> Iterator[str]:
@@ -98,6 +194,8 @@ class EntityStream:
     limit: int | None = None
     sample: int | None = None
     seed: int | None = None
+    #: sha256 and size of a stream source, filled as it is read (run_config.json)
+    digest: StreamDigest = field(default_factory=StreamDigest)
 
     def raw(self) -> Iterator[str]:
         if not isinstance(self.source, EntitySource):
@@ -106,7 +204,7 @@ class EntityStream:
             return iter_glob(self.source.pattern)
         if self.source.path is None:
             raise UsageError("no entities given: pass an ENTITIES file, '-' for stdin, or --glob PATTERN")
-        return iter_column(self.source.path, self.source.column)
+        return iter_column(self.source.path, self.source.column, digest=self.digest)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for entity_id, entity, _attempt in self.items():

@@ -126,7 +126,8 @@ def keep_log_lines_of(path: Path, entity_ids: SeenIds) -> int:
     tmp = path.with_name(path.name + ".tmp")
     with open(path, encoding="utf-8", errors="replace", newline="") as source, open(tmp, "w", encoding="utf-8", newline="") as target:
         for line in source:
-            if line.endswith("\n") and line.split("\t", 1)[0] in entity_ids:
+            # captured plugin output (empty id, see execution/capture.py) stays: it was written
+            if line.endswith("\n") and (line.startswith("\t") or line.split("\t", 1)[0] in entity_ids):
                 target.write(line)
             else:
                 dropped += 1

@@ -233,7 +233,7 @@ def _stored_values(values: Iterable[Any]) -> dict[str, Any]:
 
 def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
     """Where the entities came from, with what rerun needs to check or replay them."""
-    from ..inputs.entities import EntitySource
+    from ..inputs.entities import EntitySource, is_stream
 
     source = run.entities
     if run.retry_failed and run.failures_file is not None:
@@ -247,7 +247,10 @@ def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
             return {"kind": "glob", "pattern": source.pattern, "count": len(files),
                     "size": sum(f.get("size", 0) for f in files), "files": files}
         if source.path == "-":
-            return {"kind": "stdin", "column": source.column, "recheckable": False}
+            return {"kind": "stdin", "column": source.column, "recheckable": False, "size": None, "sha256": None}
+        if is_stream(str(source.path)):  # a pipe, FIFO, /dev/stdin, <(...): hashed while it is read (finish_run_config)
+            return {"kind": "stream", "path": str(source.path), "column": source.column, "recheckable": False,
+                    "size": None, "sha256": None}
         return {"kind": "file", "column": source.column, **file_facts(str(source.path), cwd)}
     stored: dict[str, Any] = {"count": None, "values": None}
     if hasattr(source, "__len__") and not isinstance(source, Iterator):
@@ -456,6 +459,10 @@ def finish_run_config(run: "BatchRun") -> None:
     report = run.report
     try:
         config["time_end"] = report.time_end
+        entities = config.get("entities") or {}
+        digest = run.stream.digest
+        if entities.get("kind") in ("stdin", "stream") and digest.size:
+            entities.update(size=digest.size, sha256=digest.sha256, complete=digest.complete)
         config["execution"].update(backend_used=report.backend, workers_used=report.workers)
         if config["environment"].get("ray") is None:
             config["environment"]["ray"] = ray_version()
