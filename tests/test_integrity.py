@@ -520,7 +520,6 @@ def compute(entity, **kwargs):
 '''
 
 
-@PENDING
 def test_glob_names_with_tab_or_newline_fail_alone(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "kmer.py").write_text(KMER)
     files = tmp_path / "files"
@@ -539,7 +538,6 @@ def test_glob_names_with_tab_or_newline_fail_alone(tmp_path: Path, attributes_fi
         assert ("0 computed" if attempt else "2 computed") in result.stderr
 
 
-@PENDING
 def test_idsproc_ids_with_tab_fail_alone_and_cr_inside_a_line_is_one_entity(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "kmer.py").write_text(KMER)
     (tmp_path / "tabs.py").write_text(IDSPROC_TAB)
@@ -552,7 +550,6 @@ def test_idsproc_ids_with_tab_fail_alone_and_cr_inside_a_line_is_one_entity(tmp_
     assert len(failures) == 2 and all("EntityIdError" in line for line in failures)
 
 
-@PENDING
 @pytest.mark.parametrize("backend", ["serial", "pool"])
 def test_an_unencodable_value_fails_only_its_entity(tmp_path: Path, attributes_file: Path, backend: str) -> None:
     (tmp_path / "sur.py").write_text(SURROGATE)
@@ -600,7 +597,6 @@ def test_outputs_that_are_inputs_are_refused(tmp_path: Path, md5_plugin: Path) -
     assert (tmp_path / "ids.txt").read_bytes() == before
 
 
-@PENDING
 def test_paths_are_resolved_at_start_when_compute_changes_directory(tmp_path: Path, attributes_file: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "chdir.py").write_text(CHDIR)
@@ -654,7 +650,6 @@ def compute_id(entity):
 '''
 
 
-@PENDING
 def test_idsproc_collisions_are_counted_apart_and_warned(tmp_path: Path, md5_plugin: Path) -> None:
     (tmp_path / "prefix.py").write_text(IDSPROC_PREFIX)
     (tmp_path / "ids.txt").write_text("a-1\nb-1\na-2\nc-1\na-1\nb-9\n")

@@ -6,6 +6,7 @@ Every error a user can cause becomes one line (see :mod:`.errors`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -127,11 +128,17 @@ def _run(**kw: Any) -> None:
         sys.exit(EXIT_ENTITIES_FAILED)
 
 
+def _shown(path: Any) -> str:
+    """A path as the user would type it: relative when under the working directory."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def _summary(run: Any, seconds: float) -> None:
     """The last line of every run on stderr: computed, failed (and where they are listed), skipped, time."""
     n_failed = len(run.failures)
     if n_failed:
-        where = f" (listed in {run.failures_file.path})" if run.failures_file else " (see the logs)"
+        where = f" (listed in {_shown(run.failures_file.path)})" if run.failures_file else " (see the logs)"
         failed = f"{n_failed} entit{'y' if n_failed == 1 else 'ies'} failed{where}"
     else:
         failed = "0 failed"

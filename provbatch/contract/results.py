@@ -253,3 +253,40 @@ def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | N
     namespace: dict[str, Any] = {"checked": checked}
     exec(compile(source, f"<provbatch row formatter {list(datatypes)}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace["format_row"]
+
+
+#: characters an entity id may not hold: they would split its row (docs/user-guide.md, "The TSV contract")
+ID_FORBIDDEN = {"\t": "a TAB", "\n": "a line feed (LF)", "\r": "a carriage return (CR)"}
+
+
+def rows_are_clean(text: str, n_rows: int, n_outputs: int) -> bool:
+    """Whether ``text`` (``n_rows`` formatted result lines) is exactly that many rows of 1 + n_outputs fields, in UTF-8.
+
+    Checked once per chunk, at C speed: values cannot hold a tab or a newline
+    (the row formatter refuses them), so only ids and unencodable text remain.
+    """
+    if text.count("\n") != n_rows or text.count("\t") != n_rows * n_outputs or "\r" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def row_problem(entity_id: str, line: str) -> tuple[str, str] | None:
+    """Why one result line may not be written (error class, message), or None."""
+    for char, name in ID_FORBIDDEN.items():
+        if char in entity_id:
+            return ("EntityIdError", f"the entity id {entity_id!r} contains {name}, which the results TSV cannot hold "
+                                     "(an id is one field of one line)")
+    try:
+        entity_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return ("EntityIdError", f"the entity id {entity_id!r} is not valid Unicode text (cannot be written as UTF-8)")
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return ("UnencodableValue", f"a result value cannot be written as UTF-8 ({exc.reason} at character {exc.start} "
+                                    "of the row): a lone surrogate in a string?")
+    return None

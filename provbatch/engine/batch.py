@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
+from ..contract.results import row_problem, rows_are_clean
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dryrun import DryRunPlan
 
 #: errors worth no retry: the plugin returned values that do not fit OUTPUT; it would again
-NOT_RETRIED = frozenset({"ResultValueError"})
+NOT_RETRIED = frozenset({"ResultValueError", "EntityIdError", "UnencodableValue"})
 #: a lost chunk's entities are re-run one per chunk, so a crash is pinned on its cause
 LOST = frozenset({"WorkerLost", "Timeout"})
 TAB = "\t"
@@ -129,6 +130,12 @@ class BatchRun:
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
     def __post_init__(self) -> None:
+        # Every path is made absolute now: a compute (or initialize) that changes the working
+        # directory must not move the report, the failures file or the run record.
+        for name in ("out", "log", "report_path", "failures_path", "run_dir", "skip"):
+            value = getattr(self, name)
+            if value is not None and str(value) != "-":
+                setattr(self, name, Path(os.path.abspath(value)))
         if self.backend not in BACKENDS:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
         if self.workers is not None and self.workers < 1:
@@ -393,7 +400,7 @@ class BatchRun:
         counts = self.stream.counts
         return {
             "computed": self.report.n_units, "failed": len(self.failures), "retried": self.n_retried,
-            "skipped": counts.skipped, "duplicates": counts.duplicates,
+            "skipped": counts.skipped, "duplicates": counts.duplicates, "id_collisions": counts.id_collisions,
             "workers_lost": self._lifecycle.workers_lost if hasattr(self, "_lifecycle") else 0,
         }
 
@@ -464,6 +471,7 @@ class BatchRun:
                 parse = row_parser(self._datatypes())
             # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
             earlier_failures = failures_file.entries if failures_file is not None else {}
+            n_outputs = len(self.loaded.output)
             for scheduler, completed in lifecycle.scheduled(items):
                 lines: list[str] = []
                 log_lines: list[str] = list(completed.output)
@@ -485,6 +493,8 @@ class BatchRun:
                                 break  # stop here: the rest of the chunk is not written (a resume computes it)
                     if logs:
                         log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
+                if lines and not rows_are_clean("".join(lines), len(lines), n_outputs):
+                    lines, done = self._drop_unwritable_rows(completed, lines, done, log_lines)
                 # logs first: a kill between the two leaves logs that resume drops
                 self._write_logs(log_lines, progress)
                 if results_sink is not None:
@@ -558,6 +568,23 @@ class BatchRun:
         warnings.warn(f"{counts.skipped} of {counts.read} entities skipped: their results are {where}; read them with "
                       "provbatch.read_results, or use another out= to compute them again", SkippedEntitiesWarning, stacklevel=3)
 
+    def _drop_unwritable_rows(self, completed: Any, lines: list[str], done: list[Any],
+                              log_lines: list[str]) -> tuple[list[str], list[Any]]:
+        """The rows of a chunk that keep the TSV contract; the others fail their entity (never a torn row)."""
+        items = {item[0]: item for item in completed.chunk}
+        kept_lines: list[str] = []
+        kept_done: list[Any] = []
+        for line, row in zip(lines, done):
+            problem = row_problem(row[0], line)
+            if problem is None:
+                kept_lines.append(line)
+                kept_done.append(row)
+                continue
+            item = items[row[0]]
+            self._record_failure(Failure(row[0], problem[0], problem[1], "", item[2]), item[1])
+            log_lines.append(f"{row[0]!r}\terror\t{problem[0]}: {problem[1]}\n")
+        return kept_lines, kept_done
+
     def _record_failure(self, failed: Failure, entity: str) -> None:
         self.failures.append(failed)
         if self.failures_file is not None:
@@ -601,6 +628,12 @@ class BatchRun:
         if errors and not propagating and status not in ("aborted", "finalize_failed"):
             status, failure_text = "aborted", str(errors[0])
         counts = self.stream.counts
+        if counts.id_collisions:
+            examples = ", ".join(f"{entity!r} -> {entity_id!r} (as {earlier!r})" for entity, entity_id, earlier in counts.collision_examples)
+            n = counts.id_collisions
+            self._warnings.append(f"{n} entit{'y' if n == 1 else 'ies'} mapped by --idsproc to the id of another entity, "
+                                  f"not computed: {examples}{', ...' if n > len(counts.collision_examples) else ''}")
+            report.remarks.append(self._warnings[-1])
         report.n_failed = len(self.failures)
         report.n_skipped = counts.skipped
         report.n_duplicates = counts.duplicates

@@ -177,7 +177,11 @@ class EntityCounts:
     """What the stream dropped, for the report."""
 
     skipped: int = 0  # in --skip or already in --out
-    duplicates: int = 0
+    duplicates: int = 0  # the same entity again
+    #: other entities that --idsproc mapped to the id of an earlier one (not computed: the id is taken)
+    id_collisions: int = 0
+    #: up to three (entity, id, the earlier entity with that id), for the warning
+    collision_examples: list[tuple[str, str, str]] = field(default_factory=list)
     read: int = 0  # set when the stream ends
 
 
@@ -247,9 +251,12 @@ class EntityStream:
         Once per entity, so written for speed: the seen set is used inline
         while it is an exact ``set``; ``counts.read`` is set when the stream ends.
         """
+        if self.idsproc is not None:
+            yield from self._mapped_items(self.idsproc)
+            return
         seen = SeenIds()
         counts = self.counts
-        idsproc = self.idsproc
+        idsproc = None
         skip = self.skip if len(self.skip) else None  # filled before the stream starts
         exact = seen.exact_ids
         limit = seen.exact_limit
@@ -273,5 +280,42 @@ class EntityStream:
                     counts.duplicates += 1
                 else:
                     yield entity_id, entity, 1
+        finally:
+            counts.read += read
+
+    def _mapped_items(self, idsproc: Callable[[str], str]) -> Iterator[tuple[str, str, int]]:
+        """Items when --idsproc maps entities to ids: a repeated id is a duplicate only if the entity is the same.
+
+        Two different entities with one id are a collision (the second is not
+        computed: its row would be indistinguishable), counted apart so that the
+        run can warn with examples. The first entity of each id is kept while the
+        seen set is exact (memory: one more string per id).
+        """
+        seen = SeenIds()
+        first: dict[str, str] | None = {}
+        counts = self.counts
+        skip = self.skip if len(self.skip) else None
+        read = 0
+        try:
+            for entity in self.raw():
+                read += 1
+                entity_id = idsproc(entity)
+                if skip is not None and entity_id in skip:
+                    counts.skipped += 1
+                    continue
+                if seen.add(entity_id):
+                    if first is not None:
+                        first[entity_id] = entity
+                        if not seen.exact:
+                            first = None
+                    yield entity_id, entity, 1
+                    continue
+                earlier = first.get(entity_id) if first is not None else None
+                if earlier is not None and earlier != entity:
+                    counts.id_collisions += 1
+                    if len(counts.collision_examples) < 3:
+                        counts.collision_examples.append((entity, entity_id, earlier))
+                else:
+                    counts.duplicates += 1
         finally:
             counts.read += read

@@ -19,6 +19,31 @@ def _one_line(text: str) -> str:
     return text.replace("\t", " ").replace("\r", "\\r").replace("\n", "\\n")
 
 
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def escape_entity(entity: str) -> str:
+    """An entity as one TSV field, reversibly (an entity that failed for holding a TAB or LF must be found again)."""
+    if "\\" not in entity and "\t" not in entity and "\n" not in entity and "\r" not in entity:
+        return entity
+    return "".join(_ESCAPES.get(char, char) for char in entity)
+
+
+def unescape_entity(field: str) -> str:
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    chars = iter(field)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(_UNESCAPES.get(following, "\\" + following))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def read_failures(path: Path) -> dict[str, tuple[int, str, str]]:
     """entity -> (attempts, error_class, message), the last line of an entity winning."""
     failures: dict[str, tuple[int, str, str]] = {}
@@ -31,7 +56,7 @@ def read_failures(path: Path) -> dict[str, tuple[int, str, str]]:
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 4 or not fields[1].isdigit():
                 raise UsageError(f"{path}:{lineno}: not a failures file line (entity, attempts, error_class, message)")
-            failures[fields[0]] = (int(fields[1]), fields[2], fields[3])
+            failures[unescape_entity(fields[0])] = (int(fields[1]), fields[2], fields[3])
     return failures
 
 
@@ -54,10 +79,10 @@ class FailuresFile:
         self.entries[entity] = entry
         if self._handle is None:
             try:
-                self._handle = open(self.path, "a", encoding="utf-8")
+                self._handle = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
             except OSError as exc:
                 raise UsageError(f"{self.path}: cannot write the failures file: {exc.strerror or exc}") from exc
-        self._handle.write(f"{_one_line(entity)}\t{entry[0]}\t{entry[1]}\t{entry[2]}\n")
+        self._handle.write(f"{escape_entity(entity)}\t{entry[0]}\t{entry[1]}\t{entry[2]}\n")
         self._handle.flush()
 
     def succeeded(self, entity: str) -> None:
@@ -72,7 +97,7 @@ class FailuresFile:
                 self.path.unlink()
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
             for entity, (attempts, error_class, message) in self.entries.items():
-                handle.write(f"{_one_line(entity)}\t{attempts}\t{error_class}\t{message}\n")
+                handle.write(f"{escape_entity(entity)}\t{attempts}\t{error_class}\t{message}\n")
         os.replace(tmp, self.path)

@@ -78,7 +78,8 @@ class TsvSink:
         try:
             if self.path.exists():
                 repair_torn_tail(self.path)
-            self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
+            # a log line may quote odd text (a lone surrogate in an id): escaped, never a crash; results are checked before
+            self._handle = open(self.path, "a", encoding="utf-8", newline="\n", errors="backslashreplace" if what == "logs" else "strict")
             if header is not None and self._handle.tell() == 0:
                 self._handle.write(header)
                 self._handle.flush()
