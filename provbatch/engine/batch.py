@@ -130,12 +130,6 @@ class BatchRun:
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
     def __post_init__(self) -> None:
-        # Every path is made absolute now: a compute (or initialize) that changes the working
-        # directory must not move the report, the failures file or the run record.
-        for name in ("out", "log", "report_path", "failures_path", "run_dir", "skip"):
-            value = getattr(self, name)
-            if value is not None and str(value) != "-":
-                setattr(self, name, Path(os.path.abspath(value)))
         if self.backend not in BACKENDS:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
         if self.workers is not None and self.workers < 1:
