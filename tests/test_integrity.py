@@ -429,7 +429,7 @@ def test_api_keeps_going_after_a_crashing_entity(tmp_path: Path, attributes_file
     (tmp_path / "crashy.py").write_text(CRASHY)
     result = provbatch.run_batch(tmp_path / "crashy.py", ["a", "os_exit", "bb", "segfault", "ccc"],
                                  attributes=attributes_file)
-    assert result.as_dict() == {"a": ["1"], "bb": ["2"], "ccc": ["3"]}
+    assert result.as_dict() == {"a": [1], "bb": [2], "ccc": [3]}
     assert sorted(f.entity for f in result.failures) == ["os_exit", "segfault"]
 
 
