@@ -64,7 +64,7 @@ def provbatch(*args, cwd, env) -> subprocess.CompletedProcess:
 def one_run(folder: Path, env: dict, ids: list[str], name: str, *extra: str) -> Path:
     (folder / f"{name}.txt").write_text("".join(i + "\n" for i in ids))
     proc = run_cli("types.py", f"{name}.txt", "--out", f"{name}.tsv", *extra, cwd=folder, env=env)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1, 3), proc.stderr  # 3: some entities failed (EXIT_ENTITIES_FAILED)
     return folder / f"{name}.tsv"
 
 
