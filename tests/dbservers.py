@@ -70,7 +70,7 @@ class Server:
     def url(self, database: str) -> str:
         if self.kind == "postgresql":
             return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4&local_infile=1"
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
 
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; returns its URL."""

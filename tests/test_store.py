@@ -190,7 +190,7 @@ def _writer_process(url: str, attribute: str, computation_uuid: str, n: int, que
     try:
         with Store(url) as store:
             pk, _existed = store.record_computation(record(computation_uuid, f"p_{attribute}", "1", [attribute], sha=attribute))
-            writer = store.writer(pk, [attribute])
+            writer = store.writer(pk, [attribute], fresh=True)
             for start in range(0, n, 50):  # many small transactions, interleaved with the other writer's
                 writer.write([(f"entity{i}", [str(i)]) for i in range(start, min(n, start + 50))])
         queue.put("ok")
@@ -213,3 +213,27 @@ def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store) 
     assert outcomes == ["ok", "ok"]
     values = {(v["entity"], v["attribute"]): (v["value"], v["computation"]) for v in store.iter_values(["w1", "w2"], provenance=True)}
     assert values == {**{(f"entity{i}", "w1"): (i, U[5]) for i in range(n)}, **{(f"entity{i}", "w2"): (i, U[6]) for i in range(n)}}
+
+
+def test_bulk_paths_copy_and_load_data_keep_every_value_exact(store: Store, tmp_path: Path) -> None:
+    """Batches above 1,000 values go through COPY (PostgreSQL) / LOAD DATA LOCAL INFILE (MariaDB)."""
+    store.apply_attributes({"note": {"datatype": "Text"}})
+    rows = [[f"e{i}", f"{i / 7:.5f}", str(i), f"{i % 5},{i % 3},1"] for i in range(3000)]
+    notes = [[f"e{i}", "" if i % 10 == 0 else f"back\\slash {i} \\N é"] for i in range(3000)]
+    store.load(tsv(tmp_path / "bulk.tsv", rows), record(U[1], "seq", "1.0", ["gc", "length", "counts"]))
+    store.load(tsv(tmp_path / "notes.tsv", notes), record(U[2], "notes", "1.0", ["note"]))
+    expected = {}
+    for name, gc, length, counts in rows:
+        expected[(name, "gc")] = (float(gc), U[1])
+        expected[(name, "length")] = (int(length), U[1])
+        expected[(name, "counts")] = ([int(c) for c in counts.split(",")], U[1])
+    for name, note in notes:
+        expected[(name, "note")] = (note or None, U[2])
+    assert current(store) == expected
+    # a recompute of half of them (existing entities, existing current rows)
+    redo = [[name, "0.5", "1", "0,0,0"] for name, *_rest in rows[:1500]]
+    store.load(tsv(tmp_path / "redo.tsv", redo), record(U[3], "seq", "1.1", ["gc", "length", "counts"], sha="s2"))
+    for name, *_rest in rows[:1500]:
+        expected.update({(name, "gc"): (0.5, U[3]), (name, "length"): (1, U[3]), (name, "counts"): ([0, 0, 0], U[3])})
+    assert current(store) == expected
+    assert sum(1 for _ in store.iter_values(["gc"], history=True)) == 4500

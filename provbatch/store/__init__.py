@@ -6,8 +6,8 @@ MariaDB/MySQL through SQLAlchemy Core; the schema is versioned with Alembic
 """
 
 from .records import ComputationRecord, PluginRecord, computation_from_report, plugin_record, read_report
-from .store import ApplyResult, LoadResult, Store, StoreConflict
+from .store import ApplyResult, LoadResult, Store, StoreConflict, read_definitions
 from .url import store_url
 
 __all__ = ["ApplyResult", "ComputationRecord", "LoadResult", "PluginRecord", "Store", "StoreConflict",
-           "computation_from_report", "plugin_record", "read_report", "store_url"]
+           "computation_from_report", "plugin_record", "read_definitions", "read_report", "store_url"]

@@ -1,12 +1,14 @@
-"""Values between their text form (results TSV), their stored columns, and Python.
+"""Values between their text form (the results TSV's, which is also how they are stored) and Python.
 
-An attribute's datatype decides where its value is stored: ``Integer`` and
-``Boolean`` in ``v_int``, ``Float`` in ``v_float``, ``Text`` and bounded
-strings in ``v_text``; arrays ``T[n]`` and composites ``A;B`` as JSON in
-``v_text`` (a list; a composite's array component is a nested list). The text
-form is the results TSV's: empty is no value, booleans ``true``/``false``
-(also ``True``, ``1``, ``yes``... as prenacs files have them), arrays
-``,``-joined, composites ``;``-joined.
+A value is stored as its results-file text, checked against the attribute's
+datatype when it is written: ``Integer`` and ``Float`` as numbers in decimal
+text, ``Boolean`` as ``true``/``false`` (``True``, ``1``, ``yes``... as prenacs
+files have them are accepted and normalised), strings as they are, arrays
+``T[n]`` ``,``-joined, composites ``A;B`` ``;``-joined; no value is NULL.
+The datatype (in the attributes table) says how to read it back: :meth:`Codec.decode`
+gives a Python scalar, or a list for arrays and composites (a composite's
+array component is a nested list). One text column serves every datatype,
+which keeps a value row narrow (see docs/store.md).
 
 Bounded strings are written ``String(n)`` (attrtables, prenacs) or
 ``String[N]`` (provbatch's attribute definitions so far); both are one string.
@@ -14,13 +16,10 @@ Bounded strings are written ``String(n)`` (attrtables, prenacs) or
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-Columns = tuple[int | None, float | None, str | None]
-_EMPTY: Columns = (None, None, None)
 _TRUE = frozenset({"true", "1", "yes", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "f", "n"})
 _BOUNDED = re.compile(r"^String(?:\((\d+)\)|\[(\d+)\])?$")
@@ -54,7 +53,16 @@ def _float(text: str) -> float:
         raise ValueTextError(f"'{text}' is not a Float") from None
 
 
-def _scalar_parser(datatype: str) -> tuple[str, Callable[[str], Any]]:
+def _bounded(limit: int | None) -> Callable[[str], str]:
+    def string(text: str) -> str:
+        if limit is not None and len(text) > limit:
+            raise ValueTextError(f"'{text[:40]}' has {len(text)} characters, more than {limit}")
+        return text
+
+    return string
+
+
+def _scalar(datatype: str) -> tuple[str, Callable[[str], Any]]:
     """('int' | 'bool' | 'float' | 'text', parser) of a scalar datatype."""
     if datatype == "Integer":
         return "int", _integer
@@ -62,112 +70,89 @@ def _scalar_parser(datatype: str) -> tuple[str, Callable[[str], Any]]:
         return "float", _float
     if datatype == "Boolean":
         return "bool", _boolean
-    if datatype == "Text" or _BOUNDED.match(datatype):
+    if datatype == "Text":
         return "text", str
+    bounded = _BOUNDED.match(datatype)
+    if bounded:
+        limit = bounded.group(1) or bounded.group(2)
+        return "text", _bounded(int(limit) if limit else None)
     raise ValueTextError(f"unknown datatype '{datatype}'")
 
 
-def _is_bounded_string(datatype: str) -> bool:
-    return bool(_BOUNDED.match(datatype))
-
-
-def _component_parser(datatype: str) -> Callable[[str], Any]:
-    """Text -> Python value of a scalar or an array datatype (no composites inside)."""
+def _component(datatype: str) -> tuple[Callable[[str], Any], Callable[[str], str]]:
+    """(parse, normalise) of a scalar or array datatype, for non-empty text."""
     datatype = datatype.strip()
     array = _ARRAY.match(datatype)
-    if array and not _is_bounded_string(datatype):
-        _kind, element = _scalar_parser(array.group(1).strip())
+    if array and not _BOUNDED.match(datatype):
+        kind, element = _scalar(array.group(1).strip())
         size = int(array.group(2))
 
-        def parse_array(text: str) -> list[Any] | None:
-            if text == "":
-                return None
+        def parse_array(text: str) -> list[Any]:
             items = [element(item) for item in text.split(",")]
             if len(items) > size:
                 raise ValueTextError(f"{len(items)} values are more than {datatype} holds")
             return items
 
-        return parse_array
-    _kind, parse = _scalar_parser(datatype)
-    return lambda text: None if text == "" else parse(text)
+        if kind == "bool":
+            return parse_array, lambda text: ",".join("true" if item else "false" for item in parse_array(text))
+
+        def check_array(text: str) -> str:
+            parse_array(text)
+            return text
+
+        return parse_array, check_array
+    kind, parse = _scalar(datatype)
+    if kind == "bool":
+        return parse, lambda text: "true" if parse(text) else "false"
+
+    def check(text: str) -> str:
+        parse(text)
+        return text
+
+    return parse, check
 
 
 @dataclass(frozen=True)
 class Codec:
-    """How one datatype is read from text, stored, and read back."""
+    """How one datatype is checked and read back."""
 
     datatype: str
-    #: 'int' | 'bool' | 'float' | 'text' for scalars, 'json' for arrays and composites
-    kind: str
+    #: text -> Python value, for non-empty text (raises ValueTextError)
     parse: Callable[[str], Any]
+    #: text -> the stored text: checked, booleans normalised (raises ValueTextError)
+    normalise: Callable[[str], str]
 
-    def encode_text(self, text: str) -> Columns:
-        """The stored columns of a results field (raises ValueTextError)."""
-        if text == "":
-            return _EMPTY
-        kind = self.kind
-        if kind == "text":
-            return (None, None, text)
-        value = self.parse(text)
-        if kind == "int":
-            return (value, None, None)
-        if kind == "float":
-            return (None, value, None)
-        if kind == "bool":
-            return (1 if value else 0, None, None)
-        return (None, None, None if value is None else json.dumps(value, separators=(",", ":")))
+    def encode_text(self, text: str) -> str | None:
+        """The stored form of a results field: None for no value."""
+        return self.normalise(text) if text else None
 
-    def decode(self, v_int: int | None, v_float: float | None, v_text: str | None) -> Any:
-        """The Python value of stored columns (None: no value)."""
-        kind = self.kind
-        if kind == "int":
-            return v_int
-        if kind == "float":
-            return v_float
-        if kind == "bool":
-            return None if v_int is None else bool(v_int)
-        if kind == "text":
-            return v_text
-        return None if v_text is None else json.loads(v_text)
-
-    def to_text(self, value: Any) -> str:
-        """The results-TSV text of a Python value (the inverse of parse)."""
-        if value is not None and ";" in self.datatype:
-            return ";".join(_text(item) for item in value)
-        return _text(value)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(_text(item) for item in value)
-    return str(value)
+    def decode(self, stored: str | None) -> Any:
+        """The Python value of a stored text (None: no value)."""
+        return None if stored is None else self.parse(stored)
 
 
 def codec_for(datatype: str) -> Codec:
     """The codec of an attribute datatype; ValueTextError for one that is not in the grammar."""
     datatype = datatype.strip()
     parts = [part.strip() for part in datatype.split(";")]
-    if len(parts) > 1:
-        parsers = [_component_parser(part) for part in parts]
+    if len(parts) == 1:
+        parse, normalise = _component(datatype)
+        return Codec(datatype, parse, normalise)
+    components = [_component(part) for part in parts]
 
-        def parse_composite(text: str) -> list[Any] | None:
-            if text == "":
-                return None
-            fields = text.split(";")
-            if len(fields) != len(parsers):
-                raise ValueTextError(f"'{text}' has {len(fields)} components, {datatype} has {len(parsers)}")
-            return [parse(field) for parse, field in zip(parsers, fields)]
+    def split(text: str) -> list[str]:
+        fields = text.split(";")
+        if len(fields) != len(components):
+            raise ValueTextError(f"'{text}' has {len(fields)} components, {datatype} has {len(components)}")
+        return fields
 
-        return Codec(datatype, "json", parse_composite)
-    array = _ARRAY.match(datatype)
-    if array and not _is_bounded_string(datatype):
-        return Codec(datatype, "json", _component_parser(datatype))
-    kind, parse = _scalar_parser(datatype)
-    return Codec(datatype, kind, parse)
+    def parse_composite(text: str) -> list[Any]:
+        return [None if field == "" else parse(field) for (parse, _n), field in zip(components, split(text))]
+
+    def normalise_composite(text: str) -> str:
+        return ";".join("" if field == "" else norm(field) for (_p, norm), field in zip(components, split(text)))
+
+    return Codec(datatype, parse_composite, normalise_composite)
 
 
 def is_valid_datatype(datatype: str) -> bool:

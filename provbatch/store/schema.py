@@ -2,12 +2,16 @@
 
 Long and narrow, so that thousands of attributes need no schema change: one
 row per value in ``provbatch_values``, keyed by (attribute, entity,
-computation), with the value in one of three typed columns (``v_int`` for
-Integer and Boolean, ``v_float`` for Float, ``v_text`` for strings; arrays
-and composites as JSON text in ``v_text``). Values are never updated or
+computation), the value in one text column in its results-file form,
+checked against the attribute's datatype when written and typed again when
+read (:mod:`.codec`). Values are never updated or
 deleted by a computation: a recomputation adds rows, and
 ``provbatch_current`` points each (attribute, entity) at the computation
-whose value is current. See docs/store.md for the reasons.
+whose value is current. The two big tables carry no secondary index and no
+foreign key: each would be one more b-tree (or trigger) per value written;
+the writer guarantees what a foreign key would (a computation row is
+committed before its values, entities are created in the values'
+transaction). See docs/store.md for the reasons.
 
 Every change of these tables is an Alembic revision in ``migrations/versions``;
 tests compare the migrated database with this module, so they cannot drift.
@@ -108,10 +112,7 @@ values = sa.Table(
     sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("v_int", sa.BigInteger),
-    sa.Column("v_float", sa.Double),
-    sa.Column("v_text", sa.Text),
-    sa.Index("ix_provbatch_values_computation", "computation"),
+    sa.Column("value", sa.Text),
     **_CLUSTERED,
 )
 
@@ -120,7 +121,6 @@ current = sa.Table(
     sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("computation", sa.Integer, nullable=False),
-    sa.Index("ix_provbatch_current_computation", "computation"),
     **_CLUSTERED,
 )
 

@@ -1,7 +1,7 @@
 """The results store: attribute definitions, plugin and computation records, values with their history.
 
 :class:`Store` is the whole library face; the commands in
-:mod:`provbatch.cli_store` and the ``batch-compute --store`` sink are thin
+:mod:`provbatch.cli.store` and the ``batch-compute --store`` sink are thin
 over it. Semantics (prenacs', plus history):
 
 - a value belongs to the computation that produced it; loading or computing
@@ -96,6 +96,9 @@ class Store:
             self.engine.dispose()
             raise
         self.dialect = Dialect(self.engine.dialect.name)
+        if self.dialect.name == "mysql":
+            with self._read() as connection:  # bulk loads use LOAD DATA LOCAL INFILE when the server allows it
+                self.dialect.local_infile = bool(connection.execute(sa.text("SELECT @@local_infile")).scalar())
         self._codecs: dict[str, Codec] = {}
 
     @staticmethod
@@ -289,8 +292,10 @@ class Store:
                 time.sleep(0.05 * 2 ** attempt)
 
     # ---------------------------------------------------------------- writing
-    def writer(self, computation: int, attributes: Sequence[str]) -> "ComputationWriter":
-        return ComputationWriter(self, computation, attributes)
+    def writer(self, computation: int, attributes: Sequence[str], fresh: bool = False) -> "ComputationWriter":
+        """A writer of the computation's values; ``fresh``: it has none yet (a new computation), so no
+        row can conflict and the fastest inserts apply."""
+        return ComputationWriter(self, computation, attributes, fresh)
 
     def load(self, results: str | Path, record: ComputationRecord, replace_plugin: bool = False,
              replace_report: bool = False, report_path: str | None = None) -> LoadResult:
@@ -339,9 +344,10 @@ class Store:
                 yield name
 
     def iter_values(self, attributes: Sequence[str] = (), entities: Sequence[str] | None = None,
-                    history: bool = False, provenance: bool = False) -> Iterator[dict[str, Any]]:
+                    history: bool = False, provenance: bool = False, as_text: bool = False) -> Iterator[dict[str, Any]]:
         """The values, typed: dicts with entity, attribute, value (+ computation, plugin_id, plugin_version,
-        time_end with ``provenance``; + current with ``history``, which includes every earlier value)."""
+        time_end with ``provenance``; + current with ``history``, which includes every earlier value).
+        ``as_text``: the value in its results-file text ('' for none) instead of a Python value."""
         known = self.attributes()
         unknown = [name for name in attributes if name not in known]
         if unknown:
@@ -351,13 +357,12 @@ class Store:
             source = v.outerjoin(cur, sa.and_(cur.c.attribute == v.c.attribute, cur.c.entity == v.c.entity,
                                               cur.c.computation == v.c.computation))
             base = v
-            columns = [e.c.name, a.c.name, a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text,
-                       cur.c.computation.is_not(None).label("current")]
+            columns = [e.c.name, a.c.name, a.c.datatype, v.c.value, cur.c.computation.is_not(None).label("current")]
         else:
             source = cur.join(v, sa.and_(v.c.attribute == cur.c.attribute, v.c.entity == cur.c.entity,
                                          v.c.computation == cur.c.computation))
             base = cur
-            columns = [e.c.name, a.c.name, a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text]
+            columns = [e.c.name, a.c.name, a.c.datatype, v.c.value]
         source = source.join(e, e.c.id == base.c.entity).join(a, a.c.id == base.c.attribute)
         if provenance or history:
             source = source.join(c, c.c.id == v.c.computation).join(p, p.c.id == c.c.plugin)
@@ -376,11 +381,13 @@ class Store:
                 result = connection.execution_options(yield_per=20_000).execute(selected.order_by(*order))
                 codec = self.codec
                 for row in result:
-                    item = {"entity": row[0], "attribute": row[1], "value": codec(row[2]).decode(row[3], row[4], row[5])}
+                    stored = row[3]
+                    value = (stored or "") if as_text else (None if stored is None else codec(row[2]).parse(stored))
+                    item = {"entity": row[0], "attribute": row[1], "value": value}
                     if history:
-                        item["current"] = bool(row[6])
+                        item["current"] = bool(row[4])
                     if provenance or history:
-                        offset = 7 if history else 6
+                        offset = 5 if history else 4
                         item.update(computation=row[offset], plugin_id=row[offset + 1], plugin_version=row[offset + 2],
                                     time_end=row[offset + 3])
                     yield item
@@ -389,7 +396,7 @@ class Store:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
         v, cur, e, a, c, p, i = t_values, t_current, t_entities, t_attributes, t_computations, t_plugins, t_inputs
         query = (
-            sa.select(a.c.datatype, v.c.v_int, v.c.v_float, v.c.v_text, c, p.c.plugin_id, p.c.version, p.c.lang,
+            sa.select(a.c.datatype, v.c.value, c, p.c.plugin_id, p.c.version, p.c.lang,
                       i.c.path.label("input_path"), i.c.size.label("input_size"), i.c.sha256.label("input_sha256"),
                       e.c.id.label("entity_pk"), a.c.id.label("attribute_pk"))
             .select_from(
@@ -407,10 +414,10 @@ class Store:
             n_values = connection.execute(sa.select(sa.func.count()).select_from(v).where(
                 v.c.attribute == row["attribute_pk"], v.c.entity == row["entity_pk"])).scalar()
         codec = self.codec(row["datatype"])
-        value = codec.decode(row["v_int"], row["v_float"], row["v_text"])
+        value = codec.decode(row["value"])
         return {
             "entity": entity, "attribute": attribute, "datatype": row["datatype"], "value": value,
-            "value_text": codec.to_text(value), "computation": row["uuid"], "plugin_id": row["plugin_id"],
+            "value_text": row["value"] or "", "computation": row["uuid"], "plugin_id": row["plugin_id"],
             "plugin_version": row["version"], "plugin_lang": row["lang"], "plugin_sha256": row["plugin_sha256"],
             "plugin_path": row["plugin_path"], "parameters": json.loads(row["parameters"]),
             "input": None if row["input_path"] is None else
@@ -472,7 +479,7 @@ class Store:
 class ComputationWriter:
     """Writes the values of one computation, a batch per transaction (``batch-compute --store``)."""
 
-    def __init__(self, store: Store, computation: int, attributes: Sequence[str]) -> None:
+    def __init__(self, store: Store, computation: int, attributes: Sequence[str], fresh: bool = False) -> None:
         self.store = store
         self.computation = computation
         self.names = list(attributes)
@@ -481,7 +488,7 @@ class ComputationWriter:
                                            .where(t_attributes.c.name.in_(self.names))).all())
             datatypes = dict(connection.execute(sa.select(t_attributes.c.name, t_attributes.c.datatype)
                                                 .where(t_attributes.c.name.in_(self.names))).all())
-            self.fresh = not _has_values(connection, computation)
+        self.fresh = fresh
         missing = [name for name in self.names if name not in rows]
         if missing:
             raise UsageError(f"attribute(s) {', '.join(missing)} are not in the store ({display_url(store.url)})")
@@ -568,3 +575,32 @@ def _read_results(path: Path, codecs: Sequence[Codec], output: Sequence[str]) ->
                     except ValueTextError as exc:
                         raise UsageError(f"{path}:{number}: attribute '{name}' ({codec.datatype}): {exc}") from None
     yield from seen.items()
+
+
+def read_definitions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """An attribute definitions file (provbatch's or prenacs'): name -> fields; one-line errors naming the file.
+
+    Checked here only for what the store needs (a mapping, a datatype of the
+    grammar, known keys); a missing ``definition`` is allowed, as prenacs files have it.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read attribute definitions: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: attribute definitions are not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: attribute definitions must be a mapping of attribute name -> definition")
+    definitions: dict[str, dict[str, Any]] = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or not entry.get("datatype"):
+            raise UsageError(f"{path}: attribute '{name}' must be a mapping with at least a 'datatype'")
+        unknown = sorted(set(entry) - set(ATTRIBUTE_FIELDS))
+        if unknown:
+            raise UsageError(f"{path}: attribute '{name}' has unknown key(s) {', '.join(map(str, unknown))} "
+                             f"(allowed: {', '.join(ATTRIBUTE_FIELDS)})")
+        definitions[str(name)] = dict(entry)
+    return definitions

@@ -105,6 +105,8 @@ def create_engine(url: str) -> Any:
         # MariaDB's default (REPEATABLE READ) would hide an entity another writer just
         # created from the SELECT that follows our INSERT IGNORE; PostgreSQL's default is this
         kwargs["isolation_level"] = "READ COMMITTED"
+        if backend in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
+            kwargs["connect_args"] = {"local_infile": True}  # bulk loads (LOAD DATA LOCAL INFILE), when the server allows
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:

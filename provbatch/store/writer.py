@@ -36,10 +36,9 @@ class Dialect:
         else:
             ignore, tail = "INSERT IGNORE INTO", ""
         self.insert_entity = f"{ignore} provbatch_entities (name_key, name) VALUES ({p}, {p}){tail}"
-        self.insert_value_new = (f"INSERT INTO provbatch_values (attribute, entity, computation, v_int, v_float, v_text) "
-                                 f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
-        self.insert_value_ignore = (f"{ignore} provbatch_values (attribute, entity, computation, v_int, v_float, v_text) "
-                                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}){tail}")
+        self.insert_value_new = f"INSERT INTO provbatch_values (attribute, entity, computation, value) VALUES ({p}, {p}, {p}, {p})"
+        self.insert_value_ignore = (f"{ignore} provbatch_values (attribute, entity, computation, value) "
+                                    f"VALUES ({p}, {p}, {p}, {p}){tail}")
         self.insert_input = (f"{ignore} provbatch_inputs (computation, entity, path, size, sha256, mtime) "
                              f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}){tail}")
         if self.name == "mysql":
@@ -49,6 +48,8 @@ class Dialect:
             self.upsert_current = (f"INSERT INTO provbatch_current (attribute, entity, computation) VALUES ({p}, {p}, {p}) "
                                    "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
         self.select_chunk = _SELECT_CHUNK[self.name]
+        #: MySQL/MariaDB: the connection may LOAD DATA LOCAL INFILE (set by the store after a probe)
+        self.local_infile = False
 
 
 def _chunks(rows: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -73,8 +74,11 @@ class EntityIds:
         if missing:
             keyed = {entity_key(name): name for name in missing}
             self._select(cursor, keyed)
-            # sorted: concurrent writers creating overlapping entities lock them in one order (no deadlock)
-            absent = sorted((key, name) for key, name in keyed.items() if name not in cache)
+            absent = [(key, name) for key, name in keyed.items() if name not in cache]
+            if self.dialect.name != "sqlite":
+                # concurrent writers creating overlapping entities lock them in one order (no deadlock);
+                # SQLite has one writer at a time, and ids in input order make the value inserts sequential
+                absent.sort()
             if absent:
                 for chunk in _chunks(absent, BATCH_ROWS):
                     cursor.executemany(self.dialect.insert_entity, chunk)
@@ -94,10 +98,9 @@ class EntityIds:
 def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, computation: int,
                  attribute_ids: Sequence[int], rows: Sequence[tuple[str, Sequence[Any]]],
                  fresh: bool, inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
-    """Write encoded rows ``(entity, [columns per attribute])`` of one computation; returns the values written.
+    """Write encoded rows ``(entity, [stored text per attribute])`` of one computation; returns the values written.
 
-    ``columns`` are ``(v_int, v_float, v_text)`` per attribute, None for an
-    attribute the row does not cover. ``fresh``: the computation has no value
+    ``fresh``: the computation has no value
     rows yet (plain inserts, COPY); otherwise rows already there are kept.
     Rows must name each entity once. Runs in the connection's transaction.
     """
@@ -107,15 +110,15 @@ def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, compu
         ids = entity_ids.ids(cursor, [name for name, _columns in rows])
         value_rows: list[tuple[Any, ...]] = []
         current_rows: list[tuple[int, int, int]] = []
-        add_value, add_current = value_rows.append, current_rows.append
-        for entity_id, (_name, columns) in zip(ids, rows):
-            for attribute_id, cols in zip(attribute_ids, columns):
-                if cols is None:
-                    continue
-                add_value((attribute_id, entity_id, computation, cols[0], cols[1], cols[2]))
-                add_current((attribute_id, entity_id, computation))
+        # attribute by attribute: in primary-key order, so that new rows append to the b-trees
+        for position, attribute_id in enumerate(attribute_ids):
+            value_rows.extend([(attribute_id, entity_id, computation, texts[position])
+                               for entity_id, (_name, texts) in zip(ids, rows)])
+            current_rows.extend([(attribute_id, entity_id, computation) for entity_id in ids])
         if dialect.name == "postgresql" and fresh and len(value_rows) > 1000:
             _copy_postgresql(cursor, value_rows, current_rows)
+        elif dialect.name == "mysql" and fresh and len(value_rows) > 1000 and dialect.local_infile:
+            _load_data_mysql(cursor, value_rows, current_rows)
         else:
             insert = dialect.insert_value_new if fresh else dialect.insert_value_ignore
             for chunk in _chunks(value_rows, BATCH_ROWS):
@@ -131,19 +134,63 @@ def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, compu
         cursor.close()
 
 
+def _copy_text(rows: Iterable[tuple[Any, ...]]) -> str:
+    """Rows in the text format of PostgreSQL COPY and MySQL LOAD DATA: tab-separated, \\N for NULL.
+
+    Only the value (last column) can hold text; it has no tab or newline (it
+    comes from a TSV field), so only backslashes need escaping.
+    """
+    null, backslash, escaped = "\\N", "\\", "\\\\"
+    lines = []
+    add = lines.append
+    for row in rows:
+        if len(row) == 4:
+            value = row[3]
+            text = null if value is None else (value.replace(backslash, escaped) if backslash in value else value)
+            add(f"{row[0]}\t{row[1]}\t{row[2]}\t{text}\n")
+        else:
+            add("\t".join(map(str, row)) + "\n")
+    return "".join(lines)
+
+
 def _copy_postgresql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]]) -> None:
-    """COPY the values in; the current pointers via a temporary table (COPY cannot upsert)."""
-    with cursor.copy("COPY provbatch_values (attribute, entity, computation, v_int, v_float, v_text) FROM STDIN") as copy:
-        write = copy.write_row
-        for row in value_rows:
-            write(row)
+    """COPY the values in (a text block: psycopg's per-row write costs more than our formatting);
+    the current pointers via a temporary table (COPY cannot upsert)."""
+    with cursor.copy("COPY provbatch_values (attribute, entity, computation, value) FROM STDIN") as copy:
+        for start in range(0, len(value_rows), BATCH_ROWS):
+            copy.write(_copy_text(value_rows[start:start + BATCH_ROWS]))
     cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
                    "(attribute integer, entity bigint, computation integer) ON COMMIT DELETE ROWS")
     with cursor.copy("COPY provbatch_current_load (attribute, entity, computation) FROM STDIN") as copy:
-        write = copy.write_row
-        for row in current_rows:
-            write(row)
+        for start in range(0, len(current_rows), BATCH_ROWS):
+            copy.write(_copy_text(current_rows[start:start + BATCH_ROWS]))
     cursor.execute("INSERT INTO provbatch_current (attribute, entity, computation) "
                    "SELECT attribute, entity, computation FROM provbatch_current_load "
                    "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
+    cursor.execute("DELETE FROM provbatch_current_load")
+
+
+def _load_data_mysql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]]) -> None:
+    """LOAD DATA LOCAL INFILE from temporary files (as prenacs loads), the current pointers via a temporary table."""
+    import os
+    import tempfile
+
+    fields = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+    with tempfile.TemporaryDirectory(prefix="provbatch-load-") as folder:
+        values_file, current_file = os.path.join(folder, "values.tsv"), os.path.join(folder, "current.tsv")
+        with open(values_file, "w", encoding="utf-8", newline="") as handle:
+            for start in range(0, len(value_rows), BATCH_ROWS):
+                handle.write(_copy_text(value_rows[start:start + BATCH_ROWS]))
+        with open(current_file, "w", encoding="utf-8", newline="") as handle:
+            for start in range(0, len(current_rows), BATCH_ROWS):
+                handle.write(_copy_text(current_rows[start:start + BATCH_ROWS]))
+        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_values CHARACTER SET utf8mb4 {fields} "
+                       "(attribute, entity, computation, value)", (values_file,))
+        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
+                       "(attribute integer, entity bigint, computation integer)")
+        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_current_load {fields} "
+                       "(attribute, entity, computation)", (current_file,))
+    cursor.execute("INSERT INTO provbatch_current (attribute, entity, computation) "
+                   "SELECT attribute, entity, computation FROM provbatch_current_load "
+                   "ON DUPLICATE KEY UPDATE computation = VALUES(computation)")
     cursor.execute("DELETE FROM provbatch_current_load")

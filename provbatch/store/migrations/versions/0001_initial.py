@@ -88,12 +88,9 @@ def upgrade() -> None:
         sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("v_int", sa.BigInteger),
-        sa.Column("v_float", sa.Double),
-        sa.Column("v_text", sa.Text),
+        sa.Column("value", sa.Text),
         **CLUSTERED,
     )
-    op.create_index("ix_provbatch_values_computation", "provbatch_values", ["computation"])
     op.create_table(
         "provbatch_current",
         sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
@@ -101,7 +98,6 @@ def upgrade() -> None:
         sa.Column("computation", sa.Integer, nullable=False),
         **CLUSTERED,
     )
-    op.create_index("ix_provbatch_current_computation", "provbatch_current", ["computation"])
     op.create_table(
         "provbatch_inputs",
         sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),

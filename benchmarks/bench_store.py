@@ -1,0 +1,237 @@
+"""The results store (issue 16): load rate, why latency, export rate, batch-compute --store overhead,
+and MariaDB loading side by side with prenacs-load-results 1.2.
+
+Targets (full size): loading 1,000,000 values (100,000 entities x 10 attributes of mixed datatypes)
+at >= 300,000 values/s into SQLite and >= 200,000 values/s into PostgreSQL; into MariaDB at least as
+fast as prenacs-load-results on the same server and data; ``provbatch why`` under 10 ms with 1M
+entities stored; exporting one attribute of 1M entities at >= 500,000 values/s; ``batch-compute
+--store`` on 1M trivial entities at most 1.3x the TSV-only run.
+
+The servers are real: PostgreSQL and MariaDB started in temp dirs (tests/dbservers.py), with
+their durability settings at the defaults (fsync on). ``--quick`` runs everything at 1/10 size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from _scale import PLUGINS, batch_compute, cache_dir, fresh, ids_file, load_average, result, run_env, timed_run  # noqa: E402
+
+ATTRIBUTES = {
+    "b_int": "Integer", "b_float": "Float", "b_bool": "Boolean", "b_text": "Text", "b_label": "String(20)",
+    "b_counts": "Integer[3]", "b_pair": "Float;Integer[2]", "b_int2": "Integer", "b_float2": "Float", "b_text2": "Text",
+}
+PRENACS_VENV = Path("/work/prenacs-venv")
+
+
+def write_results(path: Path, n_entities: int) -> None:
+    rng = random.Random(16)
+    with open(path, "w") as out:
+        for i in range(n_entities):
+            out.write(f"entity_{i:08d}\t{rng.randrange(10**9)}\t{rng.random():.6f}\t{'true' if i % 3 else 'false'}\t"
+                      f"text number {i}\tlab{i % 1000}\t{i % 7},{i % 11},{i % 13}\t{rng.random():.4f};{i % 5},{i % 9}\t"
+                      f"{i * 3}\t{rng.random():.3f}\tanother {i % 97}\n")
+
+
+def record(output: list[str]):
+    from provbatch.store import ComputationRecord, PluginRecord
+
+    return ComputationRecord(str(uuid.uuid4()), PluginRecord("bench_mixed", "1.0", "python", "0" * 64, {}), output,
+                             plugin_sha256="0" * 64, comp_status="completed", origin="provbatch-report")
+
+
+def bench_load(url: str, results: Path, n_values: int) -> tuple[float, object]:
+    from provbatch.store import Store
+
+    Store.init(url)
+    store = Store(url)
+    store.apply_attributes({name: {"datatype": dt} for name, dt in ATTRIBUTES.items()})
+    start = time.perf_counter()
+    store.load(results, record(list(ATTRIBUTES)))
+    seconds = time.perf_counter() - start
+    print(f"  {url.split(':')[0]:<22} {n_values:,} values in {seconds:.2f} s: {n_values / seconds:,.0f} values/s", flush=True)
+    return n_values / seconds, store
+
+
+def bench_why_and_export(store, n_entities: int) -> tuple[float, float]:
+    rng = random.Random(1)
+    samples = []
+    for _ in range(200):
+        entity = f"entity_{rng.randrange(n_entities):08d}"
+        start = time.perf_counter()
+        answer = store.why(entity, "b_pair")
+        samples.append(time.perf_counter() - start)
+        assert answer is not None and answer["entity"] == entity
+    median_ms = statistics.median(samples) * 1000
+    start = time.perf_counter()
+    n = sum(1 for _ in store.iter_values(["b_float"]))
+    rate = n / (time.perf_counter() - start)
+    assert n == n_entities
+    print(f"  why: median {median_ms:.2f} ms, p95 {sorted(samples)[int(len(samples) * 0.95)] * 1000:.2f} ms (200 lookups); "
+          f"export of one attribute: {n:,} values at {rate:,.0f} values/s", flush=True)
+    return median_ms, rate
+
+
+def bench_why_cli(url: str, n_entities: int) -> float:
+    """``provbatch why`` end to end (a new process: interpreter start-up included), for reference."""
+    argv = [str(Path(sys.executable).parent / "provbatch"), "why", f"entity_{n_entities // 2:08d}", "b_int", "--store", url]
+    best = min(timed_run(argv, HERE).seconds for _ in range(3))
+    print(f"  provbatch why as a command (process start included): {best * 1000:.0f} ms", flush=True)
+    return best
+
+
+PRENACS_DEFS = "\n".join(f"{name}:\n  datatype: {'String(20)' if dt == 'Text' else dt}\n  definition: benchmark attribute {name}"
+                         for name, dt in ATTRIBUTES.items()) + "\n"
+PRENACS_PLUGIN = f'''ID = "bench_mixed"
+VERSION = "1.0"
+INPUT = "id"
+OUTPUT = {list(ATTRIBUTES)!r}
+METHOD = "none"
+IMPLEMENTATION = "none"
+REQ_SOFTWARE = "none"
+REQ_HARDWARE = "none"
+ADVICE = "none"
+PARAMETERS = []
+def compute(unit, **kwargs):
+    return [], []
+'''
+
+
+def bench_prenacs(server, results: Path, work: Path, n_values: int) -> float | None:
+    """prenacs-load-results 1.2 (from PyPI, in its own venv) into its own database on the same MariaDB server."""
+    tool = PRENACS_VENV / "bin" / "prenacs-load-results"
+    if not tool.exists():
+        print(f"  prenacs: {tool} missing: python3 -m venv {PRENACS_VENV} && {PRENACS_VENV}/bin/pip install prenacs==1.2 "
+              "'sqlalchemy<2' mysqlclient")
+        return None
+    url = server.create_database("prenacs")
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    dbconfig = work / "dbconfig.yaml"
+    dbconfig.write_text(f"dbuser: root\ndbpass: ''\ndbname: {database}\ndbsocket: {server.root / 'mysqld.sock'}\n")
+    (work / "defs.yaml").write_text(PRENACS_DEFS)
+    plugin = work / "bench_mixed.py"
+    plugin.write_text(PRENACS_PLUGIN)
+    report = work / "prenacs.report.yaml"
+    import yaml
+
+    report.write_text(yaml.dump({"plugin_id": "bench_mixed", "plugin_version": "1.0", "system_id": "bench", "user_id": "bench",
+                                 "reason": "new_entities", "parameters": yaml.dump({}), "uuid": uuid.uuid4().bytes,
+                                 "time_start": "2024-01-01 00:00:00", "time_end": "2024-01-01 00:01:00",
+                                 "n_units": 1, "comp_status": "completed"}))
+    bindir = PRENACS_VENV / "bin"
+    setup = [str(bindir / "prenacs-manage-attributes"), "--dbvars", "dbconfig.yaml", "defs.yaml"]
+    done = subprocess.run(setup, cwd=work, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  prenacs-manage-attributes failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-600:]}")
+        return None
+    argv = [str(tool), "--dbvars", "dbconfig.yaml", str(results), str(report), str(plugin)]
+    timed = timed_run(argv, work)
+    if timed.returncode != 0:
+        print(f"  prenacs-load-results failed (exit {timed.returncode}): {timed.stderr.strip()[-600:]}")
+        return None
+    print(f"  prenacs-load-results (MariaDB, LOAD DATA LOCAL INFILE, process start included): {n_values:,} values in "
+          f"{timed.seconds:.2f} s: {n_values / timed.seconds:,.0f} values/s", flush=True)
+    return n_values / timed.seconds
+
+
+def bench_batch_compute(n: int, work: Path) -> float:
+    """batch-compute of the trivial plugin on n ids: TSV only vs TSV + --store (SQLite), interleaved, best of 2."""
+    ids = ids_file(n)
+    times: dict[str, list[float]] = {"tsv": [], "store": []}
+    for _round in range(2):
+        for mode in ("tsv", "store"):
+            folder = fresh(work / f"bc-{mode}")
+            extra = ["--store", str(folder / "store.sqlite")] if mode == "store" else []
+            argv = batch_compute(PLUGINS / "trivial.py", ids, "--out", folder / "out.tsv", "--attributes",
+                                 PLUGINS / "attribute_definitions.yaml", "--run-dir", folder / "run", *extra)
+            timed = timed_run(argv, folder, run_env(folder))
+            if timed.returncode != 0:
+                sys.exit(f"batch-compute ({mode}) failed: {timed.stderr[-800:]}")
+            times[mode].append(timed.seconds)
+    tsv, store = min(times["tsv"]), min(times["store"])
+    print(f"  batch-compute {n:,} trivial entities: TSV only {tsv:.2f} s, TSV + --store {store:.2f} s: ratio {store / tsv:.2f}x",
+          flush=True)
+    return store / tsv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1/10 of the sizes")
+    parser.add_argument("--entities", type=int, help="entities loaded (x10 values)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["postgresql", "mariadb", "prenacs", "batch-compute", "why-million"])
+    args = parser.parse_args()
+    import dbservers
+
+    n = args.entities or (10_000 if args.quick else 100_000)
+    n_values = n * len(ATTRIBUTES)
+    work = fresh(cache_dir() / "work-store")
+    results = work / "mixed.tsv"
+    write_results(results, n)
+    print(f"store benchmarks: {n:,} entities x {len(ATTRIBUTES)} attributes = {n_values:,} values; {load_average()}", flush=True)
+
+    servers = []
+    try:
+        rate, store = bench_load(f"sqlite:///{work / 'load.sqlite'}", results, n_values)
+        result("store load SQLite", f"{rate:,.0f} values/s", ">= 300,000 values/s", rate >= 300_000)
+        median_ms, export_rate = bench_why_and_export(store, n)
+        store.close()
+        if "postgresql" not in args.skip:
+            servers.append(pg := dbservers.start_postgresql(fast=False))
+            rate, store = bench_load(pg.create_database(), results, n_values)
+            store.close()
+            result("store load PostgreSQL", f"{rate:,.0f} values/s", ">= 200,000 values/s", rate >= 200_000)
+        if "mariadb" not in args.skip:
+            servers.append(maria := dbservers.start_mariadb(fast=False))
+            rate, store = bench_load(maria.create_database(), results, n_values)
+            store.close()
+            prenacs = None if "prenacs" in args.skip else bench_prenacs(maria, results, fresh(work / "prenacs"), n_values)
+            if prenacs is None:
+                result("store load MariaDB vs prenacs-load-results", f"{rate:,.0f} values/s; prenacs not run", ">= prenacs", False)
+            else:
+                result("store load MariaDB vs prenacs-load-results", f"{rate:,.0f} vs {prenacs:,.0f} values/s "
+                       f"({rate / prenacs:.2f}x)", ">= 1.0x", rate >= prenacs)
+        # why and export with a million entities: one attribute of 1M entities
+        big = 10 * n
+        if "why-million" not in args.skip:
+            from provbatch.store import Store
+
+            one = work / "one.tsv"
+            with open(one, "w") as out:
+                out.writelines(f"entity_{i:08d}\t{i}\n" for i in range(big))
+            url = f"sqlite:///{work / 'million.sqlite'}"
+            Store.init(url)
+            with Store(url) as million:
+                million.apply_attributes({"b_int": {"datatype": "Integer"}, "b_pair": {"datatype": "Float;Integer[2]"},
+                                          "b_float": {"datatype": "Float"}})
+                million.load(one, record(["b_float"]))
+                million.load(one, record(["b_int"]))
+                two = work / "pair.tsv"
+                with open(two, "w") as out:
+                    out.writelines(f"entity_{i:08d}\t0.5;{i},{i}\n" for i in range(big))
+                million.load(two, record(["b_pair"]))
+                print(f"  with {big:,} entities stored (SQLite):", flush=True)
+                median_ms, export_rate = bench_why_and_export(million, big)
+            bench_why_cli(url, big)
+        result(f"why with {big:,} entities", f"median {median_ms:.2f} ms", "< 10 ms", median_ms < 10)
+        result(f"export one attribute of {big:,} entities", f"{export_rate:,.0f} values/s", ">= 500,000 values/s",
+               export_rate >= 500_000)
+        if "batch-compute" not in args.skip:
+            ratio = bench_batch_compute(big, work)
+            result(f"batch-compute --store on {big:,} trivial entities", f"{ratio:.2f}x the TSV-only run", "<= 1.3x", ratio <= 1.3)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
