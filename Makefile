@@ -46,7 +46,8 @@ demo: setup
 	@echo "GC content of the genomes listed in examples/genomes.txt (plugins/gc_content.py):"
 	@$(BIN)/batch-compute plugins/gc_content.py examples/genomes.txt --header --no-progress \
 	  --out $(DEMO_OUT)/gc_content.tsv --log $(DEMO_OUT)/gc_content.log.tsv \
-	  --report $(DEMO_OUT)/gc_content.report.yaml --run-dir $(DEMO_OUT)/run --reason new_entities
+	  --report $(DEMO_OUT)/gc_content.report.yaml --run-dir $(DEMO_OUT)/run --reason new_entities \
+	  --store $(DEMO_OUT)/provbatch.sqlite
 	@$(BIN)/python -c 'import sys; rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]; \
 	  w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]; \
 	  print("\n".join("  " + "  ".join(c.ljust(n) for c, n in zip(r, w)).rstrip() for r in rows))' $(DEMO_OUT)/gc_content.tsv
@@ -57,6 +58,9 @@ demo: setup
 	@echo "report:      $(DEMO_OUT)/gc_content.report.yaml; as a page to open in a browser: $(DEMO_OUT)/report.html"
 	@echo "run record:  $(DEMO_OUT)/run (manifest.json, events.jsonl, run_config.json)"
 	@echo "provenance:  $(BIN)/provbatch show $(DEMO_OUT)/run; redo it: $(BIN)/provbatch rerun $(DEMO_OUT)/run"
+	@echo "store:       $(DEMO_OUT)/provbatch.sqlite (every value with its computation); where one value came from:"
+	@echo "\$$ provbatch why examples/genomes/tiny.fna gc_content --store $(DEMO_OUT)/provbatch.sqlite"
+	@$(BIN)/provbatch why examples/genomes/tiny.fna gc_content --store $(DEMO_OUT)/provbatch.sqlite
 
 test: test-setup
 	$(BIN)/python -m pytest -q

@@ -25,7 +25,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _scale import PLUGINS, batch_compute, cache_dir, fresh, ids_file, load_average, result, run_env, timed_run  # noqa: E402
+from _scale import (
+    PLUGINS,
+    batch_compute,
+    cache_dir,
+    fresh,
+    ids_file,
+    load_average,
+    result,
+    run_env,
+    timed_run,
+)
 
 ATTRIBUTES = {
     "b_int": "Integer", "b_float": "Float", "b_bool": "Boolean", "b_text": "Text", "b_label": "String(20)",
@@ -37,10 +47,9 @@ PRENACS_VENV = Path("/work/prenacs-venv")
 def write_results(path: Path, n_entities: int) -> None:
     rng = random.Random(16)
     with open(path, "w") as out:
-        for i in range(n_entities):
-            out.write(f"entity_{i:08d}\t{rng.randrange(10**9)}\t{rng.random():.6f}\t{'true' if i % 3 else 'false'}\t"
+        out.writelines(f"entity_{i:08d}\t{rng.randrange(10**9)}\t{rng.random():.6f}\t{'true' if i % 3 else 'false'}\t"
                       f"text number {i}\tlab{i % 1000}\t{i % 7},{i % 11},{i % 13}\t{rng.random():.4f};{i % 5},{i % 9}\t"
-                      f"{i * 3}\t{rng.random():.3f}\tanother {i % 97}\n")
+                      f"{i * 3}\t{rng.random():.3f}\tanother {i % 97}\n" for i in range(n_entities))
 
 
 def record(output: list[str]):

@@ -14,8 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from provbatch.errors import UsageError
-from provbatch.store import ComputationRecord, PluginRecord, Store, StoreConflict
-from provbatch.store import migrate, schema
+from provbatch.store import (
+    ComputationRecord,
+    PluginRecord,
+    Store,
+    StoreConflict,
+    migrate,
+    schema,
+)
 
 DEFINITIONS = {
     "gc": {"datatype": "Float", "definition": "GC fraction", "computation_group": "seqstats", "unit": "fraction"},

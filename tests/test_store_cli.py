@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
-
 from conftest import run_cli, write_source
 
 DEFS = """\
 gc: {definition: GC fraction, datatype: Float, computation_group: seqstats}
 length: {definition: length, datatype: Integer, computation_group: seqstats}
 counts: {definition: A C G counts, datatype: "Integer[3]", computation_group: seqstats}
-pair: {datatype: "Float;Integer[2]", remark: prenacs files may omit the definition}
+pair: {definition: a composite, datatype: "Float;Integer[2]"}
 flag: {definition: a flag, datatype: Boolean}
 """
 
@@ -84,7 +83,7 @@ def test_attributes_commands(store_url: str, tmp_path: Path) -> None:
         "added: gc, length, counts, pair, flag", "5 added, 0 updated, 0 unchanged, 0 differing, 0 dropped"]
     assert ok(pb("attributes", "list", store=store_url)).splitlines() == [
         "counts\tInteger[3]\tseqstats\tA C G counts", "flag\tBoolean\t\ta flag", "gc\tFloat\tseqstats\tGC fraction",
-        "length\tInteger\tseqstats\tlength", "pair\tFloat;Integer[2]\t\t"]
+        "length\tInteger\tseqstats\tlength", "pair\tFloat;Integer[2]\t\ta composite"]
     changed = write_source(tmp_path, "changed.yaml", DEFS.replace("GC fraction", "G+C fraction").replace("flag: {definition: a flag, datatype: Boolean}\n", ""))
     assert "differ from the file, kept (use --update): gc" in ok(pb("attributes", "apply", changed, store=store_url))
     assert ok(pb("attributes", "apply", changed, "--update", "--drop-missing", store=store_url)).splitlines() == [
@@ -96,6 +95,8 @@ def test_attributes_commands(store_url: str, tmp_path: Path) -> None:
                              "'Integer'; the stored values depend on it: 'provbatch attributes drop gc' (deletes its values), then apply again\n")
     assert ok(pb("attributes", "drop", "gc", store=store_url)) == "dropped gc and its 0 value(s)\n"
     assert ok(pb("attributes", "apply", retyped, store=store_url)).startswith("added: gc\n")
+    prenacs_style = write_source(tmp_path, "prenacs.yaml", "plain:\n  datatype: String(50)[4]\n")  # no definition: allowed
+    assert ok(pb("attributes", "apply", prenacs_style, store=store_url)).startswith("added: plain\n")
     bad = write_source(tmp_path, "bad.yaml", "x: {datatype: Number}\n")
     result = pb("attributes", "apply", bad, store=store_url)
     assert (result.returncode, result.stderr.count("\n")) == (2, 1)
@@ -163,7 +164,7 @@ def test_load_overlapping_computations_with_history_why_and_exports(store_url: s
     assert f"  run dir      {tmp_path / 'a1.run'}" in lines
     assert "  history      1 earlier value(s): provbatch values gc --entity GATTACA --history" not in lines  # one value only
     redo = [line for line in lines if line.startswith("  redo")][0]
-    assert redo.startswith(f"  redo         printf '%s\\n' GATTACA | batch-compute {seq} - --param digits=3 --store ")
+    assert redo.startswith(f"  redo         printf '%s\\n' GATTACA | batch-compute {seq} - --param digits=3 --reason recompute --store ")
     data = json.loads(ok(pb("why", "GGCC", "length", "--json", store=store_url)))
     assert (data["value"], data["computation"], data["plugin_id"], data["n_values"], data["parameters"]) == (4, u1, "seq", 2, {"digits": 3})
     result = pb("why", "GGCC", "nothing", store=store_url)

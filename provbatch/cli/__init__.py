@@ -15,6 +15,7 @@ from .authoring import check, describe, new, plugins
 from .provenance import rerun, show
 from .run import batch_compute, version
 from .runs import report, runs
+from .store import COMMANDS as STORE_COMMANDS
 
 __all__ = ["batch_compute", "batch_compute_main", "provbatch", "provbatch_main"]
 
@@ -34,6 +35,8 @@ provbatch.add_command(show)
 provbatch.add_command(rerun)
 provbatch.add_command(runs)
 provbatch.add_command(report)
+for _command in STORE_COMMANDS:  # store init, attributes, load, values, why, stale (issue 16)
+    provbatch.add_command(_command)
 
 
 def batch_compute_main() -> None:

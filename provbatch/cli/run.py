@@ -52,6 +52,8 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--limit", type=int, metavar="N", help="Trial run: compute only the first N entities to compute (recorded in the report)."),
         click.option("--sample", type=int, metavar="N", help="Trial run: compute N entities drawn at random from those to compute (recorded, with the seed)."),
         click.option("--seed", type=int, help="Seed of --sample (default: a random one, recorded in the report)."),
+        click.option("--store", "store", metavar="URL", help="Also write the values into this results store (SQLAlchemy URL or SQLite path; default $PROVBATCH_STORE); resume skips what it holds."),
+        click.option("--only-stale", is_flag=True, help="With --store: compute only the entities whose stored values are stale (provbatch stale)."),
         click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal)."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -102,6 +104,8 @@ def _run(**kw: Any) -> None:
         run_dir=kw["run_dir"],
         write_std_streams=True,
         command=list(sys.argv),
+        store=kw["store"] or os.environ.get("PROVBATCH_STORE") or None,
+        only_stale=kw["only_stale"],
         header=kw["header"],
         limit=kw["limit"],
         sample=kw["sample"],

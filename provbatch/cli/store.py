@@ -8,8 +8,9 @@ SQLite) is on every command; else ``$PROVBATCH_STORE``; else ``./provbatch.sqlit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -205,7 +206,11 @@ def stale(attributes: tuple[str, ...], plugin: str | None, param: tuple[str, ...
 
     now = None
     if plugin is not None:
-        from ..contract.parameters import parse_param_options, read_params_file, resolve_params
+        from ..contract.parameters import (
+            parse_param_options,
+            read_params_file,
+            resolve_params,
+        )
         from ..plugins.loading import load_plugin
 
         loaded = load_plugin(plugin)

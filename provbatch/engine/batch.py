@@ -126,6 +126,10 @@ class BatchRun:
     seed: int | None = None
     #: yield values converted by their datatypes (the Python API) instead of their TSV text (the CLI)
     typed: bool = False
+    #: the results store the values also go to (a SQLAlchemy URL or a SQLite path; see docs/store.md)
+    store: str | None = None
+    #: compute only the entities whose stored values are stale (needs ``store``)
+    only_stale: bool = False
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
@@ -142,6 +146,8 @@ class BatchRun:
             raise UsageError(f"--max-failures must be 1 or more, got {self.max_failures}")
         if self.fail_fast:
             self.max_failures = 1
+        if self.only_stale and not self.store:
+            raise UsageError("--only-stale needs --store URL (the store whose stale values are recomputed)")
         if self.limit is not None and self.sample is not None:
             raise UsageError("--limit and --sample exclude each other: give one")
         for name in ("limit", "sample"):
@@ -194,8 +200,26 @@ class BatchRun:
         if isinstance(self.entities, EntitySource) and not self.retry_failed:
             self._check_entities_file(self.entities)
         self.failures_file = self._failures_file()
-        self.stream = self._entity_stream()
+        self.store_sink = self._open_store()
+        try:
+            self.stream = self._entity_stream()
+        except BaseException:
+            if self.store_sink is not None:
+                self.store_sink.close()
+            raise
         self._checked = True
+
+    def _open_store(self) -> Any:
+        """The store sink (``store``), opened and checked before anything runs; None without a store.
+
+        Opening creates the schema in an empty database and adds the plugin's
+        attributes from its definitions when the store lacks them (a dry run too).
+        """
+        if not self.store:
+            return None
+        from ..outputs.store_sink import StoreSink
+
+        return StoreSink(self.store, self.loaded, dict(self.resolved), self.definitions)
 
     @property
     def header_line(self) -> str:
@@ -316,6 +340,14 @@ class BatchRun:
                 raise UsageError(f"{self.skip}: skip file not found")
             for entity_id in iter_column(str(self.skip), 1, "skip file"):
                 skip.add(entity_id)
+        only = None
+        if self.store_sink is not None:
+            if self.only_stale:
+                # a value stale because its input file changed has this run's signature: not "done"
+                only = self.store_sink.stale_ids(self.loaded)
+            elif self.reason != "recompute":  # resume against the store: what the same computation stored is done
+                for entity_id in self.store_sink.done_ids():
+                    skip.add(entity_id)
         idsproc = load_idsproc(self.idsproc) if self.idsproc else None
         if self.retry_failed:
             assert self.failures_file is not None
@@ -323,7 +355,8 @@ class BatchRun:
                 if (idsproc(entity) if idsproc else entity) in skip:
                     self.failures_file.succeeded(entity)
             source = self.failures_file.entities()
-        return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.limit, sample=self.sample, seed=self.seed)
+        return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.limit, sample=self.sample, seed=self.seed,
+                            only=only)
 
     def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
         """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
@@ -438,6 +471,9 @@ class BatchRun:
         results_sink, logs_sink = self.sinks
         self.record = record = self._open_record()
         self.run_config = provenance.start_run_config(self)  # run_config.json: what rerun needs
+        store_sink = self.store_sink
+        if store_sink is not None:
+            store_sink.start(report, self.command)
         progress = None
         if self.progress:
             from .progress import Progress
@@ -470,12 +506,15 @@ class BatchRun:
                 lines: list[str] = []
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
+                stored: list[tuple[str, list[str], str]] = []
                 size = len(completed.chunk)
                 add_line, add_done = lines.append, done.append
                 for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
                     if error is None:
                         add_line(f"{entity_id}\t{TAB.join(fields)}\n")
                         add_done((entity_id, parse(fields) if parse else fields, logs))
+                        if store_sink is not None:
+                            stored.append((entity_id, fields, item[1]))
                         if earlier_failures and item[1] in earlier_failures:
                             failures_file.succeeded(item[1])  # type: ignore[union-attr]
                     else:
@@ -493,6 +532,8 @@ class BatchRun:
                 self._write_logs(log_lines, progress)
                 if results_sink is not None:
                     results_sink.write_lines(lines)
+                if store_sink is not None:
+                    store_sink.write(stored)
                 n_done += len(lines)
                 report.n_units = n_done
                 record.update(counts=self._counts())
@@ -636,6 +677,8 @@ class BatchRun:
         report.time_end = reporting.now_iso()
         if self.report_path is not None:
             attempt(lambda: reporting.write_report(report, self.report_path))
+        if self.store_sink is not None:
+            attempt(lambda: self.store_sink.close(report))
         attempt(lambda: provenance.finish_run_config(self))
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")

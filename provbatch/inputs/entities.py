@@ -17,7 +17,7 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Container, Iterable, Iterator
 
 from ..errors import UsageError
 from .seen_ids import SeenIds
@@ -194,6 +194,8 @@ class EntityStream:
     idsproc: Callable[[str], str] | None = None
     skip: SeenIds = field(default_factory=SeenIds)
     counts: EntityCounts = field(default_factory=EntityCounts)
+    #: when set, only these ids are computed, the others counted as skipped (``--only-stale``)
+    only: Container[str] | None = None
     #: trial runs: the first ``limit`` entities to compute, or ``sample`` of them drawn with ``seed``
     limit: int | None = None
     sample: int | None = None
@@ -258,6 +260,7 @@ class EntityStream:
         counts = self.counts
         idsproc = None
         skip = self.skip if len(self.skip) else None  # filled before the stream starts
+        only = self.only
         exact = seen.exact_ids
         limit = seen.exact_limit
         read = 0
@@ -265,7 +268,7 @@ class EntityStream:
             for entity in self.raw():
                 read += 1
                 entity_id = idsproc(entity) if idsproc else entity
-                if skip is not None and entity_id in skip:
+                if (skip is not None and entity_id in skip) or (only is not None and entity_id not in only):
                     counts.skipped += 1
                 elif exact is not None:
                     if entity_id in exact:

@@ -5,7 +5,13 @@ MariaDB/MySQL through SQLAlchemy Core; the schema is versioned with Alembic
 (:mod:`.migrate`). :class:`Store` is the library face; docs/store.md the guide.
 """
 
-from .records import ComputationRecord, PluginRecord, computation_from_report, plugin_record, read_report
+from .records import (
+           ComputationRecord,
+           PluginRecord,
+           computation_from_report,
+           plugin_record,
+           read_report,
+)
 from .store import ApplyResult, LoadResult, Store, StoreConflict, read_definitions
 from .url import store_url
 

@@ -4,14 +4,15 @@ A value is stored as its results-file text, checked against the attribute's
 datatype when it is written: ``Integer`` and ``Float`` as numbers in decimal
 text, ``Boolean`` as ``true``/``false`` (``True``, ``1``, ``yes``... as prenacs
 files have them are accepted and normalised), strings as they are, arrays
-``T[n]`` ``,``-joined, composites ``A;B`` ``;``-joined; no value is NULL.
-The datatype (in the attributes table) says how to read it back: :meth:`Codec.decode`
-gives a Python scalar, or a list for arrays and composites (a composite's
-array component is a nested list). One text column serves every datatype,
-which keeps a value row narrow (see docs/store.md).
+``,``-joined, composites ``;``-joined; no value is NULL. The datatype (in the
+attributes table) says how to read it back: :meth:`Codec.decode` gives a
+Python scalar, or a list for arrays and composites (a composite's array
+component is a nested list). One text column serves every datatype, which
+keeps a value row narrow (see docs/store.md).
 
-Bounded strings are written ``String(n)`` (attrtables, prenacs) or
-``String[N]`` (provbatch's attribute definitions so far); both are one string.
+Datatypes are parsed by the one grammar, :mod:`provbatch.contract.datatypes`;
+this module only walks its tree. prenacs' bounded string ``String(n)`` is
+read as the grammar's ``String[N]`` while the grammar does not speak it (issue 15).
 """
 
 from __future__ import annotations
@@ -20,14 +21,29 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..contract import datatypes
+
 _TRUE = frozenset({"true", "1", "yes", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "f", "n"})
-_BOUNDED = re.compile(r"^String(?:\((\d+)\)|\[(\d+)\])?$")
-_ARRAY = re.compile(r"^(.+)\[([1-9][0-9]*)\]$")
+_ATTRTABLES_STRING = re.compile(r"\bString\(([1-9][0-9]*)\)")
 
 
 class ValueTextError(ValueError):
-    """A field of a results file does not read as its attribute's datatype."""
+    """A field of a results file does not read as its attribute's datatype (or the datatype is unknown)."""
+
+
+def parse_datatype(text: str) -> datatypes.Datatype:
+    """The grammar's tree of an attribute datatype, prenacs' ``String(n)`` included."""
+    try:
+        return datatypes.parse(text, strict=True)
+    except datatypes.DatatypeError as exc:
+        translated = _ATTRTABLES_STRING.sub(lambda match: f"String[{match.group(1)}]", text)
+        if translated != text:
+            try:
+                return datatypes.parse(translated, strict=True)
+            except datatypes.DatatypeError:
+                pass
+        raise ValueTextError(str(exc)) from None
 
 
 def _boolean(text: str) -> bool:
@@ -62,54 +78,48 @@ def _bounded(limit: int | None) -> Callable[[str], str]:
     return string
 
 
-def _scalar(datatype: str) -> tuple[str, Callable[[str], Any]]:
-    """('int' | 'bool' | 'float' | 'text', parser) of a scalar datatype."""
-    if datatype == "Integer":
+def _scalar(node: datatypes.Scalar) -> tuple[str, Callable[[str], Any]]:
+    """('int' | 'bool' | 'float' | 'text', parser) of a scalar."""
+    if node.name == datatypes.INTEGER:
         return "int", _integer
-    if datatype == "Float":
+    if node.name == datatypes.FLOAT:
         return "float", _float
-    if datatype == "Boolean":
+    if node.name == datatypes.BOOLEAN:
         return "bool", _boolean
-    if datatype == "Text":
-        return "text", str
-    bounded = _BOUNDED.match(datatype)
-    if bounded:
-        limit = bounded.group(1) or bounded.group(2)
-        return "text", _bounded(int(limit) if limit else None)
-    raise ValueTextError(f"unknown datatype '{datatype}'")
+    return "text", _bounded(node.limit)
 
 
-def _component(datatype: str) -> tuple[Callable[[str], Any], Callable[[str], str]]:
-    """(parse, normalise) of a scalar or array datatype, for non-empty text."""
-    datatype = datatype.strip()
-    array = _ARRAY.match(datatype)
-    if array and not _BOUNDED.match(datatype):
-        kind, element = _scalar(array.group(1).strip())
-        size = int(array.group(2))
-
-        def parse_array(text: str) -> list[Any]:
-            items = [element(item) for item in text.split(",")]
-            if len(items) > size:
-                raise ValueTextError(f"{len(items)} values are more than {datatype} holds")
-            return items
-
-        if kind == "bool":
-            return parse_array, lambda text: ",".join("true" if item else "false" for item in parse_array(text))
-
-        def check_array(text: str) -> str:
-            parse_array(text)
-            return text
-
-        return parse_array, check_array
-    kind, parse = _scalar(datatype)
-    if kind == "bool":
-        return parse, lambda text: "true" if parse(text) else "false"
-
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], str]:
     def check(text: str) -> str:
         parse(text)
         return text
 
-    return parse, check
+    return check
+
+
+def _component(node: datatypes.Datatype) -> tuple[Callable[[str], Any], Callable[[str], str]]:
+    """(parse, normalise) of a scalar or an array, for non-empty text."""
+    if isinstance(node, datatypes.Array):
+        if not isinstance(node.element, datatypes.Scalar):
+            raise ValueTextError(f"unknown datatype '{node.text}': an array holds scalars")
+        kind, element = _scalar(node.element)
+        size, name = node.size, node.text
+
+        def parse_array(text: str) -> list[Any]:
+            items = [element(item) for item in text.split(",")]
+            if len(items) > size:
+                raise ValueTextError(f"{len(items)} values are more than {name} holds")
+            return items
+
+        if kind == "bool":
+            return parse_array, lambda text: ",".join("true" if item else "false" for item in parse_array(text))
+        return parse_array, _checked(parse_array)
+    if isinstance(node, datatypes.Scalar):
+        kind, parse = _scalar(node)
+        if kind == "bool":
+            return parse, lambda text: "true" if parse(text) else "false"
+        return parse, _checked(parse)
+    raise ValueTextError(f"unknown datatype '{node.text}': a composite cannot hold a composite")
 
 
 @dataclass(frozen=True)
@@ -134,14 +144,14 @@ class Codec:
 def codec_for(datatype: str) -> Codec:
     """The codec of an attribute datatype; ValueTextError for one that is not in the grammar."""
     datatype = datatype.strip()
-    parts = [part.strip() for part in datatype.split(";")]
-    if len(parts) == 1:
-        parse, normalise = _component(datatype)
+    node = parse_datatype(datatype)
+    if not isinstance(node, datatypes.Composite):
+        parse, normalise = _component(node)
         return Codec(datatype, parse, normalise)
-    components = [_component(part) for part in parts]
+    components = [_component(part) for part in node.parts]
 
     def split(text: str) -> list[str]:
-        fields = text.split(";")
+        fields = text.split(datatypes.COMPOSITE_SEPARATOR)
         if len(fields) != len(components):
             raise ValueTextError(f"'{text}' has {len(fields)} components, {datatype} has {len(components)}")
         return fields
@@ -153,11 +163,3 @@ def codec_for(datatype: str) -> Codec:
         return ";".join("" if field == "" else norm(field) for (_p, norm), field in zip(components, split(text)))
 
     return Codec(datatype, parse_composite, normalise_composite)
-
-
-def is_valid_datatype(datatype: str) -> bool:
-    try:
-        codec_for(datatype)
-    except ValueTextError:
-        return False
-    return True

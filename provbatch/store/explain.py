@@ -22,14 +22,23 @@ def _param_text(value: Any) -> str:
 
 def redo_command(why: dict[str, Any]) -> str:
     """A shell command computing this one value again, into the same store."""
-    entity = why["input"]["path"] if why.get("input") else why["entity"]
+    entity, folder = why["entity"], None
+    if why.get("input"):
+        path = why["input"]["path"]
+        if path.endswith("/" + entity) and not entity.startswith("/"):
+            folder = path[: -len(entity)]  # the entity is a path relative to where the run ran: run it there
+        elif path != entity:
+            entity = path  # an id made from the file (--idsproc): compute the file
     plugin = why["plugin_path"] or why["plugin_id"]
     params = " ".join(f"--param {shlex.quote(f'{key}={_param_text(value)}')}"
                       for key, value in sorted(why["parameters"].items()) if key != "state")
     command = f"printf '%s\\n' {shlex.quote(entity)} | batch-compute {shlex.quote(plugin)} -"
+    if folder:
+        command = f"cd {shlex.quote(folder)} && {command}"
     if params:
         command += f" {params}"
-    return f"{command} --store {shlex.quote(display_url(why['store']))}"
+    # --reason recompute: computed again even though the store holds this computation's value
+    return f"{command} --reason recompute --store {shlex.quote(display_url(why['store']))}"
 
 
 def format_why(why: dict[str, Any]) -> str:

@@ -39,14 +39,36 @@ def head_revision() -> str:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
 
 
+#: the lock that makes concurrent ``store init`` / first writers create the schema once
+_LOCK_NAME = "provbatch_store_schema"
+_PG_LOCK_KEY = 0x70726F76  # "prov"
+
+
 def upgrade(engine: Any) -> tuple[str | None, str]:
-    """Create the store, or migrate it to the newest revision; returns (before, after)."""
+    """Create the store, or migrate it to the newest revision; returns (before, after).
+
+    Two processes may do it at once (two ``batch-compute --store`` on a new
+    database): the migration runs under a lock, and the second finds the
+    schema at head. SQLite's write lock (BEGIN IMMEDIATE) is that lock;
+    PostgreSQL takes a transaction advisory lock; MariaDB/MySQL a named lock
+    (its DDL is not transactional).
+    """
+    import sqlalchemy as sa
     from alembic import command
 
     with engine.begin() as connection:
-        before = current_revision(connection)
-        command.upgrade(_config(connection), "head")
-        after = current_revision(connection)
+        name = connection.dialect.name
+        if name == "postgresql":
+            connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"))
+        elif name in ("mysql", "mariadb"):
+            connection.execute(sa.text(f"SELECT GET_LOCK('{_LOCK_NAME}', 300)"))
+        try:
+            before = current_revision(connection)
+            command.upgrade(_config(connection), "head")
+            after = current_revision(connection)
+        finally:
+            if name in ("mysql", "mariadb"):
+                connection.execute(sa.text(f"SELECT RELEASE_LOCK('{_LOCK_NAME}')"))
     return before, after or ""
 
 

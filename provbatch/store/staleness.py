@@ -11,9 +11,10 @@ changed size or content since. ``provbatch stale`` lists them;
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from .records import canonical_json
 from .store import Store

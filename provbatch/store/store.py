@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import ProvBatchError, UsageError
 from . import migrate
+from ..contract.datatypes import SYNTAX
 from .codec import Codec, ValueTextError, codec_for
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
 from .schema import attributes as t_attributes
@@ -118,10 +120,10 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _read(self) -> Any:
@@ -152,8 +154,8 @@ class Store:
         for name, entry in definitions.items():
             datatype = entry.get("datatype")
             if not datatype or not _valid(datatype):
-                raise UsageError(f"{source}: attribute '{name}' has datatype '{datatype}', which is not one of Integer, "
-                                 "Float, Boolean, Text, String(n), an array T[n] or a composite A;B")
+                raise UsageError(f"{source}: attribute '{name}' has datatype '{datatype}', which is not one of "
+                                 f"{SYNTAX} (or prenacs' String(n))")
         with self.engine.begin() as connection:
             stored = {row["name"]: dict(row) for row in connection.execute(sa.select(t_attributes)).mappings()}
             for name, entry in definitions.items():
@@ -235,7 +237,8 @@ class Store:
         differences = [key for key in ("sha256", "description")
                        if fields[key] is not None and row[key] is not None and fields[key] != row[key]]
         if differences and not replace:
-            what = "source (sha256 " + f"{row['sha256'][:12]} -> {plugin.sha256[:12]})" if "sha256" in differences else "metadata"
+            what = (f"source (sha256 {str(row['sha256'])[:12]} -> {str(plugin.sha256)[:12]})"
+                    if "sha256" in differences else "metadata")
             raise StoreConflict(
                 f"{where}: plugin {plugin.plugin_id} {plugin.version} is recorded in the store with another {what}, "
                 "without a version change: increase the plugin's VERSION, or pass --replace-plugin-record")
@@ -292,7 +295,7 @@ class Store:
                 time.sleep(0.05 * 2 ** attempt)
 
     # ---------------------------------------------------------------- writing
-    def writer(self, computation: int, attributes: Sequence[str], fresh: bool = False) -> "ComputationWriter":
+    def writer(self, computation: int, attributes: Sequence[str], fresh: bool = False) -> ComputationWriter:
         """A writer of the computation's values; ``fresh``: it has none yet (a new computation), so no
         row can conflict and the fastest inserts apply."""
         return ComputationWriter(self, computation, attributes, fresh)

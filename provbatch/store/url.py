@@ -89,7 +89,7 @@ def create_engine(url: str) -> Any:
 
     try:
         parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError with a long text
+    except Exception as exc:
         raise UsageError(f"--store {url}: not a database URL or path ({exc})") from exc
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}

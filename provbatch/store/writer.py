@@ -11,7 +11,8 @@ computation row (written and committed before) and its current pointer.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 BATCH_ROWS = 50_000
 _SELECT_CHUNK = {"sqlite": 500, "postgresql": 5_000, "mysql": 5_000}
@@ -179,11 +180,9 @@ def _load_data_mysql(cursor: Any, value_rows: list[tuple[Any, ...]], current_row
     with tempfile.TemporaryDirectory(prefix="provbatch-load-") as folder:
         values_file, current_file = os.path.join(folder, "values.tsv"), os.path.join(folder, "current.tsv")
         with open(values_file, "w", encoding="utf-8", newline="") as handle:
-            for start in range(0, len(value_rows), BATCH_ROWS):
-                handle.write(_copy_text(value_rows[start:start + BATCH_ROWS]))
+            handle.writelines(_copy_text(value_rows[start:start + BATCH_ROWS]) for start in range(0, len(value_rows), BATCH_ROWS))
         with open(current_file, "w", encoding="utf-8", newline="") as handle:
-            for start in range(0, len(current_rows), BATCH_ROWS):
-                handle.write(_copy_text(current_rows[start:start + BATCH_ROWS]))
+            handle.writelines(_copy_text(current_rows[start:start + BATCH_ROWS]) for start in range(0, len(current_rows), BATCH_ROWS))
         cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_values CHARACTER SET utf8mb4 {fields} "
                        "(attribute, entity, computation, value)", (values_file,))
         cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "

@@ -9,6 +9,8 @@ stays what it was when schema.py changes; tests check that the migrated
 database equals schema.py.
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,8 +19,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
-CLUSTERED = {**MYSQL, "sqlite_with_rowid": False}
+MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+CLUSTERED: dict[str, Any] = {**MYSQL, "sqlite_with_rowid": False}
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

@@ -1,0 +1,126 @@
+"""``batch-compute --store URL``: the results go into the results store as they are computed.
+
+Beside the TSV sink (:mod:`.tsv`), with the same rhythm: the engine hands
+over each completed chunk; the sink buffers rows and writes them in one
+transaction per :data:`FLUSH_VALUES` values or :data:`FLUSH_SECONDS`
+seconds, and at the end. The computation's row is committed before any of
+its values (status ``running``, completed at the end), so a run killed at
+any moment leaves only values with their computation; a resumed run skips
+the entities whose values already come from the same computation (plugin
+id, version, source hash and parameters), and ``--only-stale`` computes only
+the entities with stale values (:mod:`provbatch.store.staleness`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+FLUSH_VALUES = 20_000
+FLUSH_SECONDS = 2.0
+
+
+class StoreSink:
+    """Writes one run's values into a store; ``open`` checks everything before the run starts."""
+
+    def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any) -> None:
+        from ..store import ComputationRecord, Store, plugin_record
+
+        self.store = Store(url, create=True)
+        try:
+            attributes = definitions.attributes if definitions is not None else {}
+            source = str(definitions.path) if definitions is not None else "attribute definitions"
+            self.store.ensure_attributes(loaded.output, attributes, source)
+            self.plugin = plugin_record(loaded)
+            self.record = ComputationRecord(
+                uuid="", plugin=self.plugin, output=list(loaded.output),
+                parameters=_plain(parameters), plugin_sha256=self.plugin.sha256,
+                plugin_path=str(loaded.path.resolve()) if loaded.path else loaded.label,
+            )
+        except BaseException:
+            self.store.close()
+            raise
+        self.writer: Any = None
+        self.rows: list[tuple[str, Sequence[str]]] = []
+        self.inputs: list[tuple[str, str, int | None, str | None, float | None]] = []
+        self.files_mode: bool | None = None
+        self.last_flush = time.monotonic()
+        self.n_outputs = max(1, len(loaded.output))
+
+    # ---------------------------------------------------------------- before
+    def done_ids(self) -> Any:
+        """Entity ids whose current values all come from this very computation (for resume)."""
+        return self.store.done_entities(self.record.signature, self.record.output)
+
+    def stale_ids(self, loaded: Any) -> set[str]:
+        """Entity ids with a stale value of one of the plugin's attributes (``--only-stale``)."""
+        from ..store.staleness import plugin_now, stale_values
+
+        now = plugin_now(loaded, self.record.parameters)
+        return {value.entity for value in stale_values(self.store, self.record.output, now)}
+
+    def start(self, report: Any, command: list[str] | None) -> None:
+        """Commit the computation's row (status running) before any value."""
+        record = self.record
+        record.uuid = report.uuid
+        record.user_id, record.system_id, record.reason = report.user_id, report.system_id, report.reason
+        record.time_start, record.command = report.time_start, command
+        record.run_dir = os.path.abspath(report.run_dir) if report.run_dir else None
+        record.comp_status, record.origin = "running", "batch-compute"
+        self.computation, _existed = self.store.record_computation(record, where="--store")
+        self.writer = self.store.writer(self.computation, record.output, fresh=True)
+
+    # ---------------------------------------------------------------- during
+    def write(self, rows: Sequence[tuple[str, Sequence[str], str]]) -> None:
+        """Rows ``(entity_id, fields, entity)`` of one chunk; written when the buffer is full or old."""
+        if not rows:
+            return
+        if self.files_mode is None:
+            self.files_mode = os.path.isfile(rows[0][2])
+        self.rows.extend((entity_id, fields) for entity_id, fields, _entity in rows)
+        if self.files_mode:
+            facts = (_input_facts(entity_id, entity) for entity_id, _fields, entity in rows)
+            self.inputs.extend(fact for fact in facts if fact is not None)
+        if len(self.rows) * self.n_outputs >= FLUSH_VALUES or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write(self.rows, self.inputs)
+            self.rows, self.inputs = [], []
+        self.last_flush = time.monotonic()
+
+    # ----------------------------------------------------------------- after
+    def close(self, report: Any | None = None) -> None:
+        """Write what is buffered; then the end of the computation's record (when the run got that far)."""
+        try:
+            if self.writer is not None:
+                self.flush()
+                if report is not None:
+                    remarks = "; ".join(report.remarks) if report.remarks else None
+                    self.store.finish_computation(self.computation, time_end=report.time_end, comp_status=report.comp_status,
+                                                  n_units=report.n_units, remarks=remarks)
+        finally:
+            self.store.close()
+
+
+def _input_facts(entity_id: str, entity: str) -> tuple[str, str, int | None, str | None, float | None] | None:
+    """(entity id, absolute path, size, sha256, mtime) of an input file; None if it is not readable now."""
+    from ..provenance.capture import size_and_sha256
+
+    path = os.path.abspath(entity)
+    try:
+        mtime = os.stat(path).st_mtime
+        size, sha256 = size_and_sha256(path)
+    except OSError:
+        return None
+    return entity_id, path, size, sha256, mtime
+
+
+def _plain(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the report writes them (a state object by its type name)."""
+    from .report import plain
+
+    return {str(key): plain(value) for key, value in parameters.items()}
