@@ -27,10 +27,16 @@ def _config(connection: Any) -> Any:
 
 
 def current_revision(connection: Any) -> str | None:
-    """The revision the database is at; None for a database without a store."""
-    from alembic.runtime.migration import MigrationContext
+    """The revision the database is at; None for a database without a store.
 
-    return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    Read directly (Alembic's table has one row), so that opening a store does
+    not import Alembic: every command opens one, ``why`` included.
+    """
+    import sqlalchemy as sa
+
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def head_revision() -> str:

@@ -76,11 +76,16 @@ class EntityIds:
             keyed = {entity_key(name): name for name in missing}
             self._select(cursor, keyed)
             absent = [(key, name) for key, name in keyed.items() if name not in cache]
-            if self.dialect.name != "sqlite":
-                # concurrent writers creating overlapping entities lock them in one order (no deadlock);
-                # SQLite has one writer at a time, and ids in input order make the value inserts sequential
-                absent.sort()
-            if absent:
+            if absent and self.dialect.name == "sqlite":
+                # one writer at a time (the transaction holds the write lock): the ids can be
+                # given here, in input order (the value inserts then append), without a second SELECT
+                first = cursor.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM provbatch_entities").fetchone()[0]
+                rows = [(first + i, key, name) for i, (key, name) in enumerate(absent)]
+                for chunk in _chunks(rows, BATCH_ROWS):
+                    cursor.executemany("INSERT INTO provbatch_entities (id, name_key, name) VALUES (?, ?, ?)", chunk)
+                cache.update((name, entity_id) for entity_id, _key, name in rows)
+            elif absent:
+                absent.sort()  # concurrent writers creating overlapping entities lock them in one order (no deadlock)
                 for chunk in _chunks(absent, BATCH_ROWS):
                     cursor.executemany(self.dialect.insert_entity, chunk)
                 self._select(cursor, {key: name for key, name in absent})
