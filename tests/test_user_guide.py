@@ -85,9 +85,15 @@ def test_make_demo_is_quiet_and_shows_the_results_with_their_column_names(tmp_pa
         "  examples/genomes/gzipped.fna.gz    0.5066      5000",
     ]
     assert lines[8] == "" and lines[9] == f"results:     {out}/gc_content.tsv (first line: the column names, from --header)"
-    assert len(lines) == 14
+    # then the results store beside the outputs, and where one value came from (provbatch why, issue 16)
+    assert lines[14] == f"store:       {out}/provbatch.sqlite (every value with its computation); where one value came from:"
+    assert lines[15] == f"$ provbatch why examples/genomes/tiny.fna gc_content --store {out}/provbatch.sqlite"
+    assert lines[16] == "gc_content of examples/genomes/tiny.fna: 0.4083  [Float]"
+    assert [line.split()[0] for line in lines[17:]] == ["computation", "plugin", "plugin", "parameters", "input", "user",
+                                                       "time", "run", "command", "redo", "or"]
     # nothing but what the user should read: no command echo, no build or install banner
-    text = proc.stdout + proc.stderr
+    # (the why answer names the command that computed the value, on purpose)
+    text = "\n".join(lines[:15]) + proc.stderr
     for noise in ("batch-compute plugins", "touch ", "pip install", "setuptools", "Obtaining", "Building", "WARNING"):
         assert noise not in text, noise
     assert (out / "report.html").is_file()
