@@ -128,7 +128,13 @@ def cluster_address(address: str) -> tuple[str, str]:
         from ray._private.services import get_ray_address_from_environment  # Ray's own resolution of "auto"
         from ray._common.utils import get_ray_address_file
 
-        resolved = get_ray_address_from_environment(address, None)
+        services = logging.getLogger("ray._private.services")
+        level = services.level
+        services.setLevel(logging.ERROR)  # its "multiple active Ray instances" note: ray.init repeats it if it connects
+        try:
+            resolved = get_ray_address_from_environment(address, None)
+        finally:
+            services.setLevel(level)
         source = f"the address file {get_ray_address_file(None)} of an earlier 'ray start'"
     except ConnectionError:
         raise UsageError("--address auto: no Ray cluster is running on this machine (start one with "
