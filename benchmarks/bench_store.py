@@ -159,13 +159,18 @@ def bench_mariadb_vs_prenacs(server, work: Path, n: int) -> tuple[float, float |
         return ours_rate, None
     database = server.create_database("prenacs").rsplit("/", 1)[1].split("?")[0]
     db_args = ["root", "unused", database, str(server.root / "mysqld.sock")]  # the server runs without grant tables
+    done = subprocess.run([str(bindir / "prenacs-setup-database"), *db_args], cwd=work, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  prenacs-setup-database failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-600:]}")
+        return ours_rate, None
     done = subprocess.run([str(bindir / "prenacs-manage-attributes"), *db_args, "defs.yaml"], cwd=work, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"  prenacs-manage-attributes failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-600:]}")
         return ours_rate, None
     timed = timed_run([str(bindir / "prenacs-load-results"), *db_args, str(results), str(report), str(plugin)], work)
     if timed.returncode != 0:
-        print(f"  prenacs-load-results failed (exit {timed.returncode}): {timed.stderr.strip()[-600:]}")
+        errors = [line for line in timed.stderr.splitlines() if "Error" in line or "error" in line]
+        print(f"  prenacs-load-results failed (exit {timed.returncode}): {(errors[-1] if errors else timed.stderr.strip())[:600]}")
         return ours_rate, None
     rate = n_values / timed.seconds
     print(f"  prenacs-load-results 1.2 (MariaDB, LOAD DATA LOCAL INFILE, process start included): {n_values:,} values in "
