@@ -117,8 +117,7 @@ def _run(**kw: Any) -> None:
         return
     started = time.monotonic()
     try:
-        for _row in run:
-            pass
+        run.run_to_end()
     except OutputClosed:
         _summary(run, time.monotonic() - started)
         sys.exit(EXIT_OUTPUT_CLOSED)  # quietly, like any tool whose reader went away (| head)

@@ -225,6 +225,30 @@ def _fast_case(datatype: str | None, v: str) -> tuple[str, str] | None:
     return None
 
 
+def fast_row_source(datatypes: Sequence[str | None], values: str, indent: str) -> str | None:
+    """Python source of the common case of a row, for code compiled around it (once per entity).
+
+    The lines (each starting with ``indent``) test ``values`` and, when it is a list or tuple of
+    plain, obviously valid values (ints, floats, bools, clean strings for Integer, Float,
+    Boolean, Text, String[N] and undeclared attributes), assign the fields to ``fields``; they
+    leave ``fields`` unassigned otherwise, for the checked formatter. None when a datatype has
+    no such case (arrays, composites): every row takes the checked formatter then.
+    """
+    cases = [_fast_case(datatype, f"v{i}") for i, datatype in enumerate(datatypes)]
+    if not cases or any(case is None for case in cases):
+        return None
+    n_outputs = len(cases)
+    unpack = ", ".join(f"v{i}" for i in range(n_outputs)) + ("," if n_outputs == 1 else "")
+    condition = " and ".join(f"({test})" for test, _field in cases)  # type: ignore[misc]
+    fields = ", ".join(field for _test, field in cases)  # type: ignore[misc]
+    return (
+        f"{indent}if (type({values}) is list or type({values}) is tuple) and len({values}) == {n_outputs}:\n"
+        f"{indent}    {unpack} = {values}\n"
+        f"{indent}    if {condition}:\n"
+        f"{indent}        fields = [{fields}]\n"
+    )
+
+
 def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None = None) -> Callable[[Any], list[str]]:
     """A function turning compute's results into TSV fields, checking count and types.
 
@@ -235,19 +259,13 @@ def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | N
     valid values and names the attribute in its errors.
     """
     checked = _checked_row_formatter(datatypes, names)
-    cases = [_fast_case(datatype, f"v{i}") for i, datatype in enumerate(datatypes)]
-    if not cases or any(case is None for case in cases):
+    fast = fast_row_source(datatypes, "values", "    ")
+    if fast is None:
         return checked
-    n_outputs = len(cases)
-    unpack = ", ".join(f"v{i}" for i in range(n_outputs)) + ("," if n_outputs == 1 else "")
-    condition = " and ".join(f"({test})" for test, _field in cases)  # type: ignore[misc]
-    fields = ", ".join(field for _test, field in cases)  # type: ignore[misc]
     source = (
         "def format_row(values):\n"
-        f"    if (type(values) is list or type(values) is tuple) and len(values) == {n_outputs}:\n"
-        f"        {unpack} = values\n"
-        f"        if {condition}:\n"
-        f"            return [{fields}]\n"
+        + fast
+        + "            return fields\n"
         "    return checked(values)\n"
     )
     namespace: dict[str, Any] = {"checked": checked}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
@@ -47,6 +48,10 @@ NOT_RETRIED = frozenset({"ResultValueError", "EntityIdError", "UnencodableValue"
 #: a lost chunk's entities are re-run one per chunk, so a crash is pinned on its cause
 LOST = frozenset({"WorkerLost", "Timeout"})
 TAB = "\t"
+#: parts of an outcome (execution.runner.Outcome), for the C loops of the common chunk
+_ID, _FIELDS, _LOGS, _ERROR = (itemgetter(i) for i in range(4))
+_ENTITY = itemgetter(1)  # of an item (execution.runner.Item)
+_LINE = "{}\t{}\n".format
 
 
 @dataclass(frozen=True)
@@ -395,6 +400,13 @@ class BatchRun:
         self._iterator = self._execute()
         return self._iterator
 
+    def run_to_end(self) -> None:
+        """Run the whole batch to its outputs, without handing each row to the caller (the CLI):
+        the same run as iterating, with no Python step per row to build and yield it."""
+        self._iterator = self._execute(keep_rows=False)
+        for _nothing in self._iterator:
+            pass
+
     def close(self) -> None:
         """Stop a run that is being iterated: workers stop, finalize runs, the records are written."""
         iterator = getattr(self, "_iterator", None)
@@ -464,7 +476,7 @@ class BatchRun:
             sys.stderr.write("".join(lines))
             sys.stderr.flush()
 
-    def _execute(self) -> Iterator[tuple[str, list[str], list[str]]]:
+    def _execute(self, keep_rows: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
         self.prepare()
         self._fill_report()
         report = self.report
@@ -486,6 +498,7 @@ class BatchRun:
         failures_file = self.failures_file
         n_done = 0
         propagating = False
+        items: Any = None
         try:
             self._lifecycle = lifecycle = Lifecycle(
                 self.loaded, self.resolved, self._datatypes(),
@@ -503,44 +516,39 @@ class BatchRun:
             earlier_failures = failures_file.entries if failures_file is not None else {}
             n_outputs = len(self.loaded.output)
             for scheduler, completed in lifecycle.scheduled(items):
-                lines: list[str] = []
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 stored: list[tuple[str, list[str], str]] = []
-                size = len(completed.chunk)
-                add_line, add_done = lines.append, done.append
-                for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
-                    if error is None:
-                        add_line(f"{entity_id}\t{TAB.join(fields)}\n")
-                        add_done((entity_id, parse(fields) if parse else fields, logs))
+                outcomes = completed.outcomes
+                lines: list[str] | None = None
+                if not earlier_failures and not any(map(_ERROR, outcomes)) and not any(map(_LOGS, outcomes)):
+                    # the common chunk: every entity succeeded, without logs; its text is built by C loops
+                    text = "".join(map(_LINE, map(_ID, outcomes), map(TAB.join, map(_FIELDS, outcomes))))
+                    if rows_are_clean(text, len(outcomes), n_outputs):
+                        lines, n_lines = [text], len(outcomes)
                         if store_sink is not None:
-                            stored.append((entity_id, fields, item[1]))
-                        if earlier_failures and item[1] in earlier_failures:
-                            failures_file.succeeded(item[1])  # type: ignore[union-attr]
-                    else:
-                        failed = self._handle_failure(scheduler, size, item, error)
-                        if failed is not None:
-                            self._record_failure(failed, item[1])
-                            log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
-                            if self.max_failures is not None and len(self.failures) >= self.max_failures:
-                                break  # stop here: the rest of the chunk is not written (a resume computes it)
-                    if logs:
-                        log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
-                if lines and not rows_are_clean("".join(lines), len(lines), n_outputs):
-                    lines, done = self._drop_unwritable_rows(completed, lines, done, log_lines)
+                            stored = list(zip(map(_ID, outcomes), map(_FIELDS, outcomes), map(_ENTITY, completed.chunk)))
+                        if keep_rows:
+                            fields = map(_FIELDS, outcomes)
+                            done = list(zip(map(_ID, outcomes), map(parse, fields) if parse else fields, map(_LOGS, outcomes)))
+                if lines is None:
+                    lines, done, stored = self._chunk_lines(scheduler, completed, earlier_failures, log_lines, parse, n_outputs,
+                                                            store_sink is not None)
+                    n_lines = len(lines)
                 # logs first: a kill between the two leaves logs that resume drops
                 self._write_logs(log_lines, progress)
                 if results_sink is not None:
                     results_sink.write_lines(lines)
                 if store_sink is not None:
                     store_sink.write(stored)
-                n_done += len(lines)
+                n_done += n_lines
                 report.n_units = n_done
                 record.update(counts=self._counts())
                 if progress is not None:
                     counts = self.stream.counts
                     progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
-                yield from done
+                if keep_rows:
+                    yield from done
                 if self.max_failures is not None and len(self.failures) >= self.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
                                     f"({'--fail-fast' if self.fail_fast else f'--max-failures {self.max_failures}'})")
@@ -573,6 +581,8 @@ class BatchRun:
             raise
         finally:
             finalize_error: BaseException | None = None
+            if items is not None and hasattr(items, "close"):
+                items.close()  # the entities file, when the run stopped before its end
             try:
                 if hasattr(self, "_lifecycle"):
                     try:
@@ -602,6 +612,38 @@ class BatchRun:
         where = f"already in {self.out} (a resume)" if self.skip is None else f"already in {self.out} or in the skip file {self.skip}"
         warnings.warn(f"{counts.skipped} of {counts.read} entities skipped: their results are {where}; read them with "
                       "provbatch.read_results, or use another out= to compute them again", SkippedEntitiesWarning, stacklevel=3)
+
+    def _chunk_lines(self, scheduler: Any, completed: Any, earlier_failures: Mapping[str, Any], log_lines: list[str],
+                     parse: Any, n_outputs: int, store: bool
+                     ) -> tuple[list[str], list[tuple[str, list[Any], list[str]]], list[tuple[str, list[str], str]]]:
+        """A chunk's result lines and rows, entity by entity, and its log lines (into ``log_lines``):
+        failures requeued or recorded, earlier failures that succeeded struck off, unwritable rows failed."""
+        failures_file = self.failures_file
+        lines: list[str] = []
+        done: list[tuple[str, list[Any], list[str]]] = []
+        stored: list[tuple[str, list[str], str]] = []
+        size = len(completed.chunk)
+        add_line, add_done = lines.append, done.append
+        for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
+            if error is None:
+                add_line(f"{entity_id}\t{TAB.join(fields)}\n")
+                add_done((entity_id, parse(fields) if parse else fields, logs))
+                if store:
+                    stored.append((entity_id, fields, item[1]))
+                if earlier_failures and item[1] in earlier_failures:
+                    failures_file.succeeded(item[1])  # type: ignore[union-attr]
+            else:
+                failed = self._handle_failure(scheduler, size, item, error)
+                if failed is not None:
+                    self._record_failure(failed, item[1])
+                    log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
+                    if self.max_failures is not None and len(self.failures) >= self.max_failures:
+                        break  # stop here: the rest of the chunk is not written (a resume computes it)
+            if logs:
+                log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
+        if lines and not rows_are_clean("".join(lines), len(lines), n_outputs):
+            lines, done = self._drop_unwritable_rows(completed, lines, done, log_lines)
+        return lines, done, stored
 
     def _drop_unwritable_rows(self, completed: Any, lines: list[str], done: list[Any],
                               log_lines: list[str]) -> tuple[list[str], list[Any]]:

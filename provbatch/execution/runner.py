@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .. import context
 from ..contract.parameters import STATE
-from ..contract.results import ResultValueError, format_logs, make_row_formatter
+from ..contract.results import ResultValueError, fast_row_source, format_logs, make_row_formatter
 from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
 from ..plugins import registry
 from ..plugins.base import PluginSpec
@@ -151,6 +151,50 @@ class _Deadline:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+#: the loop of :meth:`ChunkRunner.run_chunk` without --timeout, the engine's hot path (once per entity):
+#: compiled per OUTPUT so that the row's common case is inline (see contract.results.fast_row_source);
+#: locals only, no per-entity call of ours in the common case, and no call for the common "no logs"
+_CHUNK_LOOP = """
+def run_chunk(chunk):
+    outcomes = []
+    append = outcomes.append
+    started = perf_counter()
+    for entity_id, entity, attempt in chunk:
+        context._attempt = attempt
+        try:
+            value = call(entity)
+            if type(value) is not tuple and type(value) is not list or len(value) != 2:
+                if not isinstance(value, (tuple, list)) or len(value) != 2:
+                    raise wrong_shape(value)
+            results, logs = value
+            fields = None
+{fast}            if fields is None:
+                fields = format_row(results)
+            append((entity_id, fields, [] if logs is None or (type(logs) is list and not logs) else format_logs(logs), None))
+        except Timeout as exc:  # a Timeout raised by a plugin itself
+            append((entity_id, None, [], ("Timeout", str(exc), "")))
+        except Exception as exc:  # the plugin's failure is this entity's outcome
+            append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
+        except (SystemExit, ProcessExit) as exc:  # only reached in the driver (workers let SystemExit end them)
+            if runner.exit_guard is None:
+                raise
+            append((entity_id, None, [], exit_failure(exc)))
+    return outcomes, perf_counter() - started
+"""
+
+
+def _compile_chunk_loop(runner: "ChunkRunner", datatypes: tuple[str | None, ...]) -> Callable[[Chunk], tuple[list[Outcome], float]]:
+    """:data:`_CHUNK_LOOP` for this runner's compute and OUTPUT datatypes."""
+    source = _CHUNK_LOOP.replace("{fast}", fast_row_source(datatypes, "results", " " * 12) or "")
+    namespace: dict[str, Any] = {
+        "call": runner._call, "format_row": runner.format_row, "format_logs": format_logs, "context": context,
+        "wrong_shape": _wrong_shape, "Timeout": Timeout, "traceback": traceback, "perf_counter": time.perf_counter,
+        "ProcessExit": ProcessExit, "exit_failure": _exit_failure, "runner": runner,
+    }
+    exec(compile(source, f"<provbatch chunk loop {list(datatypes)}>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["run_chunk"]
+
+
 class ChunkRunner:
     """The plugin loaded in one process, with its state, computing chunks."""
 
@@ -183,6 +227,7 @@ class ChunkRunner:
             self._call = lambda entity: compute(entity, **params)
         else:
             self._call = compute
+        self._run_chunk = _compile_chunk_loop(self, config.datatypes)
 
     def take_output(self) -> list[str]:
         """The log lines of what the plugin wrote to stdout/stderr since the last call."""
@@ -200,33 +245,6 @@ class ChunkRunner:
             if self.deadline is not None:
                 return self._run_chunk_with_deadline(chunk)
             return self._run_chunk(chunk)
-
-    def _run_chunk(self, chunk: Chunk) -> tuple[list[Outcome], float]:
-        # The hot path of the engine (once per entity): locals only, no per-entity call of ours
-        # but the row formatter, and the common "no logs" case without a call.
-        call = self._call
-        format_row = self.format_row
-        outcomes: list[Outcome] = []
-        append = outcomes.append
-        started = time.perf_counter()
-        for entity_id, entity, attempt in chunk:
-            context._attempt = attempt
-            try:
-                value = call(entity)
-                if type(value) is not tuple and type(value) is not list or len(value) != 2:
-                    if not isinstance(value, (tuple, list)) or len(value) != 2:
-                        raise _wrong_shape(value)
-                results, logs = value
-                append((entity_id, format_row(results), [] if logs is None or (type(logs) is list and not logs) else format_logs(logs), None))
-            except Timeout as exc:  # a Timeout raised by a plugin itself
-                append((entity_id, None, [], ("Timeout", str(exc), "")))
-            except Exception as exc:  # the plugin's failure is this entity's outcome
-                append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
-            except (SystemExit, ProcessExit) as exc:  # only reached in the driver (workers let SystemExit end them)
-                if self.exit_guard is None:
-                    raise
-                append((entity_id, None, [], _exit_failure(exc)))
-        return outcomes, time.perf_counter() - started
 
     def _run_chunk_with_deadline(self, chunk: Chunk) -> tuple[list[Outcome], float]:
         call = self._call

@@ -53,6 +53,8 @@ class Scheduler:
 
     def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer) -> None:
         self.entities = entities
+        #: a whole chunk at a time when the entities can give one (inputs.entities.ItemReader.take)
+        self._take = getattr(entities, "take", None) or (lambda n: list(islice(entities, n)))
         self.pool = pool
         self.sizer = sizer
         self._retries: list[tuple[float, int, bool, Item]] = []  # (ready at, order, alone, item)
@@ -79,7 +81,7 @@ class Scheduler:
             if alone:
                 return chunk
         if not self.exhausted and len(chunk) < self.sizer.size:
-            new = list(islice(self.entities, self.sizer.size - len(chunk)))
+            new = self._take(self.sizer.size - len(chunk))
             if not new:
                 self.exhausted = True
             chunk.extend(new)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import codecs
 import glob as globlib
 import hashlib
+import io
+import operator
 import os
 import stat
 import sys
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator
 
@@ -224,6 +227,8 @@ class EntityStream:
         same seed draws the same entities from the same input.
         """
         if self.limit is not None:
+            if self.idsproc is None and self.only is None:
+                return ItemReader(self, self.limit)
             import itertools
 
             return itertools.islice(self._all_items(), self.limit)
@@ -250,12 +255,19 @@ class EntityStream:
     def _all_items(self) -> Iterator[tuple[str, str, int]]:
         """``(entity_id, entity, 1)``: the scheduler's items (first attempt), straight from the input.
 
-        Once per entity, so written for speed: the seen set is used inline
-        while it is an exact ``set``; ``counts.read`` is set when the stream ends.
+        Without --idsproc an :class:`ItemReader`, which also gives whole chunks
+        (:meth:`ItemReader.take`): the scheduler reads a chunk at a time, so that reading,
+        de-duplication and the skip list cost no Python step per entity in the common case.
+        ``counts.read`` grows as entities are read.
         """
         if self.idsproc is not None:
-            yield from self._mapped_items(self.idsproc)
-            return
+            return self._mapped_items(self.idsproc)
+        if self.only is not None:
+            return self._items_one_by_one()
+        return ItemReader(self)
+
+    def _items_one_by_one(self) -> Iterator[tuple[str, str, int]]:
+        """The items entity by entity, for ``only`` (--only-stale: ids outside it are skipped)."""
         seen = SeenIds()
         counts = self.counts
         idsproc = None
@@ -322,3 +334,161 @@ class EntityStream:
                     counts.duplicates += 1
         finally:
             counts.read += read
+
+
+def _first_field_values(handle: Iterable[str]) -> Iterator[str]:
+    """``line.split("\t", 1)[0].strip()`` of each line, blank ones left out: what
+    :func:`iter_column` yields for column 1, computed by C loops (no Python frame per line)."""
+    return filter(None, map(str.strip, map(_FIRST, map(_PARTITION_TAB, handle))))
+
+
+_FIRST = operator.itemgetter(0)
+_PARTITION_TAB = operator.methodcaller("partition", "\t")
+
+
+class ItemReader:
+    """The items of an :class:`EntityStream`, one at a time (iteration) or a chunk at a time (:meth:`take`).
+
+    :meth:`take` is the engine's hot path: it reads ``n`` values with C loops, and when
+    the chunk has no duplicate, nothing seen before and no skip list to consult (almost
+    every chunk of almost every batch), adds the chunk to the seen ids with two dict
+    operations; otherwise it goes through the chunk entity by entity, which gives the
+    same items and counts.
+    """
+
+    def __init__(self, stream: EntityStream, limit: int | None = None) -> None:
+        #: a trial run's --limit: items left to give
+        self._remaining = limit
+        self.counts = stream.counts
+        assert stream.idsproc is None, "with --idsproc, EntityStream._mapped_items gives the items"
+        self.skip = stream.skip if len(stream.skip) else None  # filled before the stream starts
+        self.seen = SeenIds()
+        self._exact = self.seen.exact_ids
+        self._limit = self.seen.exact_limit
+        self._handle: io.TextIOBase | None = None
+        self._values: Iterator[str] | None = None
+        source = stream.source
+        #: an ids file read by column 1 (what nearly every batch reads): opened at the first read, read by C loops
+        self._path: str | None = None
+        if (isinstance(source, EntitySource) and source.path not in (None, "-") and not source.pattern
+                and source.column == 1 and not is_stream(source.path)):
+            self._path = source.path  # a regular file, checked by scan_text_file before the run
+        else:
+            self._values = stream.raw()
+        self._started = False
+
+    def __iter__(self) -> "ItemReader":
+        return self
+
+    def __next__(self) -> tuple[str, str, int]:
+        items = self.take(1)
+        if not items:
+            raise StopIteration
+        return items[0]
+
+    def close(self) -> None:
+        """Stop reading: the entities file is closed (also done when it is read to its end)."""
+        values, self._values, self._started = self._values, None, True
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        elif hasattr(values, "close"):
+            values.close()  # type: ignore[union-attr]
+
+    def take(self, n: int) -> list[tuple[str, str, int]]:
+        """The next items, at most ``n``: fewer when duplicates or skipped ids were among the
+        ``n`` entities read, none only at the end of the input."""
+        while True:
+            if self._remaining is not None:
+                n = min(n, self._remaining)
+                if n <= 0:
+                    self.close()
+                    return []
+            items = self._read(n)
+            if self._remaining is not None:
+                self._remaining -= len(items)
+            if items or self._values is None:
+                return items
+
+    def _read(self, n: int) -> list[tuple[str, str, int]]:
+        """The items of the next ``n`` entities of the input."""
+        if not self._started:
+            self._started = True
+            if self._path is not None:
+                self._handle = open(self._path, encoding="utf-8-sig", newline="\n")  # as _text_lines reads a file
+                self._values = iter(self._handle)
+        values = self._values
+        if values is None:
+            return []
+        try:
+            lines = list(islice(values, n))
+        except UnicodeDecodeError as exc:
+            self.close()
+            raise UsageError(f"{self._path}: not UTF-8 text ({exc.reason}): the entities must be UTF-8 (the file changed "
+                             "since it was checked)") from exc
+        except BaseException:
+            self.close()
+            raise
+        if len(lines) < n:
+            self.close()
+        if self._path is None:
+            raw = lines  # values already (a Python iterable, a stream, a glob, another column)
+        elif "\t" in "".join(lines):
+            raw = list(_first_field_values(lines))
+        else:
+            raw = list(filter(None, map(str.strip, lines)))  # no tab: the first field is the whole line
+        self.counts.read += len(raw)
+        ids = raw
+        exact, skip = self._exact, self.skip
+        if exact is not None and (skip is None or skip.exact_ids is not None):
+            fresh = dict.fromkeys(ids)
+            if skip is None or skip.exact_ids.keys().isdisjoint(fresh.keys()):  # type: ignore[union-attr]
+                # one pass: add the chunk, then count what was new; the new keys are the last ones
+                # of the dict (insertion order), which tells duplicates apart when there are any
+                before = len(exact)
+                exact.update(fresh)
+                added = len(exact) - before
+                if added == len(ids):
+                    items = list(zip(ids, raw, repeat(1)))
+                else:
+                    items = self._without_duplicates(ids, raw, set(islice(reversed(exact), added)))
+                if len(exact) > self._limit:
+                    self.seen.make_compact()
+                    self._exact = None
+                return items
+        return self._take_slowly(ids, raw)
+
+    def _without_duplicates(self, ids: list[str], raw: list[str], new: set[str]) -> list[tuple[str, str, int]]:
+        """The items of a chunk already added to the seen ids, ``new`` being those it added: the
+        first occurrence of each of those, every other entity counted as a duplicate."""
+        items = []
+        for entity_id, entity in zip(ids, raw):
+            if entity_id in new:
+                new.discard(entity_id)
+                items.append((entity_id, entity, 1))
+            else:
+                self.counts.duplicates += 1
+        return items
+
+    def _take_slowly(self, ids: list[str], raw: list[str]) -> list[tuple[str, str, int]]:
+        """Entity by entity: skipped ids, duplicates, and the seen ids once they are fingerprints."""
+        counts, skip, seen = self.counts, self.skip, self.seen
+        items = []
+        for entity_id, entity in zip(ids, raw):
+            if skip is not None and entity_id in skip:
+                counts.skipped += 1
+                continue
+            exact = self._exact
+            if exact is not None:
+                if entity_id in exact:
+                    counts.duplicates += 1
+                    continue
+                exact[entity_id] = None
+                if len(exact) > self._limit:
+                    seen.make_compact()
+                    self._exact = None
+            elif not seen.add(entity_id):
+                counts.duplicates += 1
+                continue
+            items.append((entity_id, entity, 1))
+        return items
