@@ -149,3 +149,29 @@ def store_url(request, tmp_path: Path, db_servers) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
     return db_servers(request.param).create_database()
+
+
+# --------------------------------------------------------------------------- Slurm
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """One real single-node Slurm cluster (munged, slurmctld, slurmd of its own) for the whole test run,
+    stopped by its PID files at the end. It fails, never skips, when the daemons do not come up."""
+    from slurm_cluster import ClusterError, SlurmCluster
+
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        pytest.fail(f"the Slurm test cluster did not start: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm(slurm_cluster, monkeypatch):
+    """The session's Slurm cluster, with SLURM_CONF set for this test (CLI subprocesses and the API)
+    and every job of the test cancelled afterwards."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    yield slurm_cluster
+    slurm_cluster.cancel_all()
