@@ -135,6 +135,14 @@ class BatchRun:
     store: str | None = None
     #: compute only the entities whose stored values are stale (needs ``store``)
     only_stale: bool = False
+    #: --backend slurm (docs/slurm.md): sbatch --partition, --time, --mem; entities per array task;
+    #: more sbatch options as one string; the work directory on the shared filesystem (default OUT.slurm)
+    slurm_partition: str | None = None
+    slurm_time: str | None = None
+    slurm_mem: str | None = None
+    slurm_chunk: int | None = None
+    slurm_opt: str | None = None
+    slurm_workdir: str | Path | None = None
     failures: list[Failure] = field(default_factory=list, init=False)
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
@@ -164,11 +172,36 @@ class BatchRun:
 
             self.seed = random.SystemRandom().randrange(1 << 31)  # recorded, so the same sample can be drawn again
         reporting.check_reason(self.reason)
+        self.slurm = self._slurm_options()
         self.policy = RetryPolicy(self.retries)
         self._prepared = self._checked = False
         self._warnings: list[str] = []
         self.record: RunRecord | None = None
         self.n_retried = 0
+
+    def _slurm_options(self) -> Any:
+        given = {name: getattr(self, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
+        if self.backend != "slurm":
+            used = [f"--slurm-{name}" for name, value in given.items() if value is not None]
+            if used:
+                raise UsageError(f"{', '.join(used)} only apply to --backend slurm")
+            return None
+        from ..execution.slurm import SlurmOptions, default_workdir
+
+        given["workdir"] = str(Path(given["workdir"]).resolve()) if given["workdir"] else str(default_workdir(self.out))
+        options = SlurmOptions(**given)
+        options.check()
+        return options
+
+    def _expected_entities(self) -> int | None:
+        """The entity count when it is cheap to know (sizes the Slurm chunks)."""
+        if self.slurm is None or self.slurm.chunk is not None:
+            return None
+        if isinstance(self.entities, EntitySource):
+            from .progress import count_lines
+
+            return count_lines(self.entities.path) if self.entities.path and not self.retry_failed else None
+        return len(self.entities) if hasattr(self.entities, "__len__") else None  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- set-up
     def prepare(self) -> None:
@@ -189,6 +222,11 @@ class BatchRun:
         """The part of :meth:`prepare` that writes nothing: load and check the plugin, the parameters, the entities."""
         if self._checked:
             return
+        self.slurm_config = None
+        if self.slurm is not None:  # first: no Slurm is an error within seconds, before any build
+            from ..execution.slurm import check_slurm
+
+            self.slurm_config = check_slurm()
         self.loaded = (
             self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.plugin_options or {}))
         )
@@ -502,7 +540,8 @@ class BatchRun:
         try:
             self._lifecycle = lifecycle = Lifecycle(
                 self.loaded, self.resolved, self._datatypes(),
-                ExecutionOptions(self.backend, self.workers, self.address, self.timeout), report, record.event,
+                ExecutionOptions(self.backend, self.workers, self.address, self.timeout, self.slurm,
+                                 self.slurm_config, self._expected_entities()), report, record.event,
             )
             self._write_logs(lifecycle.take_output())  # initialize's own output
             record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
@@ -728,7 +767,8 @@ class BatchRun:
             event = {"interrupted": "run_interrupted", "failed": "run_failed", "finished": "run_finished"}[manifest_status]
             attempt(lambda: self.record.event(event, comp_status=status, failure=failure_text, counts=self._counts()))  # type: ignore[union-attr]
             attempt(lambda: self.record.close(manifest_status, failure_text, counts=self._counts(),  # type: ignore[union-attr]
-                                              comp_status=status, backend=report.backend, workers=report.workers))
+                                              comp_status=status, backend=report.backend, workers=report.workers,
+                                              **({"backend_details": report.backend_details} if report.backend_details else {})))
         self._release_locks()
         if not propagating:  # said at the end, next to the summary (a bad-input error stays one line)
             for warning in self._warnings:

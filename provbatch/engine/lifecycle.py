@@ -33,7 +33,7 @@ from ..contract.parameters import STATE
 from ..plugins.loading import LoadedPlugin
 from ..outputs.report import Report
 
-BACKENDS = ("auto", "serial", "pool", "ray")
+BACKENDS = ("auto", "serial", "pool", "ray", "slurm")
 #: how long ``auto`` computes in the driver before deciding whether workers pay off
 AUTO_PROBE_SECONDS = 0.2
 #: below this compute time per entity, shipping entities to worker processes costs more than it saves
@@ -110,6 +110,10 @@ class ExecutionOptions:
     workers: int | None = None
     address: str | None = None
     timeout: float | None = None
+    #: --backend slurm: the --slurm-* options (workdir resolved), what check_slurm found, the entity count if known
+    slurm: Any = None
+    slurm_config: dict[str, str] | None = None
+    expected_entities: int | None = None
 
 
 class Lifecycle:
@@ -208,6 +212,8 @@ class Lifecycle:
             from ..execution.ray import RayPool
 
             pool: Pool = RayPool(self.options.workers, config, state, self.options.address)
+        elif kind == "slurm":
+            pool = self._start_slurm(config, state)
         else:
             from ..execution.local_pool import LocalPool
 
@@ -216,6 +222,18 @@ class Lifecycle:
         self.report.workers = pool.n_workers
         return pool
 
+    def _start_slurm(self, config: RunnerConfig, state: Any) -> Pool:
+        from pathlib import Path
+
+        from ..execution.slurm import SlurmPool, default_chunk, partition_cpus
+
+        slurm = self.options.slurm
+        workers = self.options.workers or partition_cpus(slurm.partition) or default_workers()
+        chunk = slurm.chunk or default_chunk(self.options.expected_entities, workers)
+        return SlurmPool(workers, config, state, slurm, Path(slurm.workdir), chunk,
+                         return_state=self.has_merge and not self.per_worker,
+                         slurm_config=self.options.slurm_config, job_name=f"provbatch-{self.plugin.id}"[:64])
+
     # ---------------------------------------------------------------- compute
     def scheduled(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
         """Completed chunks, each with the scheduler that can requeue its items."""
@@ -223,8 +241,11 @@ class Lifecycle:
         if self.isolated:
             yield from self._isolated(entities)
             return
-        if self.backend in ("pool", "ray"):
+        if self.backend in ("pool", "ray", "slurm"):
             self.pool = self._start_pool(self.backend)
+            size = getattr(self.pool, "chunk_size", None)  # a job array's chunks are sized once
+            if size:
+                sizer = ChunkSizer(size=size, max_size=size, fixed=True)
             scheduler = Scheduler(entities, self.pool, sizer)
             for completed in scheduler:
                 yield scheduler, completed
@@ -337,6 +358,8 @@ class Lifecycle:
                     wanted = (self.has_merge or self.single_worker) and not self.per_worker
                     states = self.pool.finish(return_state=wanted)
         finally:
+            if self.pool is not None:
+                self.report.backend_details = self.pool.details()
             if self.probe_runner is not None:
                 self.probe_runner.cleanup()
             self._finalize(states)

@@ -83,3 +83,7 @@ class Pool:
     def terminate(self) -> None:
         """Stop now, abandoning in-flight chunks (cancel, interrupt)."""
         raise NotImplementedError
+
+    def details(self) -> dict[str, Any]:
+        """What the report and the run record say about this backend beyond its name (job ids, ...)."""
+        return {}

@@ -35,9 +35,11 @@ class ChunkSizer:
     max_size: int = 20_000
     #: growth is limited per observation so one fast chunk does not make a huge next one
     max_growth: int = 4
+    #: keep ``size`` (a backend whose chunks are scheduler jobs, sized once for the whole batch)
+    fixed: bool = False
 
     def observe(self, n_entities: int, seconds: float) -> None:
-        if n_entities <= 0 or seconds <= 0:  # a lost chunk tells nothing about the cost
+        if self.fixed or n_entities <= 0 or seconds <= 0:  # a lost chunk tells nothing about the cost
             return
         per_entity = max(seconds / n_entities, 1e-7)
         wanted = int(self.target_seconds / per_entity)

@@ -63,6 +63,8 @@ class Report:
     #: a trial run (--limit / --sample): which part of the entities it computed; None for a full run
     trial: str | None = None
     remarks: list[str] = field(default_factory=list)
+    #: backend specifics (Slurm: job ids, per-task states); written only when there are some
+    backend_details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +93,8 @@ def write_report(report: Report, path: str | Path) -> None:
 
     data = report.as_dict()
     data["parameters"] = plain(data["parameters"])
+    if not data["backend_details"]:
+        del data["backend_details"]
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path = Path(path)
     try:
