@@ -141,7 +141,8 @@ def check_slurm() -> dict[str, str]:
         raise SlurmError(f"--backend slurm: the Slurm controller did not answer within {CHECK_TIMEOUT_SECONDS:g} s "
                          "(scontrol ping)") from None
     if proc.returncode != 0 or " is UP" not in proc.stdout:
-        why = _first_line(proc.stderr or proc.stdout)
+        lines = (proc.stdout or proc.stderr).strip().splitlines()
+        why = lines[0].strip() if lines else f"exit code {proc.returncode}"
         raise SlurmError(f"--backend slurm: the Slurm controller is not reachable (scontrol ping: {why})")
     config: dict[str, str] = {}
     try:

@@ -1,0 +1,284 @@
+"""--backend slurm on a real single-node Slurm cluster (the session's ``slurm_cluster``, tests/slurm_cluster.py):
+exact results for every language, resubmitted tasks, isolated crashes, scancel and SIGKILL then resume,
+the one-line error without Slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import provbatch
+from conftest import BIN, GC_EXPECTED, REPO, read_tsv, run_cli, write_source
+
+pytestmark = pytest.mark.slurm
+
+PLUGINS = {
+    "python": REPO / "plugins" / "gc_content.py",
+    "rust": REPO / "rust_plugins" / "gc_content.rs",
+    "nim": REPO / "nim_plugins" / "gc_content.nim",
+    "bash": REPO / "plugins" / "gc_content.sh",
+}
+
+
+def report_of(out: Path) -> dict:
+    """The last document of OUT.report.yaml (a resumed run appends one)."""
+    return list(yaml.safe_load_all((out.parent / f"{out.name}.report.yaml").read_text()))[-1]
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def failure_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def job_ids_in(workdir: Path) -> list[str]:
+    """The arrays a driver submitted, as it records them for a later driver to cancel."""
+    return [job for jobs in sorted(workdir.glob("g*/jobs")) for job in jobs.read_text().split()]
+
+
+@pytest.mark.parametrize("lang", list(PLUGINS))
+def test_exact_results_for_every_language(slurm, lang, tmp_path):
+    out, run_dir = tmp_path / "gc.tsv", tmp_path / "run"
+    extra: list[str] = []
+    if lang in ("rust", "nim"):
+        # the tasks get no compiler at all (an empty PATH): they load the library the driver built
+        # and copied into the work directory, or they fail
+        extra = ["--slurm-opt", f"--export=ALL,PATH={tmp_path / 'no-tools'}"]
+    proc = run_cli(PLUGINS[lang], "examples/genomes.txt", "--backend", "slurm", "--workers", "3",
+                   "--out", out, "--log", tmp_path / "gc.log.tsv", "--run-dir", run_dir, *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == GC_EXPECTED
+    assert len(out.read_text().splitlines()) == 6
+    report = report_of(out)
+    assert report["backend"] == "slurm" and report["workers"] == 3 and report["comp_status"] == "completed"
+    details = report["backend_details"]
+    assert details["chunk"] == 1  # 6 entities, 3 tasks at once: ceil(6 / 12)
+    assert len(details["job_ids"]) == 1
+    job = details["job_ids"][0]
+    assert details["tasks"] == {f"{job}_{i}": "COMPLETED" for i in range(6)}
+    assert manifest(run_dir)["backend"] == "slurm"
+    assert manifest(run_dir)["backend_details"]["job_ids"] == [job]
+    submitted = [e for e in events(run_dir) if e["event"] == "slurm_array_submitted"]
+    assert [(e["job_id"], e["tasks"], e["throttle"], e["entities"]) for e in submitted] == [(job, 6, 3, 6)]
+    # the tasks' inputs, parts and the copied library are gone once merged; nothing else is left
+    assert [p.name for p in (tmp_path / "gc.tsv.slurm").iterdir()] == ["driver.lock"]
+
+
+def test_api_backend_slurm_with_chunks(slurm, tmp_path):
+    ids = [f"entity{i:03d}" for i in range(40)]
+    result = provbatch.run_batch(_length_plugin(tmp_path), ids, attributes=tmp_path / "attribute_definitions.yaml",
+                                 backend="slurm", workers=2, slurm_chunk=7, slurm_workdir=tmp_path / "work")
+    assert result.as_dict() == {e: [str(len(e))] for e in ids}
+    assert len(result) == 40
+    details = result.report.backend_details
+    assert len(details["tasks"]) == 6 and set(details["tasks"].values()) == {"COMPLETED"}  # ceil(40 / 7)
+    assert result.report.backend == "slurm"
+
+
+def _length_plugin(folder: Path, body: str = "") -> Path:
+    """A plugin returning len(entity), running ``body`` (dedented Python) first in compute."""
+    header = textwrap.dedent('''\
+        import os, time
+        ID = "length_slurm"
+        VERSION = "1.0"
+        INPUT = "a string"
+        OUTPUT = ["length"]
+        METHOD = "len"
+        IMPLEMENTATION = "python"
+
+        def compute(entity, **kwargs):
+        ''')
+    source = header + textwrap.indent(textwrap.dedent(body), "    ") + "    return [len(entity)], None\n"
+    _attributes(folder)
+    return write_source(folder, "length.py", source)
+
+
+def test_failing_task_is_resubmitted_for_its_unfinished_entities(slurm, tmp_path, ids_file):
+    marker = tmp_path / "died-once"
+    plugin = _length_plugin(tmp_path, f'''\
+        if entity == "e3" and not os.path.exists({str(marker)!r}):
+            open({str(marker)!r}, "w").close()
+            os._exit(1)  # the whole task dies, once, while computing e3
+        ''')
+    ids = [f"e{i}" for i in range(10)]
+    out, run_dir = tmp_path / "out.tsv", tmp_path / "run"
+    proc = run_cli(plugin, ids_file(ids), "--backend", "slurm", "--workers", "2", "--slurm-chunk", "5",
+                   "--out", out, "--run-dir", run_dir, "--attributes", _attributes(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids}
+    assert len(out.read_text().splitlines()) == 10
+    assert failure_lines(tmp_path / "out.tsv.failures.tsv") == []
+    report = report_of(out)
+    first, second = report["backend_details"]["job_ids"]
+    # e0..e2 came from the failed task; e3 alone and e4 went to a second array, not charged to --retries
+    assert report["backend_details"]["tasks"] == {
+        f"{first}_0": "FAILED", f"{first}_1": "COMPLETED", f"{second}_0": "COMPLETED", f"{second}_1": "COMPLETED"}
+    assert report["n_retried"] == 0 and report["n_failed"] == 0
+    ended = [e for e in events(run_dir) if e["event"] == "slurm_task_ended"]
+    assert [(e["task"], e["state"], e["finished"], e["unfinished"]) for e in ended] == [(f"{first}_0", "FAILED", 3, 2)]
+    # the failed task's log is kept (its state was not COMPLETED), the others' are not
+    assert [p.name for p in (tmp_path / "out.tsv.slurm").glob("g*/logs/*")] == [f"{first}_0.log"]
+
+
+def _attributes(folder: Path) -> Path:
+    path = folder / "attribute_definitions.yaml"
+    path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    return path
+
+
+def test_entity_crashing_its_task_is_isolated(slurm, tmp_path, ids_file):
+    plugin = _length_plugin(tmp_path, '''\
+        if entity == "bad":
+            os._exit(3)  # crashes every task that computes it
+        ''')
+    ids = [f"ok{i}" for i in range(5)] + ["bad"] + [f"ok{i}" for i in range(5, 11)]
+    out = tmp_path / "out.tsv"
+    proc = run_cli(plugin, ids_file(ids), "--backend", "slurm", "--workers", "3", "--slurm-chunk", "4",
+                   "--retries", "1", "--out", out, "--attributes", _attributes(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 entity failed" in proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids if e != "bad"}
+    failures = (tmp_path / "out.tsv.failures.tsv").read_text().splitlines()
+    assert [line.split("\t")[:3] for line in failures] == [["bad", "2", "WorkerLost"]]
+    assert "ended FAILED" in failures[0]
+    report = report_of(out)
+    assert report["n_failed"] == 1 and report["n_retried"] == 1 and report["n_units"] == 11
+    # three tasks died on 'bad': in its chunk of 4, alone, and alone again (the one retry)
+    states = list(report["backend_details"]["tasks"].values())
+    assert states.count("FAILED") == 3 and states.count("COMPLETED") == len(states) - 3
+
+
+def _slow_batch(tmp_path: Path, ids: list[str], seconds: float = 0.4) -> tuple[list[str], Path]:
+    plugin = _length_plugin(tmp_path, f"time.sleep({seconds})\n")
+    entities = tmp_path / "ids.txt"
+    entities.write_text("".join(e + "\n" for e in ids))
+    out = tmp_path / "out.tsv"
+    args = [str(BIN / "batch-compute"), str(plugin), str(entities), "--backend", "slurm", "--workers", "2",
+            "--slurm-chunk", "5", "--out", str(out), "--attributes", str(_attributes(tmp_path))]
+    return args, out
+
+
+def _wait_for_lines(out: Path, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and len(out.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    pytest.fail(f"{out} did not reach {n} lines")
+
+
+def test_scancel_from_outside_then_resume(slurm, tmp_path):
+    ids = [f"id{i:02d}" for i in range(20)]
+    args, out = _slow_batch(tmp_path, ids)
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(out, 2, driver)
+    (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
+    slurm.run("scancel", job)
+    _stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 0, stderr
+    done = read_tsv(out)
+    assert 2 <= len(done) < 20
+    # the cancelled tasks' entities failed with Cancelled (--retries 0: the cancel is obeyed)
+    failures = (tmp_path / "out.tsv.failures.tsv").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in failures) == sorted(set(ids) - set(done))
+    assert {line.split("\t")[2] for line in failures} == {"Cancelled"}
+    report = report_of(out)
+    assert report["comp_status"] == "partial" and "CANCELLED" in report["backend_details"]["tasks"].values()
+    # the same command again computes exactly what is missing
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids}
+    assert len(out.read_text().splitlines()) == 20
+    assert report_of(out)["n_units"] == 20 - len(done)
+    assert failure_lines(tmp_path / "out.tsv.failures.tsv") == []
+
+
+def test_sigkill_of_the_driver_then_resume_exactly_once(slurm, tmp_path):
+    ids = [f"id{i:02d}" for i in range(20)]
+    args, out = _slow_batch(tmp_path, ids)
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(out, 3, driver)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
+    before = len(read_tsv(out))
+    # its array goes on without a driver; the next driver cancels it and computes what --out lacks
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids}  # read_tsv fails on a duplicate id
+    assert len(out.read_text().splitlines()) == 20
+    report = report_of(out)
+    assert report["backend_details"]["cancelled_earlier_jobs"] == [job]
+    assert report["n_units"] == 20 - before
+    states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
+    assert states and all(state in ("COMPLETED", "CANCELLED") for state in states)
+
+
+def test_ctrl_c_cancels_the_array_and_leaves_a_resumable_state(slurm, tmp_path):
+    ids = [f"id{i:02d}" for i in range(20)]
+    args, out = _slow_batch(tmp_path, ids)
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(out, 2, driver)
+    (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
+    driver.send_signal(signal.SIGINT)
+    _stdout, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "batch-compute: interrupted"
+    states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
+    assert "RUNNING" not in states and "PENDING" not in states and "CANCELLED" in states
+    assert report_of(out)["backend_details"]["job_ids"] == [job]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids}
+    assert len(out.read_text().splitlines()) == 20
+
+
+def test_without_slurm_on_path_a_one_line_error(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    proc = run_cli("plugins/gc_content.py", "examples/genomes.txt", "--backend", "slurm", "--out", tmp_path / "o.tsv",
+                   env={"PATH": str(empty)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "batch-compute: error: --backend slurm: Slurm command(s) sbatch, squeue, scancel, scontrol, sinfo, sacct "
+        "not found on PATH (run on a Slurm login node, or install slurm-client)")
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_unreachable_controller_a_one_line_error(slurm_cluster, tmp_path):
+    conf = tmp_path / "slurm.conf"
+    from slurm_cluster import free_port
+
+    port = free_port()  # nothing listens there
+    conf.write_text("".join(
+        f"SlurmctldPort={port}\n" if line.startswith("SlurmctldPort=") else line + "\n"
+        for line in slurm_cluster.conf.read_text().splitlines()))
+    proc = run_cli("plugins/gc_content.py", "examples/genomes.txt", "--backend", "slurm", "--out", tmp_path / "o.tsv",
+                   env={"SLURM_CONF": str(conf)})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "batch-compute: error: --backend slurm: the Slurm controller is not reachable (scontrol ping: Slurmctld(primary) at ")
+    assert lines[0].endswith(" is DOWN)")
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_slurm_options_without_the_slurm_backend(tmp_path):
+    proc = run_cli("plugins/gc_content.py", "examples/genomes.txt", "--slurm-chunk", "5", "--slurm-mem", "1G")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "batch-compute: error: --slurm-mem, --slurm-chunk only apply to --backend slurm"
