@@ -59,7 +59,7 @@ def _find(program: str) -> str:
 
 def _real_memory_mb() -> int:
     """What ``slurmd -C`` reports (RealMemory must not exceed it), capped: memory is not consumable here."""
-    out = subprocess.run([_find("slurmd"), "-C"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run([_find("slurmd"), "-C"], capture_output=True, text=True, timeout=30, check=False).stdout
     for field in out.split():
         if field.startswith("RealMemory="):
             return min(int(field.split("=", 1)[1]), 8192)
@@ -83,7 +83,7 @@ class SlurmCluster:
 
     # -- start ----------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 90.0) -> "SlurmCluster":
+    def start(self, timeout: float = 90.0) -> SlurmCluster:
         """Start the three daemons and wait until the node is idle; on failure stop what started."""
         try:
             self._start(timeout)
@@ -105,7 +105,7 @@ class SlurmCluster:
         environ = {**os.environ, **self.env}
         for daemon, args in (("slurmctld", ["-c"]), ("slurmd", ["-N", NODE])):
             proc = subprocess.run([_find(daemon), *args, "-f", str(self.conf)], env=environ,
-                                  capture_output=True, text=True, timeout=60)
+                                  capture_output=True, text=True, timeout=60, check=False)
             if proc.returncode != 0:
                 raise ClusterError(f"{daemon} did not start (exit {proc.returncode}): {proc.stderr.strip()}\n"
                                    + self.log_tails())
@@ -123,7 +123,7 @@ class SlurmCluster:
             [_find("munged"), f"--socket={self.munge_socket}", f"--key-file={key}",
              f"--pid-file={self.pid_files['munged']}", f"--log-file={self.logs['munged']}",
              f"--seed-file={self.root / 'munged.seed'}", "--force"],
-            capture_output=True, text=True, timeout=30)
+            capture_output=True, text=True, timeout=30, check=False)
         if proc.returncode != 0:
             raise ClusterError(f"munged did not start (exit {proc.returncode}): {proc.stderr.strip()}\n"
                                + _tail(self.logs["munged"]))
@@ -170,8 +170,8 @@ class SlurmCluster:
             "InactiveLimit=0",
             "KillWait=5",
             "Waittime=0",
-            f"NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-            f"RealMemory={_real_memory_mb()} State=UNKNOWN",
+            (f"NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+             f"RealMemory={_real_memory_mb()} State=UNKNOWN"),
             f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
             "",
         ]))
@@ -199,7 +199,7 @@ class SlurmCluster:
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """A Slurm client command against this cluster."""
         proc = subprocess.run(list(args), env={**os.environ, **self.env}, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise ClusterError(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
         return proc
@@ -269,7 +269,7 @@ class SlurmCluster:
                 except ProcessLookupError:
                     pass
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 
 import provbatch
-from conftest import BIN, GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 
 pytestmark = pytest.mark.slurm
 
@@ -200,7 +200,7 @@ def test_scancel_from_outside_then_resume(slurm, tmp_path):
     report = report_of(out)
     assert report["comp_status"] == "partial" and "CANCELLED" in report["backend_details"]["tasks"].values()
     # the same command again computes exactly what is missing
-    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out) == {e: [str(len(e))] for e in ids}
     assert len(out.read_text().splitlines()) == 20
@@ -214,11 +214,11 @@ def test_sigkill_of_the_driver_then_resume_exactly_once(slurm, tmp_path):
     driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_lines(out, 3, driver)
     os.kill(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=30)
+    driver.wait(timeout=30, check=False)
     (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
     before = len(read_tsv(out))
     # its array goes on without a driver; the next driver cancels it and computes what --out lacks
-    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out) == {e: [str(len(e))] for e in ids}  # read_tsv fails on a duplicate id
     assert len(out.read_text().splitlines()) == 20
@@ -236,13 +236,13 @@ def test_ctrl_c_cancels_the_array_and_leaves_a_resumable_state(slurm, tmp_path):
     _wait_for_lines(out, 2, driver)
     (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
     driver.send_signal(signal.SIGINT)
-    _stdout, stderr = driver.communicate(timeout=60)
+    _stdout, stderr = driver.communicate(timeout=60, check=False)
     assert driver.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "batch-compute: interrupted"
     states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
     assert "RUNNING" not in states and "PENDING" not in states and "CANCELLED" in states
     assert report_of(out)["backend_details"]["job_ids"] == [job]
-    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out) == {e: [str(len(e))] for e in ids}
     assert len(out.read_text().splitlines()) == 20
