@@ -78,6 +78,24 @@ def test_exact_results_for_every_language(slurm, lang, tmp_path):
     assert [p.name for p in (tmp_path / "gc.tsv.slurm").iterdir()] == ["driver.lock"]
 
 
+def test_rerun_of_a_slurm_run_uses_slurm_with_its_options(slurm, tmp_path):
+    out, run_dir = tmp_path / "gc.tsv", tmp_path / "run"
+    proc = run_cli(PLUGINS["python"], "examples/genomes.txt", "--backend", "slurm", "--workers", "2",
+                   "--slurm-chunk", "4", "--slurm-mem", "100M", "--out", out, "--run-dir", run_dir)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((run_dir / "run_config.json").read_text())
+    assert config["execution"]["slurm"] == {"partition": None, "time": None, "mem": "100M", "chunk": 4, "opt": None}
+    again = tmp_path / "again.tsv"
+    proc = run_cli("rerun", run_dir, "--out", again, prog="provbatch")
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(again) == GC_EXPECTED
+    report = report_of(again)
+    assert report["backend"] == "slurm" and len(report["backend_details"]["tasks"]) == 2  # chunks of 4
+    (job,) = report["backend_details"]["job_ids"]
+    shown = slurm.run("scontrol", "-o", "show", "job", job).stdout.splitlines()
+    assert len(shown) == 2 and all("MinMemoryNode=100M" in line for line in shown)  # --slurm-mem reached sbatch
+
+
 def test_api_backend_slurm_with_chunks(slurm, tmp_path):
     ids = [f"entity{i:03d}" for i in range(40)]
     result = provbatch.run_batch(_length_plugin(tmp_path), ids, attributes=tmp_path / "attribute_definitions.yaml",

@@ -408,6 +408,9 @@ def capture_run_config(run: "BatchRun") -> dict[str, Any]:
             "max_failures": run.max_failures, "retry_failed": run.retry_failed,
             "header": run.header, "limit": run.limit, "sample": run.sample, "seed": run.seed,
             "backend_used": None, "workers_used": None,
+            # --backend slurm: the sbatch options (the work directory follows --out on a rerun)
+            "slurm": {name: getattr(run, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt")}
+            if run.backend == "slurm" else None,
         },
         "outputs": {
             "results": str(run.out) if run.out else None,

@@ -567,11 +567,13 @@ def prepare_rerun(
         skip = None
     execution = config["execution"]
     out_path, resuming = choose_out(source_run, out, config)
+    chosen_backend = backend or execution["backend"]
+    slurm = (execution.get("slurm") or {}) if chosen_backend == "slurm" else {}
     batch = BatchRun(
         materialize_plugin(config),
         entities,
         params=dict(config["parameters"]),
-        backend=backend or execution["backend"],
+        backend=chosen_backend,
         workers=workers if workers is not None else execution["workers"],
         attributes=materialize_attributes(config),
         idsproc=materialize_idsproc(config),
@@ -593,6 +595,7 @@ def prepare_rerun(
         command=command if command is not None else list(sys.argv),
         rerun_of=config["uuid"],
         plugin_options=dict(config["plugin"].get("options") or {}),
+        **{f"slurm_{name}": value for name, value in slurm.items()},
     )
     batch.prepare()
     check.notes += _artifact_notes(config, batch)
