@@ -74,8 +74,8 @@ def test_exact_results_for_every_language(slurm, lang, tmp_path):
     assert manifest(run_dir)["backend_details"]["job_ids"] == [job]
     submitted = [e for e in events(run_dir) if e["event"] == "slurm_array_submitted"]
     assert [(e["job_id"], e["tasks"], e["throttle"], e["entities"]) for e in submitted] == [(job, 6, 3, 6)]
-    # the tasks' inputs, parts and the copied library are gone once merged; nothing else is left
-    assert [p.name for p in (tmp_path / "gc.tsv.slurm").iterdir()] == ["driver.lock"]
+    # the tasks' inputs, parts and the copied library are gone once merged: the work directory too
+    assert not (tmp_path / "gc.tsv.slurm").exists()
 
 
 def test_rerun_of_a_slurm_run_uses_slurm_with_its_options(slurm, tmp_path):
@@ -300,3 +300,14 @@ def test_slurm_options_without_the_slurm_backend(tmp_path):
     proc = run_cli("plugins/gc_content.py", "examples/genomes.txt", "--slurm-chunk", "5", "--slurm-mem", "1G")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "batch-compute: error: --slurm-mem, --slurm-chunk only apply to --backend slurm"
+
+
+def test_sbatch_refusal_is_a_one_line_error(slurm, tmp_path):
+    out = tmp_path / "gc.tsv"
+    proc = run_cli(PLUGINS["python"], "examples/genomes.txt", "--backend", "slurm", "--slurm-partition", "nosuch",
+                   "--out", out)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("batch-compute: error: sbatch refused the job array (--partition=nosuch): "
+                                   "sbatch: error: Batch job submission failed: Invalid partition name specified")
+    assert out.read_text() == ""
+    assert report_of(out)["comp_status"] == "aborted"

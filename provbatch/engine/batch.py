@@ -545,6 +545,8 @@ class BatchRun:
             )
             self._write_logs(lifecycle.take_output())  # initialize's own output
             record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
+            if progress is not None:
+                progress.status = lambda: lifecycle.pool.status() if lifecycle.pool is not None else ""
             items = self.stream.items()
             parse = None
             if self.typed:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 
 def count_lines(path: str) -> int | None:
@@ -55,6 +55,9 @@ class Progress:
         self._bar: Any = tqdm(total=total, file=stream, mininterval=interval, unit=" entities", bar_format=bar_format,
                               dynamic_ncols=width > 0, ncols=None if width > 0 else 100, nrows=None if width > 0 else 24, leave=True, smoothing=0.1)
         self._bar.set_postfix_str("failed=0, skipped=0", refresh=False)
+        #: what the backend adds to the line (Slurm: its running and pending tasks)
+        self.status: Callable[[], str] = lambda: ""
+        self._status = ""
 
     def update(self, done: int, failed: int, skipped: int = 0, duplicates: int = 0) -> None:
         """The counts so far (not increments); the total shrinks by what the stream skipped."""
@@ -63,9 +66,10 @@ class Progress:
             total = max(self.lines - skipped - duplicates, done + failed)
             if total != bar.total:
                 bar.total = total
-        if failed != self.failed or skipped != self.skipped:
-            self.failed, self.skipped = failed, skipped
-            bar.set_postfix_str(f"failed={failed}, skipped={skipped}", refresh=False)
+        status = self.status()
+        if failed != self.failed or skipped != self.skipped or status != self._status:
+            self.failed, self.skipped, self._status = failed, skipped, status
+            bar.set_postfix_str(f"failed={failed}, skipped={skipped}" + (f", {status}" if status else ""), refresh=False)
         # failed entities are finished too: they count towards the total and the ETA
         bar.update(done + failed - bar.n)
         self.done = done

@@ -84,6 +84,10 @@ class Pool:
         """Stop now, abandoning in-flight chunks (cancel, interrupt)."""
         raise NotImplementedError
 
+    def status(self) -> str:
+        """A few words for the progress line (Slurm: tasks pending and running); empty by default."""
+        return ""
+
     def details(self) -> dict[str, Any]:
         """What the report and the run record say about this backend beyond its name (job ids, ...)."""
         return {}

@@ -363,6 +363,11 @@ class SlurmPool(Pool):
                 self.task_states[task.key] = "CANCELLED"
         self._close(clean=False)
 
+    def status(self) -> str:
+        running = sum(1 for task in self.tasks.values() if task.ready and not task.ended)
+        pending = sum(1 for task in self.tasks.values() if not task.ready) + len(self.waiting)
+        return f"slurm: {running} running, {pending} pending tasks"
+
     def details(self) -> dict[str, Any]:
         """What the report and the run record say about this backend."""
         return {
@@ -374,6 +379,14 @@ class SlurmPool(Pool):
         }
 
     # -- submitting ------------------------------------------------------------------------------
+
+    def sbatch_options(self) -> list[str]:
+        """The user's sbatch options (--slurm-partition, --slurm-time, --slurm-mem, --slurm-opt)."""
+        options = self.options
+        given = [f"--partition={options.partition}"] if options.partition else []
+        given += [f"--time={options.time}"] if options.time else []
+        given += [f"--mem={options.mem}"] if options.mem else []
+        return given + (shlex.split(options.opt) if options.opt else [])
 
     def _active_tasks(self) -> int:
         return sum(1 for task in self.tasks.values() if not task.ended)
@@ -395,21 +408,21 @@ class SlurmPool(Pool):
         args = ["sbatch", "--parsable", f"--array=0-{array.size - 1}%{throttle}", f"--job-name={self.job_name}",
                 f"--output={self.generation / 'logs' / '%A_%a.log'}", "--no-requeue", "--export=ALL",
                 f"--chdir={Path.cwd()}"]
-        if self.options.partition:
-            args.append(f"--partition={self.options.partition}")
-        if self.options.time:
-            args.append(f"--time={self.options.time}")
-        if self.options.mem:
-            args.append(f"--mem={self.options.mem}")
-        if self.options.opt:
-            args.extend(shlex.split(self.options.opt))
-        args += [str(self.script), array.name]
-        proc = _run(args, timeout=60)
-        if proc.returncode != 0:
-            raise SlurmError(f"sbatch refused the job array: {_first_line(proc.stderr or proc.stdout)}")
-        array.job_id = proc.stdout.strip().split(";")[0]
-        with open(self.generation / "jobs", "a", encoding="utf-8") as jobs:  # for a later driver to cancel
-            jobs.write(array.job_id + "\n")
+        given = self.sbatch_options()
+        args += [*given, str(self.script), array.name]
+        # Ctrl-C waits until the array's id is written down: an array submitted but not recorded
+        # could not be cancelled by terminate() nor by a later driver
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            proc = _run(args, timeout=60)
+            if proc.returncode != 0:
+                said = f" ({' '.join(given)})" if given else ""
+                raise SlurmError(f"sbatch refused the job array{said}: {_first_line(proc.stderr or proc.stdout)}")
+            array.job_id = proc.stdout.strip().split(";")[0]
+            with open(self.generation / "jobs", "a", encoding="utf-8") as jobs:  # for a later driver to cancel
+                jobs.write(array.job_id + "\n")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.arrays.append(array)
         for task in tasks:
             self.tasks[(array.name, task.index)] = task
@@ -575,6 +588,9 @@ class SlurmPool(Pool):
                 task.handle.close()
         if clean:  # everything is merged into --out: keep only the logs of tasks that did not complete
             _clean_generation(self.generation, keep_logs={k for k, s in self.task_states.items() if s != "COMPLETED"})
+            if [entry.name for entry in self.workdir.iterdir()] == ["driver.lock"]:
+                (self.workdir / "driver.lock").unlink()  # still held: no other driver can be inside
+                self.workdir.rmdir()
         self._lock.close()
 
 
