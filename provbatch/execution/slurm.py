@@ -287,9 +287,11 @@ class SlurmPool(Pool):
             time.sleep(0.5)
 
     def _ship_plugin(self, config: RunnerConfig) -> RunnerConfig:
-        """Copy a built library (or a Bash script) into the generation: tasks load it from there."""
+        """Copy a built library into the generation: tasks load it from there, never from a build
+        cache (the driver's may not be on the shared filesystem) and never by compiling. A plugin
+        that is its own artifact (a Bash script) stays where it is: it may source files beside it."""
         spec = config.spec
-        if not spec.artifact or not Path(spec.artifact).is_file():
+        if not spec.artifact or spec.artifact == spec.source or not Path(spec.artifact).is_file():
             return config
         original = Path(spec.artifact)
         # same <key>/<name> as in the build cache: loaders derive import names from them
