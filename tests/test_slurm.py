@@ -232,7 +232,7 @@ def test_sigkill_of_the_driver_then_resume_exactly_once(slurm, tmp_path):
     driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_lines(out, 3, driver)
     os.kill(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=30, check=False)
+    driver.wait(timeout=30)
     (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
     before = len(read_tsv(out))
     # its array goes on without a driver; the next driver cancels it and computes what --out lacks
@@ -254,7 +254,7 @@ def test_ctrl_c_cancels_the_array_and_leaves_a_resumable_state(slurm, tmp_path):
     _wait_for_lines(out, 2, driver)
     (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
     driver.send_signal(signal.SIGINT)
-    _stdout, stderr = driver.communicate(timeout=60, check=False)
+    _stdout, stderr = driver.communicate(timeout=60)
     assert driver.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "batch-compute: interrupted"
     states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
