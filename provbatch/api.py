@@ -26,7 +26,8 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     backend, workers, address, attributes, idsproc, skip, out, log,
     report_path, user, system, reason, retries, timeout, fail_fast,
     max_failures, failures_path, retry_failed, run_dir, plugin_options, header, limit, sample,
-    seed). Values are typed by their datatypes (int, float, bool, str, lists for arrays, tuples
+    seed; with backend="slurm" also slurm_partition, slurm_time, slurm_mem, slurm_chunk, slurm_opt,
+    slurm_workdir). Values are typed by their datatypes (int, float, bool, str, lists for arrays, tuples
     for composites). Nothing is computed until iterated; bad input raises here. When ``out=``
     already holds some of the entities they are skipped (a resume) and a
     :class:`~provbatch.errors.SkippedEntitiesWarning` says how many.

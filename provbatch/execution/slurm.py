@@ -12,7 +12,7 @@ finished entity readable and no torn line that counts. The driver reads the part
 grow (streamed merge: results reach ``--out`` long before a task ends) and polls ``squeue``
 (``sacct`` when a task left the queue) for tasks that ended without their end line.
 
-Faults map onto the outcomes the engine already handles (see :mod:`provbatch.batch`):
+Faults map onto the outcomes the engine already handles (see :mod:`provbatch.engine.batch`):
 
 - a task that failed, ran out of memory or time, or lost its node: the entity it was computing is
   ``WorkerLost`` / ``Timeout`` (re-run alone, so a crash is pinned on its entity, then charged to
