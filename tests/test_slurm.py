@@ -241,10 +241,58 @@ def test_sigkill_of_the_driver_then_resume_exactly_once(slurm, tmp_path):
     assert read_tsv(out) == {e: [str(len(e))] for e in ids}  # read_tsv fails on a duplicate id
     assert len(out.read_text().splitlines()) == 20
     report = report_of(out)
-    assert report["backend_details"]["cancelled_earlier_jobs"] == [job]
-    assert report["n_units"] == 20 - before
+    details = report["backend_details"]
+    assert details["earlier_jobs"] == [job]
+    assert report["n_units"] == 20 - before  # what the killed driver's tasks finished is taken, the rest computed
+    assert 0 <= details["salvaged"] <= 20 - before
     states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
     assert states and all(state in ("COMPLETED", "CANCELLED") for state in states)
+
+
+def test_after_sigkill_the_orphaned_arrays_results_are_taken_not_recomputed(slurm, tmp_path):
+    ids = [f"id{i:02d}" for i in range(20)]
+    args, out = _slow_batch(tmp_path, ids, seconds=0.2)
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(out, 3, driver)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    (job,) = job_ids_in(tmp_path / "out.tsv.slurm")
+    before = len(read_tsv(out))
+    deadline = time.monotonic() + 90
+    while True:  # the array finishes on its own, without a driver
+        states = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", job, "-o", "%T").stdout.split()
+        if states == ["COMPLETED"] * 4:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {e: [str(len(e))] for e in ids}
+    assert len(out.read_text().splitlines()) == 20
+    report = report_of(out)
+    details = report["backend_details"]
+    assert details["earlier_jobs"] == [job] and details["salvaged"] == 20 - before
+    assert details["job_ids"] == [] and details["tasks"] == {}  # nothing was left to compute
+    assert report["n_units"] == 20 - before and report["comp_status"] == "completed"
+
+
+def test_salvage_only_for_the_same_plugin_and_parameters(slurm, tmp_path):
+    ids = [f"id{i:02d}" for i in range(20)]
+    args, out = _slow_batch(tmp_path, ids, seconds=0.2)
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(out, 3, driver)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    before = len(read_tsv(out))
+    plugin = tmp_path / "length.py"
+    plugin.write_text(plugin.read_text().replace("return [len(entity)], None", "return [len(entity) + 100], None"))
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_tsv(out)
+    assert len(rows) == 20 and len(out.read_text().splitlines()) == 20
+    # the lines of the first run stay as they were; everything after them comes from the changed plugin
+    assert sum(1 for values in rows.values() if int(values[0]) > 100) == 20 - before
+    assert report_of(out)["backend_details"]["salvaged"] == 0
 
 
 def test_ctrl_c_cancels_the_array_and_leaves_a_resumable_state(slurm, tmp_path):
@@ -264,6 +312,23 @@ def test_ctrl_c_cancels_the_array_and_leaves_a_resumable_state(slurm, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out) == {e: [str(len(e))] for e in ids}
     assert len(out.read_text().splitlines()) == 20
+
+
+def test_a_task_that_cannot_load_the_plugin_stops_the_batch(slurm, tmp_path, ids_file):
+    plugin = _length_plugin(tmp_path)
+    plugin.write_text('import os\nif "SLURM_ARRAY_TASK_ID" in os.environ:\n'
+                      '    raise ImportError("numpy is not installed on the nodes")\n' + plugin.read_text())
+    out = tmp_path / "out.tsv"
+    proc = run_cli(plugin, ids_file(["a", "bb"]), "--backend", "slurm", "--workers", "2", "--out", out,
+                   "--attributes", tmp_path / "attribute_definitions.yaml")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batch-compute: error: Slurm task ")
+    assert lines[0].endswith("could not start the plugin: PluginLoadError: "
+                             f"{plugin}:3: ImportError: numpy is not installed on the nodes")
+    assert report_of(out)["comp_status"] == "aborted"
+    states = slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%T").stdout.split()
+    assert "RUNNING" not in states and "PENDING" not in states
 
 
 def test_without_slurm_on_path_a_one_line_error(tmp_path):

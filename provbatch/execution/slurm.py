@@ -224,12 +224,19 @@ class SlurmPool(Pool):
         self.max_in_flight = max(1, min(max_array, 4 * n_workers))
         self.workdir = workdir
         self._lock = self._take_workdir(workdir)
-        self.cancelled_on_start = self._cancel_earlier_generations()
+        state_bytes = pickle.dumps(state, protocol=5)
+        self.key = run_key(config, state_bytes)
+        #: entity id -> (fields, logs) that tasks of a killed driver computed and --out lacks
+        self.salvage: dict[str, tuple[list[str], list[str]]] = {}
+        self.earlier_jobs = self._end_earlier_generations()
+        self.n_salvaged = 0
+        self.salvaged: list[Completed] = []  # answered from the salvage, handed out by the next wait()
         self.generation = workdir / f"g{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         for sub in ("in", "parts", "logs", "states", "plugin"):
             (self.generation / sub).mkdir(parents=True, exist_ok=True)
+        (self.generation / "key").write_text(self.key)
         self.config = self._ship_plugin(config)
-        self._write_config(state)
+        self._write_config(state_bytes)
         self.script = self._write_script()
         self.arrays: list[_Array] = []
         self.waiting: list[tuple[int, Chunk]] = []  # submitted by the scheduler, not yet to Slurm
@@ -259,11 +266,12 @@ class SlurmPool(Pool):
         handle.flush()
         return handle
 
-    def _cancel_earlier_generations(self) -> list[str]:
-        """A driver that was killed left its arrays running: cancel them (their results that did
-        not reach --out are recomputed; --out alone says what is done) and remove their files,
-        keeping the logs of tasks that did not complete."""
-        cancelled: list[str] = []
+    def _end_earlier_generations(self) -> list[str]:
+        """A driver that was killed left its arrays running: cancel them and remove their files
+        (keeping the logs). What their tasks finished and --out lacks is kept for this run when
+        it was computed with the same plugin, parameters and state (same :func:`run_key`) and no
+        merge of task states is needed: those entities are answered without computing them again."""
+        earlier: list[str] = []
         for generation in sorted(self.workdir.glob("g*")):
             if not generation.is_dir():
                 continue
@@ -271,10 +279,13 @@ class SlurmPool(Pool):
             job_ids = jobs_file.read_text().split() if jobs_file.exists() else []
             if job_ids:
                 _run(["scancel", *job_ids], timeout=30)
-                cancelled.extend(job_ids)
+                earlier.extend(job_ids)
                 self._wait_gone(job_ids)
+            key_file = generation / "key"
+            if not self.return_state and key_file.exists() and key_file.read_text() == self.key:
+                self.salvage.update(_finished_in(generation / "parts"))
             _clean_generation(generation, keep_logs=None)
-        return cancelled
+        return earlier
 
     @staticmethod
     def _wait_gone(job_ids: list[str], timeout: float = 30.0) -> None:
@@ -300,9 +311,8 @@ class SlurmPool(Pool):
         shutil.copy2(original, target)
         return replace(config, spec=replace(spec, artifact=str(target)))
 
-    def _write_config(self, state: Any) -> None:
-        payload = {"config": self.config, "state": pickle.dumps(state, protocol=5),
-                   "return_state": self.return_state}
+    def _write_config(self, state_bytes: bytes) -> None:
+        payload = {"config": self.config, "state": state_bytes, "return_state": self.return_state}
         _atomic_write(self.generation / "config.pkl", pickle.dumps(payload, protocol=5))
 
     def _write_script(self) -> Path:
@@ -322,12 +332,26 @@ class SlurmPool(Pool):
         return max(0, self.max_in_flight - self.in_flight())
 
     def in_flight(self) -> int:
-        return len(self.waiting) + len(self.tasks)
+        return len(self.waiting) + len(self.tasks) + len(self.salvaged)
 
     def submit(self, chunk_id: int, chunk: Chunk) -> None:
-        self.waiting.append((chunk_id, chunk))
+        if self.salvage:
+            found = [item for item in chunk if item[0] in self.salvage]
+            if found:
+                outcomes: list[Outcome] = []
+                for item in found:
+                    fields, logs = self.salvage.pop(item[0])
+                    outcomes.append((item[0], fields, logs, None))
+                self.salvaged.append(Completed(chunk_id, found, outcomes, 0.0))
+                self.n_salvaged += len(found)
+                chunk = [item for item in chunk if item[0] not in {i[0] for i in found}]
+        if chunk:
+            self.waiting.append((chunk_id, chunk))
 
     def wait(self) -> list[Completed]:
+        if self.salvaged:
+            completed, self.salvaged = self.salvaged, []
+            return completed
         while True:
             self._submit_waiting()
             completed = self._read_parts()
@@ -377,7 +401,8 @@ class SlurmPool(Pool):
             "workdir": str(self.workdir),
             "chunk": self.chunk_size,
             "tasks": dict(self.task_states),
-            "cancelled_earlier_jobs": self.cancelled_on_start,
+            "earlier_jobs": self.earlier_jobs,  # of killed drivers: cancelled where still running
+            "salvaged": self.n_salvaged,  # entities those jobs finished, taken instead of computed again
         }
 
     # -- submitting ------------------------------------------------------------------------------
@@ -630,6 +655,31 @@ def _squeue_states(job_ids: list[str]) -> dict[str, str]:
         if name.strip():
             states[name.strip()] = state.strip()
     return states
+
+
+def run_key(config: RunnerConfig, state_bytes: bytes) -> str:
+    """What makes two generations' results interchangeable: the plugin (its source file's or
+    built library's sha256), parameters, output datatypes, state and timeout; not paths of copies."""
+    import hashlib
+
+    spec = config.spec
+    source = Path(spec.source)
+    source_sha = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else ""
+    facts = (spec.lang, spec.source, source_sha, spec.artifact_sha256, spec.options, sorted(config.params.items()),
+             config.datatypes, config.output_names, config.uses_state, config.per_worker_state, config.timeout)
+    return hashlib.sha256(repr(facts).encode() + state_bytes).hexdigest()
+
+
+def _finished_in(parts: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """The entities computed without error in a generation's part files (whole lines only)."""
+    finished: dict[str, tuple[list[str], list[str]]] = {}
+    for path in sorted(parts.glob("*.jsonl")) if parts.is_dir() else []:
+        data = path.read_bytes()
+        for line in data[: data.rfind(b"\n") + 1].splitlines():
+            record = json.loads(line)
+            if isinstance(record, list) and record[3] is None:
+                finished[record[0]] = (record[1], record[2])
+    return finished
 
 
 def _sacct_states(job_ids: list[str]) -> dict[str, str]:
