@@ -376,3 +376,16 @@ def test_sbatch_refusal_is_a_one_line_error(slurm, tmp_path):
                                    "sbatch: error: Batch job submission failed: Invalid partition name specified")
     assert out.read_text() == ""
     assert report_of(out)["comp_status"] == "aborted"
+
+
+def test_a_work_directory_others_can_write_is_refused(slurm, tmp_path):
+    """Tasks unpickle the configuration and load the library the driver writes there."""
+    workdir = tmp_path / "shared"
+    workdir.mkdir()
+    workdir.chmod(0o777)
+    proc = run_cli(PLUGINS["python"], "examples/genomes.txt", "--backend", "slurm", "--slurm-workdir", workdir,
+                   "--out", tmp_path / "gc.tsv")
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == (f"batch-compute: error: {workdir}: writable by group or others (mode 0777) in the "
+                                   f"Slurm work directory; anyone could change what provbatch runs: chmod go-w {workdir}")
+    assert list(workdir.iterdir()) == []

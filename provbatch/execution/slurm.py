@@ -47,11 +47,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ProvBatchError, UsageError
+from ..files import (
+    atomic_write,
+    private_dir,
+    private_root,
+    read_private,
+    sha256_bytes,
+    sha256_file,
+)
 from .base import NOT_STARTED, Completed, Pool
 from .runner import Chunk, ChunkRunner, Outcome, RunnerConfig
 
 #: the Slurm client commands the driver uses
 COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "sacct")
+#: the name of the work directory in messages: tasks unpickle what the driver writes there and load
+#: the library copied there, so it is private (0700/0600, the user's own, checked like the build cache)
+WHAT = "Slurm work directory"
 #: states in which a job (array task) will not run any more
 TERMINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
@@ -222,8 +233,7 @@ class SlurmPool(Pool):
         max_array = int(slurm_config.get("MaxArraySize", "1001") or 1001)
         #: chunks that may exist at once (submitted or waiting): one array's worth, bounding memory
         self.max_in_flight = max(1, min(max_array, 4 * n_workers))
-        self.workdir = workdir
-        self._lock = self._take_workdir(workdir)
+        self.workdir, self._lock = self._take_workdir(workdir)
         state_bytes = pickle.dumps(state, protocol=5)
         self.key = run_key(config, state_bytes)
         #: entity id -> (fields, logs) that tasks of a killed driver computed and --out lacks
@@ -231,10 +241,10 @@ class SlurmPool(Pool):
         self.earlier_jobs = self._end_earlier_generations()
         self.n_salvaged = 0
         self.salvaged: list[Completed] = []  # answered from the salvage, handed out by the next wait()
-        self.generation = workdir / f"g{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.generation = private_dir(self.workdir, f"g{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}", what=WHAT)
         for sub in ("in", "parts", "logs", "states", "plugin"):
-            (self.generation / sub).mkdir(parents=True, exist_ok=True)
-        (self.generation / "key").write_text(self.key)
+            private_dir(self.generation, sub, what=WHAT)
+        atomic_write(self.generation / "key", self.key)
         self.config = self._ship_plugin(config)
         self._write_config(state_bytes)
         self.script = self._write_script()
@@ -248,10 +258,11 @@ class SlurmPool(Pool):
     # -- the work directory ----------------------------------------------------------------------
 
     @staticmethod
-    def _take_workdir(workdir: Path) -> IO[str]:
-        """One driver per work directory (the lock goes with the process, also on SIGKILL)."""
+    def _take_workdir(workdir: Path) -> tuple[Path, IO[str]]:
+        """The work directory, private, locked: one driver at a time (the lock goes with the process,
+        also on SIGKILL)."""
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = private_root(workdir, WHAT)
             handle = open(workdir / "driver.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
         except OSError as exc:
             raise UsageError(f"{workdir}: cannot use it as the Slurm work directory: {exc.strerror or exc}") from exc
@@ -264,7 +275,7 @@ class SlurmPool(Pool):
         handle.truncate()
         handle.write(f"{socket.gethostname()} {os.getpid()}\n")
         handle.flush()
-        return handle
+        return workdir, handle
 
     def _end_earlier_generations(self) -> list[str]:
         """A driver that was killed left its arrays running: cancel them and remove their files
@@ -306,24 +317,22 @@ class SlurmPool(Pool):
             return config
         original = Path(spec.artifact)
         # same <key>/<name> as in the build cache: loaders derive import names from them
-        target = self.generation / "plugin" / original.parent.name / original.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(original, target)
+        target = private_dir(self.generation, "plugin", original.parent.name, what=WHAT) / original.name
+        atomic_write(target, original.read_bytes())
         return replace(config, spec=replace(spec, artifact=str(target)))
 
     def _write_config(self, state_bytes: bytes) -> None:
         payload = {"config": self.config, "state": state_bytes, "return_state": self.return_state}
-        _atomic_write(self.generation / "config.pkl", pickle.dumps(payload, protocol=5))
+        atomic_write(self.generation / "config.pkl", pickle.dumps(payload, protocol=5))
 
     def _write_script(self) -> Path:
         """The batch script of every array: the task entry point with this Python and this environment."""
         script = self.generation / "task.sh"
-        _atomic_write(script, (
+        atomic_write(script, (
             "#!/bin/sh\n"
             "# a provbatch array task: computes the chunk SLURM_ARRAY_TASK_ID of array $1\n"
             f"exec {shlex.quote(sys.executable)} -m provbatch.execution.slurm {shlex.quote(str(self.generation))} \"$1\"\n"
-        ).encode())
-        script.chmod(0o755)
+        ), mode=0o700)
         return script
 
     # -- the Pool interface ----------------------------------------------------------------------
@@ -369,7 +378,7 @@ class SlurmPool(Pool):
         states: list[Any] = []
         if return_state:
             for path in sorted((self.generation / "states").glob("*.pkl")):
-                states.append(pickle.loads(path.read_bytes()))
+                states.append(pickle.loads(read_private(path, WHAT)))
         self._close(clean=True)
         return states
 
@@ -429,7 +438,7 @@ class SlurmPool(Pool):
         tasks = []
         for index, (chunk_id, chunk) in enumerate(self.waiting):
             text = "".join(json.dumps(list(item), ensure_ascii=False) + "\n" for item in chunk)
-            _atomic_write(lines_in / f"{array.name}_{index}.jsonl", text.encode("utf-8"))
+            atomic_write(lines_in / f"{array.name}_{index}.jsonl", text)
             tasks.append(_Task(array, index, chunk_id, chunk, self.generation / "parts" / f"{array.name}_{index}.jsonl"))
         throttle = self.n_workers - active
         args = ["sbatch", "--parsable", f"--array=0-{array.size - 1}%{throttle}", f"--job-name={self.job_name}",
@@ -660,14 +669,12 @@ def _squeue_states(job_ids: list[str]) -> dict[str, str]:
 def run_key(config: RunnerConfig, state_bytes: bytes) -> str:
     """What makes two generations' results interchangeable: the plugin (its source file's or
     built library's sha256), parameters, output datatypes, state and timeout; not paths of copies."""
-    import hashlib
-
     spec = config.spec
     source = Path(spec.source)
-    source_sha = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else ""
+    source_sha = sha256_file(source) if source.is_file() else ""
     facts = (spec.lang, spec.source, source_sha, spec.artifact_sha256, spec.options, sorted(config.params.items()),
              config.datatypes, config.output_names, config.uses_state, config.per_worker_state, config.timeout)
-    return hashlib.sha256(repr(facts).encode() + state_bytes).hexdigest()
+    return sha256_bytes(repr(facts).encode() + state_bytes)
 
 
 def _finished_in(parts: Path) -> dict[str, tuple[list[str], list[str]]]:
@@ -726,22 +733,17 @@ def _log_tail(path: Path) -> str:
         return "(no task log)"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 # --------------------------------------------------------------------------- the task's side
 
 
 def task_main(generation: Path, array: str, index: int) -> int:
     """An array task: compute the chunk ``array_index`` of the generation, one part line per entity."""
-    payload = pickle.loads((generation / "config.pkl").read_bytes())
+    payload = pickle.loads(read_private(generation / "config.pkl", WHAT))  # the driver's, checked before unpickling
     config: RunnerConfig = payload["config"]
     items = [tuple(json.loads(line)) for line in (generation / "in" / f"{array}_{index}.jsonl").open(encoding="utf-8")]
     part_path = generation / "parts" / f"{array}_{index}.jsonl"
-    with open(part_path, "w", encoding="utf-8", newline="\n") as part:
+    fd = os.open(part_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "w", encoding="utf-8", newline="\n") as part:
         def put(record: Any) -> None:
             part.write(json.dumps(record, ensure_ascii=False) + "\n")  # one write per line, flushed
             part.flush()
@@ -766,7 +768,7 @@ def task_main(generation: Path, array: str, index: int) -> int:
         finally:
             runner.cleanup()
         if payload["return_state"] and state is not None:
-            _atomic_write(generation / "states" / f"{array}_{index}.pkl", pickle.dumps(state, protocol=5))
+            atomic_write(generation / "states" / f"{array}_{index}.pkl", pickle.dumps(state, protocol=5))
         put({"end": time.perf_counter() - started})
     return 0
 
