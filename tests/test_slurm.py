@@ -100,7 +100,7 @@ def test_api_backend_slurm_with_chunks(slurm, tmp_path):
     ids = [f"entity{i:03d}" for i in range(40)]
     result = provbatch.run_batch(_length_plugin(tmp_path), ids, attributes=tmp_path / "attribute_definitions.yaml",
                                  backend="slurm", workers=2, slurm_chunk=7, slurm_workdir=tmp_path / "work")
-    assert result.as_dict() == {e: [str(len(e))] for e in ids}
+    assert result.as_dict() == {e: [len(e)] for e in ids}  # typed by the Integer datatype
     assert len(result) == 40
     details = result.report.backend_details
     assert len(details["tasks"]) == 6 and set(details["tasks"].values()) == {"COMPLETED"}  # ceil(40 / 7)
