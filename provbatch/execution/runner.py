@@ -183,7 +183,7 @@ def run_chunk(chunk):
 """
 
 
-def _compile_chunk_loop(runner: "ChunkRunner", datatypes: tuple[str | None, ...]) -> Callable[[Chunk], tuple[list[Outcome], float]]:
+def _compile_chunk_loop(runner: ChunkRunner, datatypes: tuple[str | None, ...]) -> Callable[[Chunk], tuple[list[Outcome], float]]:
     """:data:`_CHUNK_LOOP` for this runner's compute and OUTPUT datatypes."""
     source = _CHUNK_LOOP.replace("{fast}", fast_row_source(datatypes, "results", " " * 12) or "")
     namespace: dict[str, Any] = {

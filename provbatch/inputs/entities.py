@@ -377,7 +377,7 @@ class ItemReader:
             self._values = stream.raw()
         self._started = False
 
-    def __iter__(self) -> "ItemReader":
+    def __iter__(self) -> ItemReader:
         return self
 
     def __next__(self) -> tuple[str, str, int]:
@@ -415,7 +415,7 @@ class ItemReader:
         if not self._started:
             self._started = True
             if self._path is not None:
-                self._handle = open(self._path, encoding="utf-8-sig", newline="\n")  # as _text_lines reads a file
+                self._handle = open(self._path, encoding="utf-8-sig", newline="\n")  # noqa: SIM115 - closed by close(); read as _text_lines reads a file
                 self._values = iter(self._handle)
         values = self._values
         if values is None:
