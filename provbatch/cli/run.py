@@ -153,7 +153,7 @@ def _summary(run: Any, seconds: float) -> None:
     """The last line of every run on stderr: computed, failed (and where they are listed), skipped, time."""
     n_failed = len(run.failures)
     if n_failed:
-        where = f" (listed in {_shown(run.failures_file.path)})" if run.failures_file else " (see the logs)"
+        where = f" (listed in {_shown(run.failures_file.shown)})" if run.failures_file else " (see the logs)"
         failed = f"{n_failed} entit{'y' if n_failed == 1 else 'ies'} failed{where}"
     else:
         failed = "0 failed"

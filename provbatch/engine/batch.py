@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
@@ -173,6 +173,10 @@ class BatchRun:
             self.seed = random.SystemRandom().randrange(1 << 31)  # recorded, so the same sample can be drawn again
         reporting.check_reason(self.reason)
         self.slurm = self._slurm_options()
+        # Paths stay as the user gave them (messages and records show them so); files are
+        # opened by their absolute path, resolved now: a compute or initialize that changes
+        # the working directory must move neither the report nor the failures file nor the record.
+        self.start_dir = os.getcwd()
         self.policy = RetryPolicy(self.retries)
         self._prepared = self._checked = False
         self._warnings: list[str] = []
@@ -284,11 +288,15 @@ class BatchRun:
 
         return plan_run(self)
 
+    def at_start(self, path: str | Path) -> Path:
+        """``path`` resolved against the working directory of the run's start (what is opened)."""
+        return Path(os.path.join(self.start_dir, path))
+
     # Output files are guarded before anything reads or repairs them: one writer at a
     # time (outputs/lock.py), and only the computation that wrote them may resume them
     # (outputs/identity.py). Standard streams and devices (/dev/full, a FIFO) have neither.
     def _output_files(self) -> list[tuple[Path, str]]:
-        files = [(Path(path), what) for path, what in ((self.out, "results"), (self.log, "logs"))
+        files = [(self.at_start(path), what) for path, what in ((self.out, "results"), (self.log, "logs"))
                  if path is not None and str(path) != "-"]
         return [(path, what) for path, what in files if path.is_file() or not path.exists()]
 
@@ -315,7 +323,7 @@ class BatchRun:
         locks: list[OutputLock] = []
         try:
             for path, what in self._output_files():
-                lock = OutputLock(path, what).acquire()
+                lock = OutputLock(self.at_start(path), what).acquire()
                 locks.append(lock)
                 if lock.taken_over:
                     print(f"provbatch: {lock.path}: lock of a run that died (PID {lock.taken_over.split()[0]}) "
@@ -332,14 +340,14 @@ class BatchRun:
         self.locks = []
 
     def _claim_results(self) -> None:
-        if self.out is None or str(self.out) == "-" or not (Path(self.out).is_file() or not Path(self.out).exists()):
+        if self.out is None or str(self.out) == "-" or not (self.at_start(self.out).is_file() or not self.at_start(self.out).exists()):
             return
         plugin = self.loaded
         parameters, unrestorable = provenance.capture_parameters(dict(self.resolved))
         parameters.update({name: f"<{kind}>" for name, kind in unrestorable.items()})  # a state object: by its type
         identity = ResultsIdentity(plugin.id, plugin.version, plugin.sha256() if plugin.path else "", parameters,
                                    tuple(plugin.output))
-        warning = claim_results(Path(self.out), identity)
+        warning = claim_results(self.at_start(self.out), identity)
         if warning:
             self.report.remarks.append(warning)
             self._warnings.append(warning)
@@ -350,7 +358,7 @@ class BatchRun:
             raise UsageError("--retry-failed needs --out (the failures file is OUT.failures.tsv) or --failures FILE")
         if path is None:
             return None
-        failures = FailuresFile(path)
+        failures = FailuresFile(self.at_start(path), shown=path)
         if self.retry_failed and not failures.entries:
             raise UsageError(f"{path}: no failures to retry (the file is missing or empty)")
         return failures
@@ -375,13 +383,13 @@ class BatchRun:
     def _entity_stream(self) -> EntityStream:
         source: EntitySource | Iterable[str] = self.entities
         skip = SeenIds()
-        if self.out is not None and Path(self.out).is_file():
-            existing_ids(Path(self.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
+        if self.out is not None and self.at_start(self.out).is_file():
+            existing_ids(self.at_start(self.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
         self.done_or_skipped = skip
         if self.skip is not None:
-            if not Path(self.skip).is_file():
+            if not self.at_start(self.skip).is_file():
                 raise UsageError(f"{self.skip}: skip file not found")
-            for entity_id in iter_column(str(self.skip), 1, "skip file"):
+            for entity_id in iter_column(str(self.at_start(self.skip)), 1, "skip file"):
                 skip.add(entity_id)
         only = None
         if self.store_sink is not None:
@@ -398,36 +406,42 @@ class BatchRun:
                 if (idsproc(entity) if idsproc else entity) in skip:
                     self.failures_file.succeeded(entity)
             source = self.failures_file.entities()
+        if isinstance(source, EntitySource) and source.path not in (None, "-") and not source.pattern:
+            source = replace(source, path=str(self.at_start(str(source.path))))  # read after initialize, which may chdir
         return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.limit, sample=self.sample, seed=self.seed,
                             only=only)
 
     def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
         """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
-        if self.log is not None and Path(self.log).is_file() and len(self.done_or_skipped):
+        if self.log is not None and self.at_start(self.log).is_file() and len(self.done_or_skipped):
             # log lines of entities that are not done (their results were lost
             # when a run was killed) go: those entities are computed, and logged, again
-            keep_log_lines_of(Path(self.log), self.done_or_skipped)
-        results = (TsvSink(self.out, sys.stdout, "results", header=self.header_line if self.header else None)
+            keep_log_lines_of(self.at_start(self.log), self.done_or_skipped)
+        results = (TsvSink(self._opened(self.out), sys.stdout, "results", header=self.header_line if self.header else None)
                    if self.out or self.write_std_streams else None)
         try:
-            logs = TsvSink(self.log, sys.stderr, "logs") if self.log or self.write_std_streams else None
+            logs = TsvSink(self._opened(self.log), sys.stderr, "logs") if self.log or self.write_std_streams else None
         except Exception:
             if results is not None:
                 results.close()
             raise
         return results, logs
 
+    def _opened(self, path: str | Path | None) -> str | Path | None:
+        """A file option as opened: absolute; None and "-" (a standard stream) as they are."""
+        return path if path is None or str(path) == "-" else self.at_start(path)
+
     def _open_record(self) -> RunRecord:
         plugin, report = self.loaded, self.report
         run_dir = Path(self.run_dir) if self.run_dir else default_run_dir(plugin.id, report.uuid)
         report.run_dir = str(run_dir)
-        return RunRecord(run_dir, {
+        return RunRecord(self.at_start(run_dir), {
             "uuid": report.uuid,
             "plugin": {"id": plugin.id, "version": plugin.version, "lang": plugin.lang,
                        "path": report.plugin_path, "sha256": report.plugin_sha256},
             "entities": report.entities,
             "outputs": {**report.outputs, "report": str(self.report_path) if self.report_path else None,
-                        "failures": str(self.failures_file.path) if self.failures_file else None},
+                        "failures": self.failures_file.shown if self.failures_file else None},
             "parameters": reporting.plain(report.parameters),
             "command": self.command,
             "counts": {},
@@ -468,7 +482,7 @@ class BatchRun:
         report.reason = self.reason
         report.trial = self.trial
         if self.retry_failed:
-            report.entities = f"failures of {self.failures_file.path}"  # type: ignore[union-attr]
+            report.entities = f"failures of {self.failures_file.shown}"  # type: ignore[union-attr]
         else:
             report.entities = self.entities.describe() if isinstance(self.entities, EntitySource) else "<python iterable>"
         report.outputs = {"results": str(self.out) if self.out else None, "logs": str(self.log) if self.log else None}
@@ -759,7 +773,7 @@ class BatchRun:
         report.comp_status = status
         report.time_end = reporting.now_iso()
         if self.report_path is not None:
-            attempt(lambda: reporting.write_report(report, self.report_path))
+            attempt(lambda: reporting.write_report(report, self.at_start(self.report_path)))  # type: ignore[arg-type]
         if self.store_sink is not None:
             attempt(lambda: self.store_sink.close(report))
         attempt(lambda: provenance.finish_run_config(self))

@@ -89,7 +89,7 @@ def plan_run(run: "BatchRun") -> DryRunPlan:
         ("results", results),
         ("logs", str(run.log) if run.log else ("stderr" if run.write_std_streams else "none")),
         ("report", str(run.report_path) if run.report_path else "none"),
-        ("failures", str(run.failures_file.path) if run.failures_file else "none"),
+        ("failures", run.failures_file.shown if run.failures_file else "none"),
         ("run record", str(run.run_dir) if run.run_dir else f"under {runs_root()}"),
     ]
     source = run.entities

@@ -63,8 +63,10 @@ def read_failures(path: Path) -> dict[str, tuple[int, str, str]]:
 class FailuresFile:
     """The failures of a batch: the ones from earlier runs, and this run's."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, shown: str | Path | None = None) -> None:
         self.path = Path(path)
+        #: the path as the user gave it (what records and messages show); ``path`` is what is opened
+        self.shown = str(path if shown is None else shown)
         self.entries = read_failures(self.path)
         self._handle = None
 
@@ -81,7 +83,7 @@ class FailuresFile:
             try:
                 self._handle = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
             except OSError as exc:
-                raise UsageError(f"{self.path}: cannot write the failures file: {exc.strerror or exc}") from exc
+                raise UsageError(f"{self.shown}: cannot write the failures file: {exc.strerror or exc}") from exc
         self._handle.write(f"{escape_entity(entity)}\t{entry[0]}\t{entry[1]}\t{entry[2]}\n")
         self._handle.flush()
 

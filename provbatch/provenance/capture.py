@@ -237,7 +237,7 @@ def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
 
     source = run.entities
     if run.retry_failed and run.failures_file is not None:
-        return {"kind": "failures_file", "path": str(run.failures_file.path), "recheckable": False,
+        return {"kind": "failures_file", "path": run.failures_file.shown, "recheckable": False,
                 **_stored_values(run.failures_file.entries)}
     if isinstance(source, EntitySource):
         if source.pattern:
@@ -377,10 +377,10 @@ def capture_environment(lang: str) -> dict[str, Any]:
 def capture_run_config(run: "BatchRun") -> dict[str, Any]:
     """Everything needed to redo ``run`` (prepared, its report filled): see the module docstring."""
     report = run.report
-    cwd = os.getcwd()
+    cwd = run.start_dir
     parameters, unrestorable = capture_parameters(dict(run.resolved))
-    failures = run.failures_file.path if run.failures_file is not None else None
-    out = Path(run.out) if run.out else None
+    failures = run.failures_file.shown if run.failures_file is not None else None
+    out = run.at_start(run.out) if run.out else None
     resumed = out.stat().st_size if out is not None and out.is_file() else 0
     return {
         "format": FORMAT,
