@@ -3,7 +3,9 @@
 The manifest is rewritten atomically (write + rename) at start, every few
 seconds while running, and at the end: its ``status`` goes ``running`` ->
 ``finished`` | ``failed`` | ``interrupted``, with the counts and, for a
-failed run, the failure text. A run killed with SIGKILL leaves ``running``.
+failed run, the failure text. A run killed with SIGKILL leaves ``running``;
+the manifest's ``process`` (PID, host, start time) lets a reader tell such a
+run from one still going (:func:`.rundirs.run_process_state`).
 
 The events file is append-only, one JSON object per line, flushed at once:
 ``launch_started`` (with the backend), ``backend_fallback``,
@@ -26,7 +28,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..files import atomic_write, open_private_append, private_root
-from .rundirs import EVENTS, MANIFEST, WHAT
+from .rundirs import EVENTS, MANIFEST, WHAT, running_process
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 #: how often the manifest's counts are refreshed while the run goes on
@@ -49,7 +51,9 @@ class RunRecord:
             self._events = open_private_append(self.run_dir / EVENTS, WHAT)
         except OSError as exc:
             raise UsageError(f"{run_dir}: cannot create the run directory: {exc.strerror or exc}") from exc
-        self.manifest: dict[str, Any] = {"status": "running", **manifest, "started": _now(), "ended": None, "failure": None}
+        # the process, so that ``provbatch show`` tells a run that died (SIGKILL leaves "running") from one going on
+        self.manifest: dict[str, Any] = {"status": "running", **manifest, "started": _now(), "ended": None, "failure": None,
+                                         "process": running_process()}
         self._last_write = 0.0
         self._last_progress = time.monotonic()
         self._write_manifest()

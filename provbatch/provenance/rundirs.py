@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import UsageError
+from ..processes import process_alive, process_start_time
 
 MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
@@ -57,7 +58,7 @@ class RunInfo:
     @property
     def failed(self) -> bool:
         """A run a user may want to look at again: it failed, was interrupted, or some entities failed."""
-        return self.status in ("failed", "interrupted") or bool(self.counts.get("failed"))
+        return self.status in ("failed", "interrupted", "died") or bool(self.counts.get("failed"))
 
     def row(self) -> list[str]:
         counts = self.counts
@@ -88,7 +89,8 @@ def read_run(directory: Path) -> RunInfo | None:
         directory=directory,
         uuid=str(manifest.get("uuid", "")),
         plugin=str(plugin.get("id", "?")),
-        status=str(manifest.get("status", "?")),
+        status="died" if manifest.get("status") == "running" and run_process_state(manifest)[0] == "gone"
+        else str(manifest.get("status", "?")),
         comp_status=manifest.get("comp_status"),
         counts={str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
         started=_parse_time(manifest.get("started")),
@@ -169,6 +171,36 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 RUNS_HEADER = ["RUN", "PLUGIN", "STATUS", "COUNTS", "STARTED", "DIRECTORY"]
+
+
+# --------------------------------------------------------------------------- is the process of a run alive
+
+
+def running_process() -> dict[str, Any]:
+    """What the manifest of a starting run says of its process: PID, host, start time."""
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start_time": process_start_time(os.getpid())}
+
+
+def run_process_state(manifest: dict[str, Any]) -> tuple[str, str]:
+    """For a manifest saying ``running``: ``("alive" | "gone" | "unknown", what to show in parentheses)``.
+
+    A run killed by SIGKILL (or a crash, or a reboot) never closes its record;
+    its manifest says ``running`` for ever. The recorded PID tells it from a run
+    still going, on the host where it ran; elsewhere it cannot be told.
+    """
+    import socket
+
+    process = manifest.get("process") or {}
+    pid = process.get("pid")
+    if not isinstance(pid, int):
+        return "unknown", "no process recorded: cannot tell whether it still runs"
+    if process.get("host") != socket.gethostname():
+        return "unknown", f"process {pid} on {process.get('host')}: cannot be checked from here"
+    if not process_alive(pid, process.get("start_time")):
+        return "gone", f"process {pid} is gone: killed or crashed before closing its record"
+    return "alive", f"process {pid} alive"
 
 
 # --------------------------------------------------------------------------- where runs are, reading one

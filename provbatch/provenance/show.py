@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .rundirs import find_run_dir, load_manifest, load_run_config
+from .rundirs import find_run_dir, load_manifest, load_run_config, run_process_state
 
 
 def _size(n: int | None) -> str:
@@ -115,6 +115,9 @@ def summarize_run(run_dir: str | Path) -> str:
         config = None
     counts = manifest.get("counts") or {}
     status = manifest.get("status", "?") + (f", {manifest['comp_status']}" if manifest.get("comp_status") else "")
+    if manifest.get("status") == "running":
+        state, detail = run_process_state(manifest)
+        status = f"{'died' if state == 'gone' else 'running'} ({detail})"
     lines = [f"run          {manifest.get('uuid')}", f"status       {status}"]
     if manifest.get("failure"):
         lines.append(f"failure      {manifest['failure']}")

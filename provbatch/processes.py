@@ -1,0 +1,42 @@
+"""Which process a PID is: its start time, and whether it is still the same process.
+
+A PID alone names a process only while it lives: after it exits the number is
+given to the next process. The start time (``/proc/PID/stat``) is recorded
+beside it (a run's manifest, the Ray watchdog) so that a PID reused later is
+not taken for the process that is gone. Linux only; elsewhere the start time is
+unknown and the PID alone is trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the name (which may hold spaces and parentheses)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def process_start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, field 22 of ``/proc/PID/stat``), or None when unreadable."""
+    fields = _stat_fields(pid)
+    return fields[19].decode() if fields else None
+
+
+def process_alive(pid: int, start_time: str | None = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not) and, when ``start_time`` is given, is the process that started then."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user's process
+    fields = _stat_fields(pid)
+    if fields is None:
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")  # no /proc: the PID alone
+    return fields[0] != b"Z" and (start_time is None or fields[19].decode() == start_time)
