@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Completed, Pool, lost_outcomes
+from .reaper import start_watchdog
 from .runner import Chunk, ChunkRunner, RunnerConfig
 
 
@@ -162,9 +163,11 @@ def probe(address: str, source: str, timeout: float = PROBE_SECONDS) -> None:
                      "'ray start --head', or leave out --address for a private local instance")
 
 
-def init_ray(address: str | None, num_cpus: int | None) -> bool:
+def init_ray(address: str | None, num_cpus: int | None) -> tuple[bool, str | None]:
     """Connect to ``address`` (or RAY_ADDRESS), reuse a Ray already initialized by
-    the caller, or start a private local instance. True when this call started it.
+    the caller, or start a private local instance. ``(started, session_dir)``:
+    whether this call connected or started it (then the pool shuts it down), and the
+    session directory of a private instance it started (None otherwise).
 
     A cluster address is probed first (a TCP connection to its GCS, at most
     :data:`PROBE_SECONDS`): with a stale address file Ray itself keeps trying
@@ -173,7 +176,7 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
     import ray
 
     if ray.is_initialized():
-        return False
+        return False, None
     address = address or os.environ.get("RAY_ADDRESS")
     quiet_ray_warnings(private_instance=not address)
     quiet_raylet_messages()
@@ -182,11 +185,13 @@ def init_ray(address: str | None, num_cpus: int | None) -> bool:
         if host_port:
             probe(host_port, source)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-    else:
-        # "local": a private instance, even when a `ray start` cluster runs on this
-        # machine (plain ray.init() would join that one, and refuse num_cpus)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
-    return True
+        return True, None
+    # "local": a private instance, even when a `ray start` cluster runs on this
+    # machine (plain ray.init() would join that one, and refuse num_cpus)
+    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                       log_to_driver=True)
+    info = getattr(context, "address_info", None) or {}  # RayContext: the addresses and directories of the instance
+    return True, str(info.get("session_dir") or "") or None
 
 
 class RayPool(Pool):
@@ -202,7 +207,9 @@ class RayPool(Pool):
 
         self._ray = ray
         self.output = []
-        self._started = init_ray(address, n_workers)
+        self._started, session_dir = init_ray(address, n_workers)
+        # a private instance dies with the driver, even a SIGKILLed one (see reaper.py)
+        self._watchdog = start_watchdog(session_dir) if session_dir else None
         if n_workers is None:
             n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.n_workers = n_workers
@@ -287,3 +294,8 @@ class RayPool(Pool):
                 pass
         if self._started:
             self._ray.shutdown()
+            self._started = False
+        if self._watchdog is not None:
+            self._watchdog.terminate()  # Ray is down: nothing left to watch
+            self._watchdog.wait()
+            self._watchdog = None
