@@ -30,6 +30,8 @@ from provbatch.outputs.identity import ResultsIdentity, claim, identity_path
 from provbatch.outputs.tsv import existing_ids
 from provbatch.plugins.loading import load_plugin
 
+from _scale import result
+
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "plugins" / "trivial.py"
 CHUNK = 256
@@ -61,8 +63,9 @@ def compute_all(runner: ChunkRunner, chunks: list[list[tuple[str, str, int]]]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 entities: a smoke run (run_all.py --quick)")
     options = parser.parse_args()
-    n = options.n
+    n = 100_000 if options.quick else options.n
     plugin = load_plugin(str(PLUGIN))
     config = RunnerConfig(spec=plugin.spec, params={}, datatypes=("Integer",), output_names=tuple(plugin.output))
     ids = [f"id{i:07d}" for i in range(n)]
@@ -81,6 +84,8 @@ def main() -> None:
     capture_ratio = best_with / best_without - 1
     print(f"compute of {n} trivial entities in chunks of {CHUNK}: {best_without:.3f} s without capture, "
           f"{best_with:.3f} s with capture: +{capture_ratio * 100:.2f} % ({'PASS' if capture_ratio < 0.05 else 'FAIL'} < 5 %)")
+    result(f"11a capture of plugin output, {n} trivial entities", f"+{capture_ratio * 100:.2f} %", "< 5 %",
+           capture_ratio < 0.05)
 
     with tempfile.TemporaryDirectory(prefix="provbatch-bench-") as folder:
         results = Path(folder) / "o.tsv"
@@ -101,6 +106,8 @@ def main() -> None:
         ratio = seconds / read_seconds
         print(f"resume of {done} rows: {what} {seconds * 1e3:.1f} ms vs {read_seconds * 1e3:.1f} ms reading the done ids: "
               f"+{ratio * 100:.2f} % ({'PASS' if ratio < 0.05 else 'over 5 %' } )")
+        result(f"11{'b' if what == 'identity check' else 'c'} resume: {what}, {done} rows", f"+{ratio * 100:.2f} %",
+               "< 5 %" if what == "identity check" else "< 5 % (once per old file)", ratio < 0.05)
 
 
 if __name__ == "__main__":
