@@ -131,3 +131,21 @@ def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
     for wrong in ([], [0] * (len(datatypes) + 1), "ab", None, 5):
         with pytest.raises(ResultValueError):
             fast(wrong)
+
+
+def test_packed_outcomes_come_back_as_they_were_and_only_clean_chunks_are_packed():
+    from provbatch.execution.base import pack_outcomes, unpack_outcomes
+
+    chunk = [("a", "a", 1), ("b", "path/b", 2), ("c", "c", 1)]
+    outcomes = [("a", ["1", "x y"], [], None), ("b", ["", "é"], [], None), ("c", ["3", ""], [], None)]
+    packed = pack_outcomes(outcomes, 2)
+    assert packed == "1\tx y\n\té\n3\t"
+    back = unpack_outcomes(chunk, packed)
+    assert back == outcomes
+    assert back[0][2] is not back[1][2]  # each row has a log list of its own
+    assert unpack_outcomes(chunk[:1], pack_outcomes([("a", [""], [], None)], 1)) == [("a", [""], [], None)]
+    assert pack_outcomes([("a", ["1"], ["a log"], None)], 1) is None
+    assert pack_outcomes([("a", None, [], ("ValueError", "bad", ""))], 1) is None
+    assert pack_outcomes(outcomes, 3) is None  # the counts do not fit: sent as they are
+    assert pack_outcomes([("a", [], [], None)], 0) is None
+    assert pack_outcomes([], 1) is None
