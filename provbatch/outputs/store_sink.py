@@ -9,6 +9,12 @@ any moment leaves only values with their computation; a resumed run skips
 the entities whose values already come from the same computation (plugin
 id, version, source hash and parameters), and ``--only-stale`` computes only
 the entities with stale values (:mod:`provbatch.store.staleness`).
+
+The values are checked and encoded in the engine's thread (a bad value is
+reported where it is met), and written by one writer thread, at most one
+batch in flight: the engine computes the next chunks while the database
+works (SQLite and the drivers release the GIL while they wait). An error of
+the writer is raised at the next flush or at close.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 FLUSH_VALUES = 20_000
@@ -43,6 +50,8 @@ class StoreSink:
             self.store.close()
             raise
         self.writer: Any = None
+        self.thread: ThreadPoolExecutor | None = None
+        self.pending: Future[int] | None = None
         self.rows: list[tuple[str, Sequence[str]]] = []
         self.inputs: list[tuple[str, str, int | None, str | None, float | None]] = []
         self.files_mode: bool | None = None
@@ -88,9 +97,19 @@ class StoreSink:
 
     def flush(self) -> None:
         if self.rows:
-            self.writer.write(self.rows, self.inputs)
+            encoded = self.writer.encode_rows(self.rows)
+            self._wait()
+            if self.thread is None:
+                self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provbatch-store")
+            self.pending = self.thread.submit(self.writer.write_encoded, encoded, self.inputs)
             self.rows, self.inputs = [], []
         self.last_flush = time.monotonic()
+
+    def _wait(self) -> None:
+        """The batch in flight is written (its error, if any, raised here)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     # ----------------------------------------------------------------- after
     def close(self, report: Any | None = None) -> None:
@@ -98,11 +117,14 @@ class StoreSink:
         try:
             if self.writer is not None:
                 self.flush()
+                self._wait()
                 if report is not None:
                     remarks = "; ".join(report.remarks) if report.remarks else None
                     self.store.finish_computation(self.computation, time_end=report.time_end, comp_status=report.comp_status,
                                                   n_units=report.n_units, remarks=remarks)
         finally:
+            if self.thread is not None:
+                self.thread.shutdown(wait=True)
             self.store.close()
 
 

@@ -38,7 +38,7 @@ from .schema import inputs as t_inputs
 from .schema import plugins as t_plugins
 from .schema import values as t_values
 from .url import READ_ONLY, create_engine, display_url, store_url
-from .writer import BATCH_ROWS, Dialect, EntityIds, entity_key, write_values
+from .writer import BATCH_ROWS, Dialect, EntityIds, entity_key, gc_paused, write_values
 
 #: the definition fields of an attribute besides its name
 ATTRIBUTE_FIELDS = ("datatype", "definition", "unit", "ontology_xref", "related_ontology_terms", "remark", "computation_group")
@@ -315,7 +315,7 @@ class Store:
         computation, existed = self.record_computation(record, replace_plugin, replace_report, where=where)
         writer = self.writer(computation, record.output)
         n_values = n_entities = 0
-        with self.engine.begin() as connection:
+        with gc_paused(), self.engine.begin() as connection:  # the whole file's rows are live: see gc_paused
             fresh = not existed or not _has_values(connection, computation)
             batch: list[tuple[str, list[Any]]] = []
             for row in _read_results(results, writer.codecs, record.output):
@@ -373,27 +373,37 @@ class Store:
         query = sa.select(*columns).select_from(source)
         if attributes:
             query = query.where(a.c.name.in_(list(attributes)))
-        order = [a.c.name, e.c.id] + ([c.c.id] if history else [])
+        order = [a.c.name, base.c.entity] + ([c.c.id] if history else [])  # the entity id of the clustered key: no sort
         chunks: Iterable[list[str] | None] = [None]
         if entities is not None:
             keys = list(dict.fromkeys(entity_key(name) for name in entities))
             chunks = [keys[i:i + 500] for i in range(0, len(keys), 500)]
+        parsers: dict[str, Any] = {}
         with self._read() as connection:
             for chunk in chunks:
                 selected = query if chunk is None else query.where(e.c.name_key.in_(chunk))
                 result = connection.execution_options(yield_per=20_000).execute(selected.order_by(*order))
-                codec = self.codec
-                for row in result:
-                    stored = row[3]
-                    value = (stored or "") if as_text else (None if stored is None else codec(row[2]).parse(stored))
-                    item = {"entity": row[0], "attribute": row[1], "value": value}
-                    if history:
-                        item["current"] = bool(row[4])
-                    if provenance or history:
-                        offset = 5 if history else 4
-                        item.update(computation=row[offset], plugin_id=row[offset + 1], plugin_version=row[offset + 2],
-                                    time_end=row[offset + 3])
-                    yield item
+                # a partition at a time, parsers looked up once per datatype: the per-value work is the dict
+                for partition in result.partitions():
+                    for row in partition:
+                        stored = row[3]
+                        if as_text:
+                            value = stored or ""
+                        elif stored is None:
+                            value = None
+                        else:
+                            parse = parsers.get(row[2])
+                            if parse is None:
+                                parse = parsers[row[2]] = self.codec(row[2]).parse
+                            value = parse(stored)
+                        item = {"entity": row[0], "attribute": row[1], "value": value}
+                        if history:
+                            item["current"] = bool(row[4])
+                        if provenance or history:
+                            offset = 5 if history else 4
+                            item.update(computation=row[offset], plugin_id=row[offset + 1], plugin_version=row[offset + 2],
+                                        time_end=row[offset + 3])
+                        yield item
 
     def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
@@ -515,7 +525,18 @@ class ComputationWriter:
     def write(self, rows: Sequence[tuple[str, Sequence[str]]],
               inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
         """Write rows ``(entity, fields as text)`` in one transaction, retried on a deadlock; returns values written."""
-        encoded = [(entity, self.encode(entity, fields)) for entity, fields in rows]
+        return self.write_encoded(self.encode_rows(rows), inputs)
+
+    def encode_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[str, list[Any]]]:
+        """Rows checked and in their stored form (raises UsageError naming the entity and attribute)."""
+        with gc_paused():
+            return [(entity, self.encode(entity, fields)) for entity, fields in rows]
+
+    def write_encoded(self, encoded: Sequence[tuple[str, Sequence[Any]]],
+                      inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
+        """Write rows of :meth:`encode_rows` in one transaction, retried on a deadlock; returns values written.
+
+        May run in another thread than the one that encoded (the store sink's writer thread), one call at a time."""
         for attempt in range(RETRIES):
             try:
                 with self.store.engine.begin() as connection:
