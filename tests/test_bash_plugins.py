@@ -118,11 +118,13 @@ def test_constants_of_each_form(bash_plugin):
     assert module.ID == "demo" and module.VERSION == "1.2"
     assert module.INPUT == 'a path; with "quotes" and $dollars'
     assert module.OUTPUT == ["first", "second"]
-    assert module.PARAMETERS == [("n", "Integer", "3", "how many"), ("label", "String[16]", "", "a label, empty default")]
+    # tab-separated elements come back as lists, as MultiPlug reads them
+    assert module.PARAMETERS == [["n", "Integer", "3", "how many"], ["label", "String[16]", "", "a label, empty default"]]
     assert module.EXTRA == {"key": "value", "with space": "x"}
     assert module.ANSWER == "42" and module.FROZEN == "read only"
     assert module.METHOD == "line one\nline two"
-    assert not hasattr(module, "__private") and not hasattr(module, "helper")
+    # every function is exposed, as MultiPlug exposes them; names starting with _ stay private
+    assert not hasattr(module, "__private") and module.helper() == ""
     assert module.__bash_functions__ == {"helper", "compute"}
     assert module.__lang__ == "bash" and callable(module.compute)
     assert not hasattr(module, "initialize")

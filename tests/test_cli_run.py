@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import yaml
 
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
@@ -104,8 +107,8 @@ def test_skip_file_and_idsproc(tmp_path, write_plugin, attributes_file, ids_file
     proc = run_cli(plugin, ids_file(["a", "bb", "ccc"]), "--attributes", attributes_file,
                    "--idsproc", idsproc, "--skip", skip, "--out", out)
     assert proc.returncode == 0, proc.stderr
-    # compute gets the entity itself; rows are keyed by the processed id
-    assert read_tsv(out) == {"id_a": ["1", "A"], "id_ccc": ["3", "CCC"]}
+    # ids mode, as in prenacs 1.2: compute gets the processed id, and the rows are keyed by it
+    assert read_tsv(out) == {"id_a": ["4", "ID_A"], "id_ccc": ["6", "ID_CCC"]}
     report = yaml.safe_load((tmp_path / "out.tsv.report.yaml").read_text())
     assert report["n_skipped"] == 1
 
@@ -118,14 +121,14 @@ def test_resume_appends_and_skips_done_ids(tmp_path, write_plugin, attributes_fi
     proc = run_cli(plugin, ids_file(["a", "bb", "ccc"]), "--attributes", attributes_file, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == "a\t1\tA\nbb\t2\tBB\nccc\t3\tCCC\n"
-    docs = list(yaml.safe_load_all((tmp_path / "out.tsv.report.yaml").read_text()))
-    assert len(docs) == 1 and docs[0]["n_skipped"] == 1 and docs[0]["n_units"] == 2
-    # a second resume computes nothing and appends a second report document
+    first = yaml.safe_load((tmp_path / "out.tsv.report.yaml").read_text())  # one document, as prenacs writes it
+    assert first["n_skipped"] == 1 and first["n_units"] == 2
+    # a second resume computes nothing; the report is now that run's, the first run stays in its record
     proc = run_cli(plugin, ids_file(["a", "bb", "ccc"]), "--attributes", attributes_file, "--out", out)
     assert proc.returncode == 0 and out.read_text().count("\n") == 3
-    docs = list(yaml.safe_load_all((tmp_path / "out.tsv.report.yaml").read_text()))
-    assert [d["n_units"] for d in docs] == [2, 0] and docs[1]["n_skipped"] == 3
-    assert docs[0]["uuid"] != docs[1]["uuid"]
+    second = yaml.safe_load((tmp_path / "out.tsv.report.yaml").read_text())
+    assert second["n_units"] == 0 and second["n_skipped"] == 3 and first["uuid"] != second["uuid"]
+    assert json.loads((Path(first["run_dir"]) / "manifest.json").read_text())["counts"]["computed"] == 2
 
 
 def test_wrong_number_of_values_fails_that_entity_only(tmp_path, write_plugin, attributes_file, ids_file):

@@ -83,7 +83,7 @@ def test_retry_failed_recomputes_only_failures_and_empties_the_file(tmp_path, id
     rows = read_tsv(out)
     assert set(rows) == set(ids) and len(out.read_text().splitlines()) == 100
     assert not failures_file.exists()
-    report = list(yaml.safe_load_all((tmp_path / "out.tsv.report.yaml").read_text()))[-1]
+    report = yaml.safe_load((tmp_path / "out.tsv.report.yaml").read_text())
     assert report["n_units"] == len(failed) and report["entities"].startswith("failures of")
     proc = run_cli(FAULTS, "--retry-failed", "--param", "fail_prob=0", "--param", "seed=1", "--out", out)
     assert proc.returncode == 2 and "no failures to retry" in proc.stderr
@@ -209,8 +209,8 @@ def test_resume_after_sigkill_at_several_points(backend, tmp_path, ids_file):
     assert len(lines) == len(set(lines)) == 600
     assert sorted(line.split("\t")[0] for line in lines) == sorted(ids)
     assert all(len(line.split("\t")) == 3 for line in lines)
-    reports = list(yaml.safe_load_all(Path(f"{out}.report.yaml").read_text()))
-    assert len(reports) == 1 and reports[0]["n_skipped"] >= 420  # the killed runs wrote no report
+    report = yaml.safe_load(Path(f"{out}.report.yaml").read_text())  # the killed runs wrote no report
+    assert report["n_skipped"] >= 420
 
 
 def _children(pid: int) -> list[int]:
@@ -282,7 +282,7 @@ def test_sigint_stops_finalizes_and_reports(tmp_path, write_plugin, attributes_f
         _stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == code, stderr
         assert stderr.strip().splitlines()[-1] == f"batch-compute: {status}"
-        report = list(yaml.safe_load_all(Path(f"{out}.report.yaml").read_text()))[-1]
+        report = yaml.safe_load(Path(f"{out}.report.yaml").read_text())
         assert report["comp_status"] == "partial" and status in report["remarks"]
         assert manifest(run_dir)["status"] == "interrupted"
         assert events(run_dir)[-1]["event"] == "run_interrupted"

@@ -128,9 +128,11 @@ def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
                 assert str(info.value) == str(exc)
             else:
                 assert fast(given) == expected
-    for wrong in ([], [0] * (len(datatypes) + 1), "ab", None, 5):
+    for wrong in ([0] * (len(datatypes) + 1), "ab", 5):
         with pytest.raises(ResultValueError):
             fast(wrong)
+    # no results: "no value for this entity" (prenacs), no row
+    assert fast([]) == fast(()) == fast(None) == fast("") == []
 
 
 def test_packed_outcomes_come_back_as_they_were_and_only_clean_chunks_are_packed():
@@ -149,3 +151,5 @@ def test_packed_outcomes_come_back_as_they_were_and_only_clean_chunks_are_packed
     assert pack_outcomes(outcomes, 3) is None  # the counts do not fit: sent as they are
     assert pack_outcomes([("a", [], [], None)], 0) is None
     assert pack_outcomes([], 1) is None
+    # an entity without a value (no fields) is never packed: it would come back as one empty field
+    assert pack_outcomes([("a", ["1"], [], None), ("b", [], [], None)], 1) is None

@@ -184,6 +184,8 @@ def _checked_row_formatter(datatypes: Sequence[str | None], names: Sequence[str]
     labels = list(names) if names else [f"value {i + 1}" for i in range(n_outputs)]
 
     def format_row(values: Any) -> list[str]:
+        if values is None or (isinstance(values, (list, tuple, str)) and len(values) == 0):
+            return []  # "no value for this entity" (prenacs: an empty results line): no row
         if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
             try:
                 values = list(values)
@@ -251,6 +253,9 @@ def fast_row_source(datatypes: Sequence[str | None], values: str, indent: str) -
 
 def make_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None = None) -> Callable[[Any], list[str]]:
     """A function turning compute's results into TSV fields, checking count and types.
+
+    No results (None, or an empty list, tuple or string) mean "no value for
+    this entity", as in prenacs: the formatter returns ``[]`` and no row is written.
 
     This is on the hot path (once per entity), so it is compiled per OUTPUT:
     the common case (a list of plain ints, floats, bools, clean strings) takes

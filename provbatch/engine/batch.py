@@ -548,7 +548,7 @@ class BatchRun:
             progress = Progress(total)
         status, failure_text, ran_to_end = "aborted", None, False
         failures_file = self.failures_file
-        n_done = 0
+        n_done = n_no_value = 0
         propagating = False
         items: Any = None
         try:
@@ -576,8 +576,8 @@ class BatchRun:
                 stored: list[tuple[str, list[str], str]] = []
                 outcomes = completed.outcomes
                 lines: list[str] | None = None
-                if not earlier_failures and not any(map(_ERROR, outcomes)) and not any(map(_LOGS, outcomes)):
-                    # the common chunk: every entity succeeded, without logs; its text is built by C loops
+                if not earlier_failures and not any(map(_ERROR, outcomes)) and not any(map(_LOGS, outcomes)) and all(map(_FIELDS, outcomes)):
+                    # the common chunk: every entity succeeded with a value, without logs; its text is built by C loops
                     text = "".join(map(_LINE, map(_ID, outcomes), map(TAB.join, map(_FIELDS, outcomes))))
                     if rows_are_clean(text, len(outcomes), n_outputs):
                         lines, n_lines = [text], len(outcomes)
@@ -590,6 +590,8 @@ class BatchRun:
                     lines, done, stored = self._chunk_lines(scheduler, completed, earlier_failures, log_lines, parse, n_outputs,
                                                             store_sink is not None)
                     n_lines = len(lines)
+                    # no value for these entities (prenacs: an empty results line): no row, their logs are kept
+                    n_no_value += sum(1 for outcome in outcomes if outcome[3] is None and not outcome[1])
                 # logs first: a kill between the two leaves logs that resume drops
                 self._write_logs(log_lines, progress)
                 if results_sink is not None:
@@ -597,7 +599,8 @@ class BatchRun:
                 if store_sink is not None:
                     store_sink.write(stored)
                 n_done += n_lines
-                report.n_units = n_done
+                report.n_units = n_done + n_no_value
+                report.n_no_value = n_no_value
                 record.update(counts=self._counts())
                 if progress is not None:
                     counts = self.stream.counts
@@ -679,12 +682,16 @@ class BatchRun:
         stored: list[tuple[str, list[str], str]] = []
         size = len(completed.chunk)
         add_line, add_done = lines.append, done.append
+        no_value: list[tuple[str, list[Any], list[str]]] = []
         for item, (entity_id, fields, logs, error) in zip(completed.chunk, completed.outcomes):
             if error is None:
-                add_line(f"{entity_id}\t{TAB.join(fields)}\n")
-                add_done((entity_id, parse(fields) if parse else fields, logs))
-                if store:
-                    stored.append((entity_id, fields, item[1]))
+                if not fields:  # no value for this entity: no row (nor store values), its logs are kept
+                    no_value.append((entity_id, fields, logs))
+                else:
+                    add_line(f"{entity_id}\t{TAB.join(fields)}\n")
+                    add_done((entity_id, parse(fields) if parse else fields, logs))
+                    if store:
+                        stored.append((entity_id, fields, item[1]))
                 if earlier_failures and item[1] in earlier_failures:
                     failures_file.succeeded(item[1])  # type: ignore[union-attr]
             else:
@@ -698,7 +705,7 @@ class BatchRun:
                 log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
         if lines and not rows_are_clean("".join(lines), len(lines), n_outputs):
             lines, done = self._drop_unwritable_rows(completed, lines, done, log_lines)
-        return lines, done, stored
+        return lines, done + no_value, stored
 
     def _drop_unwritable_rows(self, completed: Any, lines: list[str], done: list[Any],
                               log_lines: list[str]) -> tuple[list[str], list[Any]]:

@@ -56,6 +56,8 @@ def pack_outcomes(outcomes: list[Outcome], n_outputs: int) -> str | None:
     """
     if n_outputs < 1 or not outcomes or any(map(_ERROR, outcomes)) or any(map(_LOGS, outcomes)):
         return None
+    if not all(map(_FIELDS, outcomes)):  # "no value" (no fields) would come back as one empty field
+        return None
     text = "\n".join(map("\t".join, map(_FIELDS, outcomes)))
     if text.count("\n") != len(outcomes) - 1 or text.count("\t") != len(outcomes) * (n_outputs - 1):
         return None

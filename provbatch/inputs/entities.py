@@ -1,10 +1,11 @@
 """Where entities come from, streamed: an ids file (or a TSV column, or stdin) or a glob.
 
 Input is never loaded whole: a batch may have ten million ids. Each entity is
-yielded as ``(entity_id, entity)``: ``entity`` is what compute receives (the
-line, or the file path), ``entity_id`` is what the output rows and the skip
-and resume lists are keyed by. They are the same unless ``--idsproc`` maps
-the entity to an id (e.g. a file path to its accession).
+yielded as ``(entity_id, entity)``: ``entity`` is what compute receives,
+``entity_id`` is what the output rows and the skip and resume lists are keyed
+by. With ``--idsproc`` they follow prenacs 1.2: for an ids file (or an
+iterable) both are ``compute_id(line)``; for ``--glob`` compute gets the file
+path and the row ``compute_id(path)`` (e.g. a file path to its accession).
 """
 
 from __future__ import annotations
@@ -206,6 +207,12 @@ class EntityStream:
     #: sha256 and size of a stream source, filled as it is read (run_config.json)
     digest: StreamDigest = field(default_factory=StreamDigest)
 
+    @property
+    def files_mode(self) -> bool:
+        """prenacs' "files" mode (--glob): compute gets the file, the row the processed id.
+        Else "ids" mode: compute gets the processed id too."""
+        return isinstance(self.source, EntitySource) and bool(self.source.pattern)
+
     def raw(self) -> Iterator[str]:
         if not isinstance(self.source, EntitySource):
             return filter(str.strip, map(str, self.source))  # blank entities are dropped; in C, no Python frame per entity
@@ -308,6 +315,7 @@ class EntityStream:
         """
         seen = SeenIds()
         first: dict[str, str] | None = {}
+        ids_mode = not self.files_mode  # prenacs: in ids mode compute gets the processed id too
         counts = self.counts
         skip = self.skip if len(self.skip) else None
         read = 0
@@ -323,7 +331,7 @@ class EntityStream:
                         first[entity_id] = entity
                         if not seen.exact:
                             first = None
-                    yield entity_id, entity, 1
+                    yield entity_id, entity_id if ids_mode else entity, 1
                     continue
                 earlier = first.get(entity_id) if first is not None else None
                 if earlier is not None and earlier != entity:

@@ -1,8 +1,8 @@
 """The YAML report of a batch: who computed what, with which plugin and parameters, how it went.
 
-A report file is a YAML stream: each run appends one document, so resuming a
-batch into the same results file keeps the history of every run that wrote
-to it (read it with ``yaml.safe_load_all``).
+A report file holds one YAML document, the latest run, as prenacs 1.2 writes
+it (``yaml.safe_load`` reads it): a resumed batch replaces the report of the
+run before it, whose record stays in its run directory (``provbatch show``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class Report:
     reason: str | None = None
     time_start: str = field(default_factory=now_iso)
     time_end: str | None = None
-    n_units: int = 0
+    n_units: int = 0  # computed: with a results row, or with no value
+    n_no_value: int = 0  # computed, no value for the entity (no results row; prenacs: an empty results line)
     n_failed: int = 0
     n_skipped: int = 0
     n_duplicates: int = 0
@@ -88,7 +89,10 @@ def plain(value: Any) -> Any:
 
 
 def write_report(report: Report, path: str | Path) -> None:
-    """Append the report as one YAML document to ``path``."""
+    """Write the report as the one YAML document of ``path`` (atomically: a temp file, then a rename)."""
+    import os
+    import tempfile
+
     import yaml
 
     data = report.as_dict()
@@ -98,9 +102,25 @@ def write_report(report: Report, path: str | Path) -> None:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path = Path(path)
     try:
-        with open(path, "a", encoding="utf-8") as handle:
-            if handle.tell() > 0:
-                handle.write("---\n")
-            handle.write(text)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            if path.exists():
+                os.chmod(temporary, path.stat().st_mode & 0o7777)
+            else:
+                os.chmod(temporary, 0o666 & ~_umask())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the report: {exc.strerror or exc}") from exc
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,7 +1,15 @@
 """Read what a Bash plugin defines by running bash itself, never by parsing the script.
 
 A regular expression cannot know what ``ID="$(printf ...)"``, ``OUTPUT+=(x)``
-or a heredoc produce; bash can. We source the script in a fresh bash with a
+or a heredoc produce; bash can.
+
+Values are read as MultiPlug 1.2 reads them (``echo -e``): backslash escapes
+are expanded (``"a\\tb"`` holds a tab), trailing whitespace is dropped, and
+an indexed array whose elements hold tabs becomes a list of lists (each
+element split on tabs). Unlike MultiPlug, values are not word-split (runs of
+blanks and real tabs are kept, globs are not expanded) and each array element
+is expanded on its own (an element ending in ``\\n`` adds no empty element);
+see docs/compatibility.md. We source the script in a fresh bash with a
 clean, minimal environment and let bash print every variable the script
 created and every function it defined, as a NUL-separated dump (NUL is the
 one byte a bash variable cannot hold, so no value can forge the framing).
@@ -32,7 +40,7 @@ SOURCE_TIMEOUT = 60.0
 _DUMP_SCRIPT = r"""
 __pb_var() {
   local -n __pb_ref=$1
-  local __pb_item
+  local __pb_item __pb_e
   case ${__pb_ref@a} in
     *A*)
       builtin printf 'A\0%s\0%d\0' "$1" "${#__pb_ref[@]}"
@@ -41,8 +49,11 @@ __pb_var() {
       done ;;
     *a*)
       builtin printf 'a\0%s\0%d\0' "$1" "${#__pb_ref[@]}"
-      for __pb_item in "${__pb_ref[@]}"; do builtin printf '%s\0' "$__pb_item"; done ;;
-    *) builtin printf 's\0%s\0%s\0' "$1" "$__pb_ref" ;;
+      for __pb_item in "${__pb_ref[@]}"; do
+        builtin printf -v __pb_e '%b' "$__pb_item"  # echo -e, as MultiPlug reads constants
+        builtin printf '%s\0' "$__pb_e"
+      done ;;
+    *) builtin printf -v __pb_e '%b' "$__pb_ref"; builtin printf 's\0%s\0%s\0' "$1" "$__pb_e" ;;
   esac
 }
 __pb_clean_opts="$(set +o; shopt -p)"
@@ -67,8 +78,8 @@ builtin printf 'end\0'
 class ScriptDefinitions:
     """The variables and functions a script defines, as Python values."""
 
-    #: name -> str (plain variable), list (indexed array; an element holding
-    #: a tab becomes a tuple of its tab-separated fields) or dict (associative array)
+    #: name -> str (plain variable), list (indexed array; when an element holds
+    #: a tab, each element is a list of its tab-separated fields) or dict (associative array)
     variables: dict[str, Any] = field(default_factory=dict)
     functions: set[str] = field(default_factory=set)
 
@@ -113,8 +124,15 @@ def _fields(data: bytes) -> Iterator[str]:
         yield raw.decode("utf-8", "surrogateescape")
 
 
-def _array_item(value: str) -> str | tuple[str, ...]:
-    return tuple(value.split("\t")) if "\t" in value else value
+def multiplug_array(elements: list[str]) -> list[Any]:
+    """An indexed array as MultiPlug reads it: the echo -e'd elements, one per line, the
+    whole right-stripped; when any element holds a tab, every element split on tabs."""
+    if not elements:
+        return []
+    values = "".join(element + "\n" for element in elements).rstrip().split("\n")
+    if any("\t" in value for value in values):
+        return [value.split("\t") for value in values]
+    return values
 
 
 def parse_dump(data: bytes) -> ScriptDefinitions:
@@ -128,9 +146,9 @@ def parse_dump(data: bytes) -> ScriptDefinitions:
         if kind == "f":
             found.functions.add(name)
         elif kind == "s":
-            found.variables[name] = next(fields)
+            found.variables[name] = next(fields).rstrip()
         elif kind == "a":
-            found.variables[name] = [_array_item(next(fields)) for _ in range(int(next(fields)))]
+            found.variables[name] = multiplug_array([next(fields) for _ in range(int(next(fields)))])
         elif kind == "A":
             count = int(next(fields))
             found.variables[name] = {next(fields): next(fields) for _ in range(count)}

@@ -1,15 +1,21 @@
 """Loader for Bash plugins: a ``.sh`` script becomes a module like a Python plugin.
 
-The script's variables become module constants (read by bash itself, see
-:mod:`.constants`); its functions ``compute``, ``initialize`` and
-``finalize`` become Python functions that call them (see :mod:`.runner`).
+The script's variables become module constants (read by bash itself, as
+MultiPlug 1.2 reads them, see :mod:`.constants`); every function it
+defines (but those starting with ``_``) becomes a Python function that calls
+it (see :mod:`.runner`), as MultiPlug exposes them.
 
-The contract of a Bash plugin (docs/bash-plugins.md has the long version):
+The contract of a Bash plugin (docs/bash-plugins.md has the long version,
+docs/compatibility.md the prenacs 1.2 conventions):
 
 * ``compute ENTITY key=value...``: each a separate argument, never a command
-  string. The first stdout line holds the results, tab-separated; further
-  stdout lines are logs; stderr lines are logs, prefixed ``stderr<TAB>``. A
-  non-zero exit fails the entity with the status and the last stderr lines.
+  string. The first stdout line holds the results, tab-separated (no trailing
+  newline needed: ``echo -en "$a\t$b"``); an empty first line means "no value
+  for this entity" (no results row, the logs are kept); further stdout lines
+  are logs; stderr lines are logs, prefixed ``stderr<TAB>``. A non-zero exit
+  fails the entity with the status and the last stderr lines.
+* any other function ``NAME ARG... key=value...``: returns its stdout, minus
+  one trailing newline, as a string (``compute_id`` of an idsproc module).
 * ``initialize key=value...``: its stdout, minus one trailing newline, is the
   state; compute then also gets ``state=<value>``, ``finalize`` gets it as ``$1``.
 
@@ -36,7 +42,7 @@ from ..cache import file_sha256, local_artifact
 
 log = logging.getLogger("provbatch.bash")
 
-#: The bash functions a module exposes, wrapped as Python functions.
+#: The bash functions with a plugin-specific wrapper; every other function returns its stdout.
 PLUGIN_FUNCTIONS = ("compute", "initialize", "finalize")
 #: Loader options and their defaults.
 OPTIONS: dict[str, Any] = {"persistent": True}
@@ -96,8 +102,11 @@ def parse_compute_output(path: Path, result: CallResult, n_outputs: int | None) 
     if not result.stdout:
         raise BashCallError(f"{path}: compute printed nothing; its first stdout line must hold the results", 0, logs)
     first = result.stdout.split(b"\n", 1)[0].decode("utf-8", "replace")
+    if not first:
+        return [], logs  # prenacs: an empty results line is "no value for this entity"
     results = first.split("\t")
-    if n_outputs is not None and len(results) != n_outputs:
+    # more fields than OUTPUT names fill array/composite attributes (checked with the datatypes)
+    if n_outputs is not None and len(results) < n_outputs:
         raise BashCallError(
             f"{path}: compute printed {len(results)} result field(s) on its first stdout line, but OUTPUT "
             f"names {n_outputs}: separate the fields with a tab ({first[:200]!r})",
@@ -150,6 +159,20 @@ class _Plugin:
         _check_status(self.path, "finalize", result, call_logs(result, skip_first=False))
         _log_lines(self.path, "finalize", call_logs(result, skip_first=False))
 
+    def function(self, name: str) -> Any:
+        """Any other function of the script: its stdout minus one trailing newline, as a string."""
+
+        def call(*args: Any, **kwargs: Any) -> str:
+            result = self.call(name, [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
+                               + param_args(kwargs))
+            _check_status(self.path, name, result, call_logs(result, skip_first=False))
+            out = result.stdout[:-1] if result.stdout.endswith(b"\n") else result.stdout
+            return out.decode("utf-8", "surrogateescape")
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = f"The bash function {name} of {self.path.name}."
+        return call
+
     def cleanup(self) -> None:
         close_all(self.path)
 
@@ -162,12 +185,13 @@ def build_module(path: Path, bash: str, sha256: str, persistent: bool, definitio
     module = types.ModuleType("provbatch_bash_plugin_" + sha256[:16])
     module.__file__ = str(path)
     for name, value in definitions.variables.items():
-        if not name.startswith("__") and name not in PLUGIN_FUNCTIONS:
+        if not name.startswith("_") and name not in definitions.functions:
             setattr(module, name, value)
     plugin = _Plugin(path, bash, sha256, persistent, definitions)
-    for name in PLUGIN_FUNCTIONS:
-        if name in definitions.functions:
-            setattr(module, name, getattr(plugin, name))
+    for name in sorted(definitions.functions):
+        if name.startswith("_") or not name.isidentifier():
+            continue  # private, as in MultiPlug; or not callable as a Python attribute
+        setattr(module, name, getattr(plugin, name) if name in PLUGIN_FUNCTIONS else plugin.function(name))
     module.__bash_functions__ = frozenset(definitions.functions)  # type: ignore[attr-defined]
     module.__provbatch_cleanup__ = plugin.cleanup  # type: ignore[attr-defined]
     module.__provbatch_cancel__ = plugin.cancel  # type: ignore[attr-defined]

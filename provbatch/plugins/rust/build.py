@@ -34,6 +34,13 @@ from ...errors import PluginLoadError
 
 #: The pyo3 release single-file plugins are built against (Bound API). Part of the cache key.
 PYO3_VERSION = "0.30.1"
+#: pyo3 releases for plugins written against the GIL-ref API of pyo3 <= 0.20 (MultiPlug 1.2
+#: plugins are pyo3 0.13 code): the newest release that still compiles each style, built
+#: for the stable ABI so that one build serves any Python >= 3.7.
+#: ``Python::acquire_gil`` (and ``#[pyproto]``) were removed after 0.18;
+#: ``&PyModule``/``&PyAny`` GIL refs compile up to 0.22 with the ``gil-refs`` feature.
+LEGACY_PYO3_ACQUIRE_GIL = "0.18.3"
+LEGACY_PYO3_GIL_REFS = "0.22.6"
 #: Bumped whenever the generated crate changes shape, so that old builds are not reused.
 GENERATOR_VERSION = "1"
 #: Rust edition of the generated crate for single-file plugins.
@@ -182,6 +189,93 @@ _PYMODULE = re.compile(r"#\s*\[\s*(?:pyo3\s*::\s*)?pymodule\b(?P<args>[^\]]*)\](
 _NAME_ARG = re.compile(r'name\s*=\s*"(\w+)"')
 
 
+_ACQUIRE_GIL = re.compile(r"\bacquire_gil\s*\(|#\s*\[\s*pyproto\b")
+#: GIL-ref types in signatures (``m: &PyModule``, ``-> &PyAny``...), gone from pyo3 >= 0.23
+_GIL_REFS = re.compile(r"&\s*(?:'\w+\s+)?(?:pyo3\s*::\s*(?:types\s*::\s*)?)?Py(?:Module|Any|Dict|List|Tuple|String|Bytes|Set|Type|Iterator|Float|Long|Bool|Sequence|Mapping)\b")
+_PYO3_PIN = re.compile(r"^\s*//\s*\[dependencies\]\s*pyo3\s*=")
+
+
+@dataclass(frozen=True)
+class Pyo3Choice:
+    """Which pyo3 a single-file plugin is built against, and why."""
+
+    version: str
+    features: tuple[str, ...] = ()
+    pinned: bool = False  # the author's ``// [dependencies] pyo3 = "..."`` line
+    #: why an older pyo3 was chosen ("Python::acquire_gil", "GIL refs (&PyModule)"), None for the current API
+    legacy: str | None = None
+    #: the author's own TOML value for the pinned line (a table, or a version string)
+    spec: str | None = None
+
+    @property
+    def manifest_line(self) -> str:
+        if self.spec is not None:
+            return f"pyo3 = {self.spec}"
+        version = self.version if self.pinned else f"={self.version}"  # an author's pin keeps its own semantics
+        if not self.features:
+            return f'pyo3 = "{version}"'
+        features = ", ".join(f'"{f}"' for f in self.features)
+        return f'pyo3 = {{ version = "{version}", features = [{features}] }}'
+
+    def describe(self) -> str:
+        return f"pyo3 {self.version}" + (f" ({', '.join(self.features)})" if self.features else "")
+
+
+def legacy_api(source: str) -> str | None:
+    """What makes ``source`` pyo3 GIL-ref code (the API of pyo3 <= 0.20), or None."""
+    code = code_only(source)
+    if _ACQUIRE_GIL.search(code):
+        return "Python::acquire_gil" if "acquire_gil" in code else "#[pyproto]"
+    match = _GIL_REFS.search(code)
+    if match:
+        return f"GIL refs ({match.group(0).replace(' ', '')})"
+    return None
+
+
+def _old_pyo3(version: str) -> bool:
+    numbers = re.findall(r"\d+", version)
+    return len(numbers) >= 2 and (int(numbers[0]), int(numbers[1])) < (0, 23)
+
+
+def choose_pyo3(path: Path, source: str) -> Pyo3Choice:
+    """The pyo3 a single ``.rs`` file builds against.
+
+    The author's ``// [dependencies] pyo3 = "..."`` line wins; else the current
+    pyo3 for Bound-API code, else the newest pyo3 that still compiles the
+    GIL-ref code (see :data:`LEGACY_PYO3_ACQUIRE_GIL`).
+    """
+    reason = legacy_api(source)
+    for number, line in enumerate(source.splitlines(), start=1):
+        if not _PYO3_PIN.match(line):
+            continue
+        spec = _DEPENDENCY_LINE.match(line).group("spec")  # type: ignore[union-attr]
+        try:
+            value = tomllib.loads(spec)["pyo3"]
+        except (tomllib.TOMLDecodeError, KeyError) as exc:
+            raise PluginLoadError(f"{path}:{number}: bad '// [dependencies] pyo3' line ({exc}): {spec}") from exc
+        if isinstance(value, str):
+            features = ("extension-module", "abi3-py37") if _old_pyo3(value) else ()
+            return Pyo3Choice(value, features, pinned=True, legacy=reason)
+        version = str(value.get("version", "?")) if isinstance(value, dict) else "?"
+        return Pyo3Choice(version, pinned=True, legacy=reason, spec=spec.split("=", 1)[1].strip())
+    if reason is None:
+        return Pyo3Choice(PYO3_VERSION)
+    if reason in ("Python::acquire_gil", "#[pyproto]"):
+        return Pyo3Choice(LEGACY_PYO3_ACQUIRE_GIL, ("extension-module", "abi3-py37"), legacy=reason)
+    return Pyo3Choice(LEGACY_PYO3_GIL_REFS, ("extension-module", "abi3-py37", "gil-refs"), legacy=reason)
+
+
+def migration_hint(reason: str) -> str:
+    """How to move a GIL-ref plugin to the current pyo3 (for ``provbatch check``)."""
+    return (
+        f"uses the legacy pyo3 API ({reason}): it is built with an old pyo3; to use pyo3 {PYO3_VERSION}, "
+        "write the module function as `fn name(m: &Bound<'_, PyModule>) -> PyResult<()>` (or drop it: "
+        "provbatch generates it), replace `Python::acquire_gil()` with `Python::with_gil(|py| ...)` "
+        "(or take `py: Python<'_>` as the first argument), and `&PyAny`/`&PyDict` with `&Bound<'_, PyAny>`... "
+        "(https://pyo3.rs/main/migration); or pin the old one: // [dependencies] pyo3 = \"0.18\""
+    )
+
+
 @dataclass(frozen=True)
 class PyItems:
     """The Python-facing items of one Rust source file."""
@@ -207,12 +301,25 @@ def scan_items(source: str) -> PyItems:
     )
 
 
-def module_wrapper(module_name: str, items: PyItems) -> str:
+def module_wrapper(module_name: str, items: PyItems, legacy: bool = False) -> str:
     """The ``#[pymodule]`` appended to a plugin that does not define its own.
 
     Written with full paths (``pyo3::...``) so it needs nothing from the user's imports,
     and named ``__provbatch_pymodule`` in Rust so it cannot clash with a user item.
+    A legacy (GIL-ref) plugin gets a module function in its own pyo3's style.
     """
+    if legacy:
+        lines = [
+            "",
+            "// ---- generated by provbatch: the Python module of this plugin (GIL-ref pyo3) ----",
+            "#[pyo3::pymodule]",
+            f'#[pyo3(name = "{module_name}")]',
+            "fn __provbatch_pymodule(_py: pyo3::Python, m: &pyo3::types::PyModule) -> pyo3::PyResult<()> {",
+        ]
+        lines += [f"    m.add_function(pyo3::wrap_pyfunction!({name}, m)?)?;" for name in items.functions]
+        lines += [f"    m.add_class::<{name}>()?;" for name in items.classes]
+        lines += ["    Ok(())", "}", ""]
+        return "\n".join(lines)
     lines = [
         "",
         "// ---- generated by provbatch: the Python module of this plugin ----",
@@ -242,6 +349,8 @@ class RustProject:
     manifest: str  # the Cargo.toml the build uses
     lib_rs: str  # relative path of the crate root inside ``files``
     items: PyItems
+    #: the pyo3 of a single-file plugin (a crate's Cargo.toml chooses its own)
+    pyo3: Pyo3Choice | None = None
 
     @property
     def user_lines(self) -> int:
@@ -273,15 +382,12 @@ def dependency_lines(path: Path, source: str) -> list[str]:
         except tomllib.TOMLDecodeError as exc:
             raise PluginLoadError(f"{path}:{number}: bad '// [dependencies]' line ({exc}): {spec}") from exc
         if "pyo3" in parsed:
-            raise PluginLoadError(
-                f"{path}:{number}: pyo3 is provided by provbatch (version {PYO3_VERSION}); remove this line, "
-                f"or make the plugin a crate directory with its own Cargo.toml"
-            )
+            continue  # the author's pin: see choose_pyo3
         found.append(spec)
     return found
 
 
-def single_file_manifest(path: Path, module_name: str, dependencies: list[str]) -> str:
+def single_file_manifest(path: Path, module_name: str, dependencies: list[str], pyo3: Pyo3Choice | None = None) -> str:
     lines = [
         "# generated by provbatch from " + str(path),
         "[package]",
@@ -296,7 +402,7 @@ def single_file_manifest(path: Path, module_name: str, dependencies: list[str]) 
         'path = "src/lib.rs"',
         "",
         "[dependencies]",
-        f'pyo3 = "={PYO3_VERSION}"',
+        (pyo3 or Pyo3Choice(PYO3_VERSION)).manifest_line,
         *dependencies,
         "",
         "# a crate of its own, even if the cache lies inside some cargo workspace",
@@ -322,8 +428,9 @@ def describe_file(path: Path) -> RustProject:
     source = _read_text(path)
     items = scan_items(source)
     module_name = items.user_module or _sanitize(path.stem)
-    manifest = single_file_manifest(path, module_name, dependency_lines(path, source))
-    return RustProject(path, False, module_name, {"src/lib.rs": source.encode()}, manifest, "src/lib.rs", items)
+    pyo3 = choose_pyo3(path, source)
+    manifest = single_file_manifest(path, module_name, dependency_lines(path, source), pyo3)
+    return RustProject(path, False, module_name, {"src/lib.rs": source.encode()}, manifest, "src/lib.rs", items, pyo3)
 
 
 def crate_files(root: Path) -> dict[str, bytes]:
@@ -400,7 +507,8 @@ def generate_crate(project: RustProject, crate_dir: Path) -> None:
     (crate_dir / "Cargo.toml").write_text(project.manifest, encoding="utf-8")
     if project.items.user_module is None:
         with open(crate_dir / project.lib_rs, "a", encoding="utf-8") as handle:
-            handle.write(module_wrapper(project.module_name, project.items))
+            legacy = project.pyo3 is not None and _old_pyo3(project.pyo3.version)
+            handle.write(module_wrapper(project.module_name, project.items, legacy=legacy))
 
 
 def extension_suffix() -> str:
@@ -505,6 +613,19 @@ def _cargo_error_context(project: RustProject, crate_dir: Path, following: list[
                 if _DEPENDENCY_LINE.match(line) and re.search(rf"\b{re.escape(name)}\b", line):
                     return context + f" at {project.path}:{number}"
     return context
+
+
+_REGISTRY_FAILURE = ("failed to get `pyo3`", "failed to query replaced source registry", "Couldn't resolve host",
+                     "failed to download", "no matching package named `pyo3`", "failed to select a version for the requirement `pyo3")
+
+
+def registry_hint(project: RustProject, log_text: str) -> str:
+    """When cargo could not get an older pyo3 from crates.io: say so, and what to do."""
+    choice = project.pyo3
+    if choice is None or choice.version == PYO3_VERSION or not any(s in log_text for s in _REGISTRY_FAILURE):
+        return ""
+    return (f" (this plugin needs {choice.describe()}, which cargo could not get from crates.io: check that "
+            f"'cargo search pyo3' works here, or vendor it, or migrate the plugin to pyo3 {PYO3_VERSION})")
 
 
 def summarize_build_error(project: RustProject, crate_dir: Path, log_text: str) -> str:

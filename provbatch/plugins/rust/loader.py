@@ -58,9 +58,15 @@ _CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _KNOWN_OPTIONS = {"constants_class"}
 
 
-def shared_target_dir() -> Path:
-    """The cargo target directory shared by every Rust plugin build."""
-    return cache_dir(LANG, "target")
+def shared_target_dir(pyo3: "rust_build.Pyo3Choice | None" = None) -> Path:
+    """The cargo target directory shared by every Rust plugin build against one pyo3 line.
+
+    Plugins built with an older pyo3 (legacy GIL-ref code, an author's pin) get a
+    target directory of their own, so that the two pyo3 builds never evict each other.
+    """
+    if pyo3 is None or pyo3.version == rust_build.PYO3_VERSION and not pyo3.spec:
+        return cache_dir(LANG, "target")
+    return cache_dir(LANG, f"target-pyo3-{re.sub(r'[^0-9A-Za-z.]+', '_', pyo3.version)}")
 
 
 def import_name(key: str, module_name: str) -> str:
@@ -180,6 +186,11 @@ class RustLoader(Loader):
             raise PluginLoadError(f"{path}: unknown option(s) for a Rust plugin: {', '.join(sorted(unknown))}")
         toolchain = rust_build.find_toolchain(path)
         project = rust_build.describe(path)
+        choice = project.pyo3
+        if choice is not None and choice.legacy is not None:
+            how = "as pinned by its // [dependencies] line" if choice.pinned else "the newest pyo3 that compiles it"
+            log.info("%s: legacy pyo3 API: building with %s (%s; %s; 'provbatch check' says how to migrate)",
+                     path.name, choice.describe(), choice.legacy, how)
         parts = rust_build.key_parts(project, toolchain)
         key = hash_inputs(f"{name}={value}" for name, value in sorted(parts.items()))
         artifact_name = project.module_name + rust_build.extension_suffix()
@@ -205,14 +216,16 @@ class RustLoader(Loader):
 
         crate_dir, wheel_dir, log_path = build_dir / "crate", build_dir / "wheel", build_dir / "build.log"
         rust_build.generate_crate(project, crate_dir)
-        target = shared_target_dir()
+        target = shared_target_dir(project.pyo3)
         # cargo serializes builds on a target dir anyway; holding our lock until the
         # wheel is written keeps another build from replacing target/release/lib<name>.so meanwhile.
         with FileLock(str(target) + ".lock"):
             ok = rust_build.run_maturin(toolchain, crate_dir, target, wheel_dir, log_path)
         if not ok:
-            summary = rust_build.summarize_build_error(project, crate_dir, log_path.read_text(encoding="utf-8", errors="replace"))
-            raise PluginLoadError(f"{project.path}: Rust build failed: {summary}; full build log: {log_path}")
+            text = log_path.read_text(encoding="utf-8", errors="replace")
+            summary = rust_build.summarize_build_error(project, crate_dir, text)
+            hint = rust_build.registry_hint(project, text)
+            raise PluginLoadError(f"{project.path}: Rust build failed: {summary}{hint}; full build log: {log_path}")
         rust_build.extract_extension(wheel_dir, project.module_name, build_dir / artifact_name)
         shutil.rmtree(wheel_dir, ignore_errors=True)
 
