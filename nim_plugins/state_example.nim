@@ -20,7 +20,7 @@ const
   METHOD = "counts the records and the A, C, G and T bases of each file; totals are kept in the state"
   IMPLEMENTATION = "Nim; the state is a ref object kept alive by provbatch's bridge between calls"
   PARAMETERS = @[
-    ("summary", "String[1024]", "", "file to which finalize appends 'pid, files, records, bases' (none when empty)"),
+    ("summary", "String(1024)", "", "file to which finalize appends 'pid, files, records, bases' (none when empty)"),
     ("uppercase_only", "Boolean", "false", "count only upper-case A, C, G, T"),
   ]
 

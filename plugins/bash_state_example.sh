@@ -20,7 +20,7 @@ METHOD="counts the A, C, G and T bases (any case) of all records; totals are gat
 IMPLEMENTATION="grep, tr and wc per entity; the sizes are appended to a file in a directory made by initialize"
 REQ_SOFTWARE="bash >= 4.4, grep, tr, wc, mktemp; gzip for .gz files"
 PARAMETERS=(
-  $'summary\tString[1024]\t\tfile where finalize writes the totals (none when empty)'
+  $'summary\tString(1024)\t\tfile where finalize writes the totals (none when empty)'
 )
 
 # The value of KEY among key=value arguments ($2...), or empty.

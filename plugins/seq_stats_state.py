@@ -12,7 +12,7 @@ INPUT = "path to a FASTA file (plain text)"
 OUTPUT = ["genome_size"]
 METHOD = "counts the sequence characters of all records; totals are gathered in the state"
 PARAMETERS = [
-    ("summary", "String[1024]", "", "file where finalize writes the totals (none when empty)"),
+    ("summary", "String(1024)", "", "file where finalize writes the totals (none when empty)"),
 ]
 
 

@@ -93,7 +93,7 @@ def attributes_file(tmp_path: Path) -> Path:
     path = tmp_path / "attribute_definitions.yaml"
     path.write_text(textwrap.dedent("""\
         length: {definition: number of characters of the entity, datatype: Integer}
-        upper: {definition: the entity in upper case, datatype: "String[256]"}
+        upper: {definition: the entity in upper case, datatype: "String(256)"}
         pid: {definition: process id of the worker, datatype: Integer}
         flag: {definition: a boolean, datatype: Boolean}
         """))

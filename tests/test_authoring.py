@@ -20,7 +20,7 @@ EXAMPLE = "# a comment\nACGT\n\nAC"  # the entity the generated tests use too
 SKELETON_PARAMETERS = [
     "PARAMETERS",
     "  name         datatype     default  documentation",
-    "  skip_prefix  String[256]  #        lines starting with this text are not counted (none skipped when empty)",
+    "  skip_prefix  String(256)  #        lines starting with this text are not counted (none skipped when empty)",
 ]
 LANGS = {"py": ("python", ".py"), "bash": ("bash", ".sh"), "nim": ("nim", ".nim"), "rust": ("rust", ".rs")}
 
@@ -186,7 +186,7 @@ def test_describe_state_plugin_and_undefined_attribute(tmp_path, write_plugin):
     assert "initialize      yes" in lines and "finalize        yes" in lines and "merge           yes" in lines
     assert lines[-2:] == [
         "  name     datatype      default  documentation",
-        "  summary  String[1024]  (none)   file where finalize writes the totals (none when empty)",
+        "  summary  String(1024)  (none)   file where finalize writes the totals (none when empty)",
     ]
     plugin = write_plugin("""
         ID = "p"; VERSION = "1"; INPUT = "x"; OUTPUT = ["nowhere"]

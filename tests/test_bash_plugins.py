@@ -103,7 +103,7 @@ def test_constants_of_each_form(bash_plugin):
         OUTPUT+=(second)
         PARAMETERS=(
           $'n\tInteger\t3\thow many'
-          $'label\tString[16]\t\ta label, empty default'
+          $'label\tString(16)\t\ta label, empty default'
         )
         declare -A EXTRA=([key]=value ["with space"]=x)
         declare -i ANSWER=40+2
@@ -119,7 +119,7 @@ def test_constants_of_each_form(bash_plugin):
     assert module.INPUT == 'a path; with "quotes" and $dollars'
     assert module.OUTPUT == ["first", "second"]
     # tab-separated elements come back as lists, as MultiPlug reads them
-    assert module.PARAMETERS == [["n", "Integer", "3", "how many"], ["label", "String[16]", "", "a label, empty default"]]
+    assert module.PARAMETERS == [["n", "Integer", "3", "how many"], ["label", "String(16)", "", "a label, empty default"]]
     assert module.EXTRA == {"key": "value", "with space": "x"}
     assert module.ANSWER == "42" and module.FROZEN == "read only"
     assert module.METHOD == "line one\nline two"

@@ -99,9 +99,10 @@ def test_no_definitions_file_is_a_problem():
 
 
 @pytest.mark.parametrize("datatype,valid", [
-    ("Integer", True), ("Float", True), ("Boolean", True), ("Text", True), ("String[12]", True),
-    ("Float[3]", True), ("Integer;Float", True), ("String[5];Integer[2]", True),
-    ("String", False), ("String[0]", False), ("int", False), ("Float[]", False), ("", False), ("Integer;", False),
+    ("Integer", True), ("Float", True), ("Boolean", True), ("Text", True), ("String(12)", True),
+    ("Float[3]", True), ("Integer;Float", True), ("String(5);Integer[2]", True),
+    ("String", True), ("String[12]", True), ("Boolean;Integer[3];Float;String(50)[4]", True),
+    ("String(0)", False), ("Integer(3)", False), ("Double", False), ("int", False), ("Float[]", False), ("", False), ("Integer;", False),
 ])
 def test_datatypes(datatype, valid):
     assert is_valid_datatype(datatype) is valid
@@ -111,8 +112,9 @@ def test_definitions_file_problems(tmp_path):
     path = tmp_path / "defs.yaml"
     path.write_text("a: {definition: x, datatype: Integer}\nb: {datatype: Float}\nc: {definition: y, datatype: Double, color: red}\n")
     defs = load_attribute_definitions(path)
-    assert list(defs.attributes) == ["a"]
-    assert f"{path}: attribute 'b' lacks the required key 'definition'" in defs.problems
+    # a definition without 'definition' is a warning (prenacs files omit it), not an error
+    assert list(defs.attributes) == ["a", "b"]
+    assert defs.warnings == (f"{path}: attribute 'b' has no 'definition': say what the attribute means",)
     assert any("attribute 'c' has unknown key(s) color" in p for p in defs.problems)
     assert any("attribute 'c' has datatype 'Double'" in p for p in defs.problems)
 

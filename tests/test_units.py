@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from provbatch.errors import UsageError
@@ -12,7 +14,7 @@ from provbatch.contract.parameters import converter_for, parse_param_options, re
 
 PARAMS = [
     ("n", "Integer", "3", ""), ("x", "Float", "", ""), ("flag", "Boolean", "false", ""),
-    ("name", "String[4]", "abc", ""), ("pair", "Integer;Float", "", ""), ("bounds", "Float[2]", "", ""),
+    ("name", "String(4)", "abc", ""), ("pair", "Integer;Float", "", ""), ("bounds", "Float[2]", "", ""),
     ("cfg", "yaml", "", ""),
 ]
 
@@ -64,23 +66,26 @@ def test_row_formatter_without_datatypes():
 def test_row_formatter_checks_datatypes():
     import numpy as np
 
-    fmt = make_row_formatter(["Integer", "Float", "Boolean", "String[3]", "Float[2]", "Integer;Float", "Text"],
+    fmt = make_row_formatter(["Integer", "Float", "Boolean", "String(3)", "Float[2]", "Integer;Float", "Text"],
                              ["n", "x", "b", "s", "arr", "pair", "t"])
-    assert fmt([5, 0.5, False, "abc", [1.5, 2], (1, 2.5), "free text"]) == ["5", "0.5", "false", "abc", "1.5,2", "1;2.5", "free text"]
+    # every array value and composite component is its own column (attrtables)
+    assert fmt([5, 0.5, False, "abc", [1.5, 2], (1, 2.5), "free text"]) == ["5", "0.5", "false", "abc", "1.5", "2", "1", "2.5", "free text"]
     # text from Bash plugins, numpy scalars and arrays
-    assert fmt(["5", "1e-3", "true", "ab", "1,2", "3;4.5", 7]) == ["5", "1e-3", "true", "ab", "1,2", "3;4.5", "7"]
-    assert fmt([np.int64(3), np.float32(0.5), True, "", np.array([1.0]), (1, 2), None]) == ["3", "0.5", "true", "", "1.0", "1;2", ""]
+    assert fmt(["5", "1e-3", "true", "ab", "1,2", "3;4.5", 7]) == ["5", "1e-3", "true", "ab", "1", "2", "3", "4.5", "7"]
+    # or one value per column, as prenacs plugins return them
+    assert fmt([5, 0.5, False, "abc", 1.5, 2, 1, 2.5, "t"]) == ["5", "0.5", "false", "abc", "1.5", "2", "1", "2.5", "t"]
+    assert fmt([np.int64(3), np.float32(0.5), True, "", np.array([1.0]), (1, 2), None]) == ["3", "0.5", "true", "", "1.0", "", "1", "2", ""]
     for bad, message in [
         (["x", 0.5, True, "a", [], (1, 2), ""], "n: expected an Integer, got str 'x'"),
         ([True, 0.5, True, "a", [], (1, 2), ""], "n: expected an Integer, got the boolean True"),
         ([1, "high", True, "a", [], (1, 2), ""], "x: expected a Float"),
         ([1, 0.5, "maybe", "a", [], (1, 2), ""], "b: expected a Boolean"),
-        ([1, 0.5, True, "abcd", [], (1, 2), ""], "s: string of 4 characters is longer than String[3]"),
+        ([1, 0.5, True, "abcd", [], (1, 2), ""], "s: string of 4 characters is longer than String(3)"),
         ([1, 0.5, True, "a", [1, 2, 3], (1, 2), ""], "arr: 3 values are more than Float[2] allows"),
         ([1, 0.5, True, "a", [], (1,), ""], "pair: expected 2 components"),
         ([1, 0.5, True, "a", [], (1, 2), object()], "t: expected a string, got object"),
     ]:
-        with pytest.raises(ResultValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(ResultValueError, match=re.escape(message)):
             fmt(bad)
 
 
@@ -108,7 +113,7 @@ def test_chunk_sizer_grows_for_cheap_and_stays_small_for_costly():
 
 
 @pytest.mark.parametrize("datatypes", [
-    ["Integer"], ["Float", "Boolean"], ["String[3]", "Text", None], ["Integer", "Float", "Boolean", "String[2]", None],
+    ["Integer"], ["Float", "Boolean"], ["String(3)", "Text", None], ["Integer", "Float", "Boolean", "String(2)", None],
 ])
 def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
     import itertools

@@ -25,12 +25,14 @@ _LANGS = ["py", "python", "rust", "rs", "nim", "bash", "sh"]
 @friendly_errors("provbatch check")
 def check(plugin: str, attributes: str | None, debug: bool) -> None:
     """Check PLUGIN against the plugin contract; list every problem found."""
-    from ..plugins.loading import check_plugin, load_plugin, resolve_attributes
+    from ..plugins.loading import check_plugin, load_plugin, plugin_warnings, resolve_attributes
 
     loaded = load_plugin(plugin)
     definitions = resolve_attributes(attributes, loaded)
     problems = check_plugin(loaded, definitions)
     where = loaded.path or loaded.label
+    for warning in plugin_warnings(loaded, definitions):
+        click.echo(f"{where}: warning: {warning}")
     if problems:
         raise PluginValidationError(str(where), problems) if len(problems) == 1 else _ProblemList(str(where), problems)
     used = f"; attributes checked against {definitions.path}" if definitions else ""

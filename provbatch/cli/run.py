@@ -40,6 +40,8 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--address", help="Address of an existing Ray cluster (also RAY_ADDRESS)."),
         click.option("--idsproc", metavar="MODULE", help="Module with compute_id(entity) -> id: a .py, .sh, .rs or .nim file, or an importable module. With ENTITIES compute gets the id too; with --glob it gets the file (as prenacs)."),
         click.option("--skip", type=click.Path(dir_okay=False), help="Skip the ids in the first column of this file."),
+        click.option("--nim-path", "nim_path", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+                     help="Nim plugins: a directory searched for imported modules, e.g. of nimble packages (repeatable; also $PROVBATCH_NIM_PATH)."),
         click.option("--user", help="User id for the report."),
         click.option("--system", help="System id for the report."),
         click.option("--reason", type=click.Choice(["new_entities", "new_attributes", "recompute"]), help="Why this computation is run (report)."),
@@ -84,6 +86,15 @@ def _run(**kw: Any) -> None:
         params.update(read_params_file(kw["params_file"]))
     params.update(parse_param_options(kw["param"]))
     report = kw["report"] or (f"{kw['out']}.report.yaml" if kw["out"] else None)
+    plugin_options: dict[str, Any] = {}
+    if kw["nim_path"]:
+        from ..plugins.nim.build import NIM_PATH_ENV
+
+        nim_path = [os.path.abspath(p) for p in kw["nim_path"]]
+        if str(kw["plugin"]).endswith(".nim"):
+            plugin_options["nim_path"] = nim_path  # recorded with the plugin's options (run_config.json)
+        # and for a Nim --idsproc module, built in this process too
+        os.environ[NIM_PATH_ENV] = os.pathsep.join(nim_path + [p for p in os.environ.get(NIM_PATH_ENV, "").split(os.pathsep) if p])
     run = BatchRun(
         kw["plugin"],
         EntitySource(path=entities, column=kw["column"], pattern=pattern),
@@ -122,6 +133,7 @@ def _run(**kw: Any) -> None:
         limit=kw["limit"],
         sample=kw["sample"],
         seed=kw["seed"],
+        plugin_options=plugin_options or None,
     )
     if kw["dry_run"]:
         for line in run.plan().lines():

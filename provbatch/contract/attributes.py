@@ -3,13 +3,13 @@
 The file maps an attribute name to its definition::
 
     gc_content:
-      definition: fraction of G and C ...   # required
+      definition: fraction of G and C ...   # expected (missing: a warning, as prenacs files omit it)
       datatype: Float                       # required
       computation_group: ...                # optional
       unit / ontology_xref / related_ontology_terms / remark   # optional
 
-Datatypes: ``Integer``, ``Float``, ``Boolean``, ``String[N]``, ``Text``,
-arrays ``T[N]`` of those, and composites ``A;B`` of any of the above (the
+Datatypes are attrtables' (prenacs 1.2): ``Integer``, ``Float``, ``Boolean``,
+``Text``, ``String(N)``, arrays ``T[N]`` of those, and composites ``A;B`` (the
 strict spelling of :mod:`.datatypes`, the one grammar).
 """
 
@@ -23,7 +23,9 @@ from ..errors import AttributeDefinitionsError
 from . import datatypes
 
 DEFAULT_FILENAME = "attribute_definitions.yaml"
-REQUIRED_KEYS = ("definition", "datatype")
+REQUIRED_KEYS = ("datatype",)
+#: expected; a definition without it gets a warning (prenacs 1.2 definition files omit it in places)
+EXPECTED_KEYS = ("definition",)
 OPTIONAL_KEYS = ("computation_group", "unit", "ontology_xref", "related_ontology_terms", "remark")
 
 
@@ -39,6 +41,8 @@ class AttributeDefinitions:
     path: Path
     attributes: dict[str, dict[str, Any]]
     problems: tuple[str, ...] = ()
+    #: not errors: a missing 'definition', String[N] that probably meant String(N)
+    warnings: tuple[str, ...] = ()
 
     def __contains__(self, name: str) -> bool:
         return name in self.attributes
@@ -70,27 +74,29 @@ def load_attribute_definitions(path: str | Path) -> AttributeDefinitions:
         raise AttributeDefinitionsError(f"{path}: attribute definitions must be a mapping of attribute name -> definition")
     attributes: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
+    warnings: list[str] = []
     for name, entry in data.items():
         where = f"{path}: attribute '{name}'"
         if not isinstance(entry, dict):
             problems.append(f"{where} must be a mapping with 'definition' and 'datatype'")
             continue
         entry_problems = [f"{where} lacks the required key '{key}'" for key in REQUIRED_KEYS if not entry.get(key)]
-        unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+        warnings.extend(f"{where} has no '{key}': say what the attribute means" for key in EXPECTED_KEYS if not entry.get(key))
+        allowed = REQUIRED_KEYS + EXPECTED_KEYS + OPTIONAL_KEYS
+        unknown = sorted(set(entry) - set(allowed))
         if unknown:
-            entry_problems.append(
-                f"{where} has unknown key(s) {', '.join(map(str, unknown))} "
-                f"(allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})"
-            )
+            entry_problems.append(f"{where} has unknown key(s) {', '.join(map(str, unknown))} (allowed: {', '.join(allowed)})")
         datatype = entry.get("datatype")
         if datatype and not is_valid_datatype(datatype):
             entry_problems.append(
                 f"{where} has datatype '{datatype}', which is not one of {datatypes.SYNTAX}"
             )
+        elif datatype and (hint := datatypes.bracket_string_hint(datatype)):
+            warnings.append(f"{where}: {hint}")
         problems.extend(entry_problems)
         if not entry_problems:
             attributes[str(name)] = dict(entry)
-    return AttributeDefinitions(path=path, attributes=attributes, problems=tuple(problems))
+    return AttributeDefinitions(path=path, attributes=attributes, problems=tuple(problems), warnings=tuple(warnings))
 
 
 def find_attribute_definitions(explicit: str | Path | None, plugin_path: Path | None = None) -> Path | None:

@@ -4,8 +4,9 @@ A datatype says what a value is: a plugin parameter (``PARAMETERS``), an
 attribute of ``attribute_definitions.yaml``, and so each result value compute
 returns. Written as:
 
-- the scalars ``Integer``, ``Float``, ``Boolean``, ``Text`` and ``String[N]``
-  (a text of at most N characters);
+- the scalars ``Integer``, ``Float``, ``Boolean``, ``Text``, ``String`` and
+  ``String(N)`` (a text of at most N characters), as attrtables (prenacs 1.2)
+  writes them: SQLAlchemy column type names;
 - arrays ``T[N]``: at most N values of T;
 - composites ``A;B``: one value per component.
 
@@ -22,9 +23,12 @@ file). Two spellings, on purpose, and the only difference between users:
   and ``string`` (Text); ``yaml`` (also ``json``, ``any``: the value read as
   YAML); arrays of arrays.
 
-How datatypes are written (e.g. prenacs' ``String(n)`` instead of
-``String[N]``) is the constants below and the two parse functions: change
-them here and the three users follow.
+How datatypes are written is the constants below and the two parse
+functions: change them here and the three users follow. ``String[N]`` is an
+*array* of N strings (the spelling provbatch used for ``String(N)`` before
+issue 15): :func:`bracket_string_hint` says so. An attribute fills
+:func:`width` attrtables columns (``Integer[3]``: 3); prenacs plugins return
+one value per column.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import Union
 
 INTEGER, FLOAT, BOOLEAN, TEXT, STRING, YAML = "Integer", "Float", "Boolean", "Text", "String", "yaml"
-#: the scalars without a size, as written in attribute definitions
-NAMES = (INTEGER, FLOAT, BOOLEAN, TEXT)
+#: the scalars without a size, as written in attribute definitions (``String``: unbounded)
+NAMES = (INTEGER, FLOAT, BOOLEAN, TEXT, STRING)
 #: lenient spellings (lower case) -> scalar; ``yaml`` is for parameters only
 ALIASES: dict[str, str] = {
     "integer": INTEGER, "int": INTEGER,
@@ -44,16 +48,16 @@ ALIASES: dict[str, str] = {
     "text": TEXT, "str": TEXT, "string": TEXT,
     "yaml": YAML, "json": YAML, "any": YAML,
 }
-#: ``String[N]``: a text of at most N characters
-SIZED_STRING = re.compile(r"^String\[([1-9][0-9]*)\]$")
+#: ``String(N)``: a text of at most N characters (attrtables)
+SIZED_STRING = re.compile(r"^String\(([1-9][0-9]*)\)$")
 _SIZED_STRING_ANY_CASE = re.compile(SIZED_STRING.pattern, re.IGNORECASE)
 #: ``T[N]``: at most N values of T
 ARRAY = re.compile(r"^(.+)\[([1-9][0-9]*)\]$")
 COMPOSITE_SEPARATOR = ";"
 #: how datatypes are written, for messages about attribute definitions
-SYNTAX = "Integer, Float, Boolean, String[N], Text, an array T[N] or a composite A;B"
+SYNTAX = "Integer, Float, Boolean, Text, String(N), an array T[N] or a composite A;B"
 #: the same for parameters, which may also be yaml
-PARAMETER_SYNTAX = "Integer, Float, Boolean, String[N], Text, yaml, an array T[N] or a composite A;B"
+PARAMETER_SYNTAX = "Integer, Float, Boolean, Text, String(N), yaml, an array T[N] or a composite A;B"
 
 
 class DatatypeError(ValueError):
@@ -62,7 +66,7 @@ class DatatypeError(ValueError):
 
 @dataclass(frozen=True)
 class Scalar:
-    """``Integer``, ``Float``, ``Boolean``, ``Text``, ``String[N]`` (``limit`` N) or, for parameters, ``yaml``."""
+    """``Integer``, ``Float``, ``Boolean``, ``Text``, ``String`` / ``String(N)`` (``limit`` N) or, for parameters, ``yaml``."""
 
     name: str
     limit: int | None = None
@@ -119,6 +123,8 @@ def _strict_component(text: str, whole: str) -> Datatype:
 
 
 def _strict_scalar(text: str) -> Scalar | None:
+    if text == STRING:
+        return Scalar(STRING, None, text)
     if text in NAMES:
         return Scalar(text, None, text)
     sized = SIZED_STRING.match(text)
@@ -147,3 +153,27 @@ def is_valid(text: str) -> bool:
     except DatatypeError:
         return False
     return True
+
+
+def width(node: Datatype) -> int:
+    """The number of attrtables columns (values in a prenacs plugin's flat results) of a datatype."""
+    if isinstance(node, Array):
+        return node.size * width(node.element)
+    if isinstance(node, Composite):
+        return sum(width(part) for part in node.parts)
+    return 1
+
+
+def bracket_string_hint(text: str) -> str | None:
+    """A warning when ``String[N]`` (an array of N strings) probably meant ``String(N)``, else None."""
+    try:
+        node = parse(text, strict=True)
+    except DatatypeError:
+        return None
+    for part in node.parts if isinstance(node, Composite) else (node,):
+        if isinstance(part, Array) and isinstance(part.element, Scalar) and part.element.name == STRING \
+                and part.element.limit is None:
+            n = part.size
+            return (f"String[{n}] is an array of {n} strings of any length; for one string of at most "
+                    f"{n} characters write String({n})")
+    return None

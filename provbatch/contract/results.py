@@ -4,7 +4,7 @@ Each OUTPUT attribute has a datatype in attribute_definitions.yaml (the
 grammar is :mod:`.datatypes`); the value
 compute returns for it must fit: an ``Integer`` gets an int (or a string
 that reads as one: Bash plugins return text), a ``Float`` a number, a
-``Boolean`` a bool, a ``String[N]`` at most N characters, arrays ``T[N]`` a
+``Boolean`` a bool, a ``String(N)`` at most N characters, arrays ``T[N]`` a
 list of at most N values of T, composites ``A;B`` a tuple with one value per
 component. A value that does not fit, or that holds a tab or a newline,
 makes that entity fail with :class:`ResultValueError`; the batch goes on.
@@ -90,7 +90,7 @@ def _text(limit: int | None) -> Formatter:
         else:
             raise ResultValueError(f"expected a string, got {type(value).__name__}, which has no text form")
         if limit is not None and len(result) > limit:
-            raise ResultValueError(f"string of {len(result)} characters is longer than String[{limit}]")
+            raise ResultValueError(f"string of {len(result)} characters is longer than String({limit})")
         return _clean_text(result)
 
     return text
@@ -177,11 +177,40 @@ def _nullable(fmt: Formatter) -> Formatter:
     return nullable
 
 
+def _grouper(datatype: str | None) -> tuple[int, Callable[[list[Any]], Any]]:
+    """(attrtables columns of the datatype, a function grouping that many flat values into its value)."""
+    node = _parsed(datatype)
+    if node is None:
+        return 1, lambda values: values[0]
+    if isinstance(node, datatypes.Array):
+        return datatypes.width(node), list
+    if isinstance(node, datatypes.Composite):
+        sizes = [datatypes.width(part) for part in node.parts]
+
+        def composite(values: list[Any]) -> tuple[Any, ...]:
+            items, at = [], 0
+            for part, size in zip(node.parts, sizes):
+                items.append(values[at] if isinstance(part, datatypes.Scalar) else list(values[at:at + size]))
+                at += size
+            return tuple(items)
+
+        return sum(sizes), composite
+    return 1, lambda values: values[0]
+
+
 def _checked_row_formatter(datatypes: Sequence[str | None], names: Sequence[str] | None) -> Callable[[Any], list[str]]:
-    """Any values: every datatype's checks, errors naming the attribute."""
+    """Any values: every datatype's checks, errors naming the attribute.
+
+    compute returns one value per attribute (a list for an array, a tuple for a
+    composite), or, as prenacs plugins do, one value per attrtables column (an
+    ``Integer[3]`` takes three): such flat results are grouped per attribute
+    first, so both give the same fields, one per attribute.
+    """
     formatters = [_nullable(formatter_for(dt)) for dt in datatypes]
     n_outputs = len(formatters)
     labels = list(names) if names else [f"value {i + 1}" for i in range(n_outputs)]
+    groupers = [_grouper(dt) for dt in datatypes]
+    n_columns = sum(size for size, _group in groupers)
 
     def format_row(values: Any) -> list[str]:
         if values is None or (isinstance(values, (list, tuple, str)) and len(values) == 0):
@@ -191,8 +220,14 @@ def _checked_row_formatter(datatypes: Sequence[str | None], names: Sequence[str]
                 values = list(values)
             except TypeError:
                 raise ResultValueError(f"results must be a list of {n_outputs} value(s), got {type(values).__name__}") from None
+        if len(values) == n_columns and n_columns != n_outputs:  # prenacs: one value per column
+            flat, values, at = list(values), [], 0
+            for size, group in groupers:
+                values.append(group(flat[at:at + size]))
+                at += size
         if len(values) != n_outputs:
-            raise ResultValueError(f"compute returned {len(values)} value(s), OUTPUT declares {n_outputs}")
+            columns = f" ({n_columns} columns)" if n_columns != n_outputs else ""
+            raise ResultValueError(f"compute returned {len(values)} value(s), OUTPUT declares {n_outputs}{columns}")
         fields = []
         for fmt, value, label in zip(formatters, values, labels):
             try:

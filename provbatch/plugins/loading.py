@@ -172,6 +172,28 @@ def check_plugin(plugin: LoadedPlugin, attributes: AttributeDefinitions | None) 
     return problems
 
 
+def plugin_warnings(plugin: LoadedPlugin, attributes: AttributeDefinitions | None) -> list[str]:
+    """What is worth knowing but does not stop a run: the attribute definitions' warnings for
+    the plugin's OUTPUT, and a Rust plugin written against the legacy (GIL-ref) pyo3 API."""
+    found: list[str] = []
+    if attributes is not None:
+        outputs = set(plugin.output)
+        found.extend(w for w in attributes.warnings if any(f"'{name}'" in w for name in outputs))
+    if plugin.lang == "rust" and plugin.path is not None:
+        from .rust import build as rust_build
+
+        sources = [plugin.path] if plugin.path.is_file() else sorted(plugin.path.rglob("*.rs"))
+        for source in sources:
+            try:
+                reason = rust_build.legacy_api(source.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+            if reason:
+                found.append(f"{source.name} {rust_build.migration_hint(reason)}")
+                break
+    return found
+
+
 def require_valid(plugin: LoadedPlugin, attributes: AttributeDefinitions | None) -> None:
     """Raise :class:`PluginValidationError` listing every problem, if there is any."""
     problems = check_plugin(plugin, attributes)

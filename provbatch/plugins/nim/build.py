@@ -30,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 from ...errors import PluginLoadError
 from ...files import read_private
@@ -58,6 +59,7 @@ COMPILE_FLAGS: tuple[str, ...] = (
     "--processing:filenames",
 )
 _ERROR = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) Error: (?P<msg>.*)$")
+_MISSING_MODULE = re.compile(r"^cannot open file: (?P<module>\S+)$")
 _INSTANTIATION = re.compile(r"^(?P<file>.+?)\((?P<line>\d+), (?P<col>\d+)\) template/generic instantiation")
 _C_ERROR = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$")
 _PROCESSING = re.compile(r"(?:import|include): (?P<file>/.+?) \[Processing\]$")
@@ -117,19 +119,37 @@ def nim_version(nim: str) -> str:
     return _version_of(nim, os.stat(nim).st_mtime)
 
 
-def key_parts(path: Path, nim: str) -> dict[str, str]:
+#: directories searched for imported Nim modules (e.g. nimble packages), os.pathsep-separated
+NIM_PATH_ENV = "PROVBATCH_NIM_PATH"
+
+
+def search_paths(given: Any = None) -> list[str]:
+    """``--path:`` directories for nim: the ``nim_path`` option (a path or a list), then
+    ``$PROVBATCH_NIM_PATH``; absolute, so that the cache key names them exactly."""
+    if given is None:
+        given = []
+    elif isinstance(given, (str, os.PathLike)):
+        given = [given]
+    paths = [os.fspath(p) for p in given] + [p for p in os.environ.get(NIM_PATH_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in paths))
+
+
+def key_parts(path: Path, nim: str, paths: list[str] | None = None) -> dict[str, str]:
     """Named digests of everything known before building that decides the library's bytes."""
     root = bridge_dir()
     bridge: list[bytes | str] = []
     for file in bridge_files():
         bridge += [str(file.relative_to(root)), file.read_bytes()]
-    return {
+    parts = {
         "source": hash_inputs([str(path), path.read_bytes()]),
         "bridge": hash_inputs(bridge),
         "toolchain": hash_inputs([nim_version(nim)]),
         "flags": hash_inputs(["provbatch-nim-2", *COMPILE_FLAGS]),
         "python": hash_inputs([python_target(), python_include()]),
     }
+    if paths:  # the files read from them are dependencies (deps.json); the directories are inputs
+        parts["nim_path"] = hash_inputs(paths)
+    return parts
 
 
 # ---------------------------------------------------------------- dependencies beside the plugin
@@ -199,6 +219,13 @@ def compile_error(output: str, plugin: Path, log_path: Path) -> str:
             where = f"{error.group('file')}:{error.group('line')}"
             if error.group("file") != str(plugin) and last_in_plugin:
                 where = last_in_plugin
+            missing = _MISSING_MODULE.match(error.group("msg"))
+            if missing:
+                module = missing.group("module")
+                package = module.split("/")[0]
+                return (f"{where}: cannot import module '{module}': it is not in Nim's standard library nor beside "
+                        f"the plugin; if it comes from a nimble package, install it (e.g. nimble install {package}) and "
+                        f"give the directory holding it with --nim-path DIR or {NIM_PATH_ENV} (full build log: {log_path})")
             return f"{where}: {error.group('msg')} (full build log: {log_path})"
     c_error = next(filter(None, map(_C_ERROR.match, output.splitlines())), None)
     if c_error:  # nim's C output did not compile (an {.emit.}, a bad importc header)
@@ -214,7 +241,7 @@ def compile_error(output: str, plugin: Path, log_path: Path) -> str:
 # ---------------------------------------------------------------- building
 
 
-def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
+def _compile(plugin: Path, nim: str, build_dir: Path, name: str, paths: list[str] | None = None) -> None:
     bridge = bridge_dir()
     tmp = build_dir / f"{name}.{os.getpid()}.tmp"
     command = [
@@ -223,6 +250,7 @@ def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
         f"-o:{tmp}",
         f"--path:{bridge}",
         f"--passC:-I{python_include()}",
+        *(f"--path:{p}" for p in paths or []),
         str(plugin),
     ]
     proc = subprocess.run(command, cwd=build_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
@@ -243,18 +271,21 @@ def _compile(plugin: Path, nim: str, build_dir: Path, name: str) -> None:
     os.replace(manifest, build_dir / "deps.json")
 
 
-def build_plugin(plugin: Path) -> tuple[Path, bool]:
-    """The plugin's library in the build cache, built if needed: ``(path, built_now)``."""
+def build_plugin(plugin: Path, nim_path: Any = None) -> tuple[Path, bool]:
+    """The plugin's library in the build cache, built if needed: ``(path, built_now)``.
+
+    ``nim_path``: directories searched for imported modules (see :func:`search_paths`)."""
     nim = nim_executable(plugin)
+    paths = search_paths(nim_path)
     try:
-        parts = key_parts(plugin, nim)
+        parts = key_parts(plugin, nim, paths)
     except OSError as exc:
         raise PluginLoadError(f"{plugin}: cannot read plugin: {exc}") from exc
     key = hash_inputs([f"{name}={digest}" for name, digest in sorted(parts.items())])
     build_dir = entry_dir(LANG, key)  # the directory cached_build uses for this key
     name, deps_reason = artifact_name(build_dir)
     reason = deps_reason or rebuild_reason(LANG, str(plugin), parts)
-    artifact, built = cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name), reason=reason)
+    artifact, built = cached_build(LANG, key, name, lambda directory: _compile(plugin, nim, directory, name, paths), reason=reason)
     if built:
         remember_build(LANG, str(plugin), parts)
         # the name the next load will look for (the dependencies are known now)

@@ -41,7 +41,7 @@ from .library import NimError, NimLibrary, library_key, open_library
 log = logging.getLogger("provbatch.plugins.nim")
 
 DEFAULT_CONST_PREFIX = "py_const_"
-KNOWN_OPTIONS = {"const_prefix"}
+KNOWN_OPTIONS = {"const_prefix", "nim_path"}
 
 _modules: dict[tuple[tuple[int, int], str], ModuleType] = {}
 _modules_lock = threading.Lock()
@@ -110,7 +110,7 @@ class NimLoader(Loader):
         prefix = _const_prefix(options, str(path))
         if not path.is_file():
             raise PluginLoadError(f"{path}: a Nim plugin must be a .nim file")
-        artifact, built = build_plugin(path)
+        artifact, built = build_plugin(path, options.get("nim_path"))
         self.last_built = built
         log.info("nim plugin %s: %s %s", path, "built" if built else "cached", artifact)
         module = _module_for(str(artifact), str(path), prefix)

@@ -31,7 +31,7 @@ impl Constants {
     #[classattr]
     const PARAMETERS: [(&'static str, &'static str, &'static str, &'static str); 1] = [(
         "summary",
-        "String[1024]",
+        "String(1024)",
         "",
         "file to which finalize appends 'files, records' of each worker process (none when empty)",
     )];
