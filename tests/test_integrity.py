@@ -40,7 +40,7 @@ def compute(entity, **kwargs):
 #: a case of issue 13 whose fix has not landed yet (strict: the mark must go when it passes)
 PENDING = pytest.mark.xfail(strict=True, reason="issue 13: fix not landed yet")
 
-MD5_ATTRIBUTES = 'md5: {definition: md5 of the id, datatype: "String[32]"}\n'
+MD5_ATTRIBUTES = 'md5: {definition: md5 of the id, datatype: "String(32)"}\n'
 
 
 @pytest.fixture

@@ -107,32 +107,45 @@ def test_bash_idsproc_in_files_mode_gives_compute_the_file_name(work):
     proc = run_cli(work / "py_letters.py", "--glob", "g/*.fa", "--idsproc", work / "sh_ids.sh",
                    "--attributes", work / "attribute_definitions.yaml", "--backend", "serial", "--out", out, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    # prenacs 1.2 rows, but for the booleans (prenacs writes str(True): "True")
-    assert _rows(out) == {
-        "G/SEQ_ONE": ["12", "1", "2", "0", "false", "1", "2", "0", "6.0", "g/seq_one.fa", "G/SEQ_ONE.FA", "af.eno_qes/g", "w"],
-        "G/SEQ_TWO": ["12", "1", "1", "0", "false", "1", "1", "0", "6.0", "g/seq_two.fa", "G/SEQ_TWO.FA", "af.owt_qes/g", "w"],
+    # prenacs 1.2 rows (in prenacs' columns)
+    assert {k: to_prenacs_columns(v) for k, v in _rows(out).items()} == {
+        "G/SEQ_ONE": ["12", "1", "2", "0", "False", "1", "2", "0", "6.0", "g/seq_one.fa", "G/SEQ_ONE.FA", "af.eno_qes/g", "w"],
+        "G/SEQ_TWO": ["12", "1", "1", "0", "False", "1", "1", "0", "6.0", "g/seq_two.fa", "G/SEQ_TWO.FA", "af.owt_qes/g", "w"],
     }
 
 
 # --------------------------------------------------------------------------- attrtables datatypes
 
 
-#: prenacs-batch-compute py_letters.py ids words.txt --serial (booleans as provbatch writes them)
-LETTERS_ROWS = {
-    "abc": ["3", "1", "0", "0", "true", "1", "0", "0", "1.5", "abc", "ABC", "cba", "w"],
-    "none": ["4", "0", "1", "0", "false", "0", "1", "0", "2.0", "none", "NONE", "enon", "w"],
-    "solo": ["4", "0", "0", "0", "false", "0", "0", "0", "2.0", "solo", "SOLO", "olos", "w"],
-    "hello": ["5", "0", "1", "0", "false", "0", "1", "0", "2.5", "hello", "HELLO", "olleh", "w"],
-    "longerword": ["10", "0", "1", "0", "false", "0", "1", "0", "5.0", "longerword", "LONGERWORD", "drowregnol", "w"],
+#: prenacs-batch-compute py_letters.py ids words.txt --serial writes one column per attrtables
+#: column (13 values); provbatch keeps one field per attribute (arrays ,-joined, composites
+#: ;-joined, booleans true/false): the same values, grouped (see to_prenacs_columns)
+LETTERS_PRENACS = {
+    "abc": ["3", "1", "0", "0", "True", "1", "0", "0", "1.5", "abc", "ABC", "cba", "w"],
+    "none": ["4", "0", "1", "0", "False", "0", "1", "0", "2.0", "none", "NONE", "enon", "w"],
+    "solo": ["4", "0", "0", "0", "False", "0", "0", "0", "2.0", "solo", "SOLO", "olos", "w"],
+    "hello": ["5", "0", "1", "0", "False", "0", "1", "0", "2.5", "hello", "HELLO", "olleh", "w"],
+    "longerword": ["10", "0", "1", "0", "False", "0", "1", "0", "5.0", "longerword", "LONGERWORD", "drowregnol", "w"],
 }
 
 
-def test_attrtables_datatypes_one_column_per_value(work):
+def to_prenacs_columns(fields: list[str]) -> list[str]:
+    """provbatch's fields of py_letters (Integer; Integer[3]; Boolean;Integer[3];Float;String(50)[4])
+    as prenacs' columns."""
+    columns = [fields[0], *fields[1].split(",")]
+    for part in fields[2].split(";"):
+        columns += part.split(",")
+    return [{"true": "True", "false": "False"}.get(c, c) for c in columns]
+
+
+def test_attrtables_datatypes_flat_results(work):
     out = work / "out.tsv"
     proc = run_cli(work / "py_letters.py", work / "words.txt", "--attributes", work / "attribute_definitions.yaml",
                    "--backend", "serial", "--out", out, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    assert _rows(out) == LETTERS_ROWS
+    rows = _rows(out)
+    assert rows["abc"] == ["3", "1,0,0", "true;1,0,0;1.5;abc,ABC,cba,w"]
+    assert {k: to_prenacs_columns(v) for k, v in rows.items()} == LETTERS_PRENACS
 
 
 def test_attrtables_datatypes_nested_values_give_the_same_row(work, write_plugin):
@@ -152,7 +165,7 @@ def test_attrtables_datatypes_nested_values_give_the_same_row(work, write_plugin
     proc = run_cli(plugin, work / "words.txt", "--attributes", work / "attribute_definitions.yaml",
                    "--backend", "serial", "--out", out, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    assert _rows(out) == LETTERS_ROWS
+    assert {k: to_prenacs_columns(v) for k, v in _rows(out).items()} == LETTERS_PRENACS
 
 
 def test_check_warns_on_missing_definition_and_string_brackets(work):
@@ -172,7 +185,7 @@ def test_check_warns_on_missing_definition_and_string_brackets(work):
 def test_datatype_grammar():
     from provbatch.contract.datatypes import parse_datatype
 
-    dt = parse_datatype("Boolean;Integer[3];Float;String(50)[4]")
+    dt = parse_datatype("Boolean;Integer[3];Float;String(50)[4]")  # 9 attrtables columns
     assert [(p.base, p.length, p.count) for p in dt.parts] == [
         ("Boolean", None, 1), ("Integer", None, 3), ("Float", None, 1), ("String", 50, 4)]
     assert dt.width == 9
@@ -392,5 +405,4 @@ def test_side_by_side_with_prenacs(work, prenacs_bin):
     proc = run_cli(work / "py_letters.py", work / "words.txt", "--idsproc", work / "sh_words.sh", "--backend", "serial",
                    "--attributes", work / "attribute_definitions.yaml", "--out", out2, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    booleans = {"True": "true", "False": "false"}
-    assert _rows(out2) == {k: [booleans.get(v, v) for v in vs] for k, vs in _rows(p_out2).items()}
+    assert {k: to_prenacs_columns(v) for k, v in _rows(out2).items()} == _rows(p_out2)

@@ -290,7 +290,7 @@ def test_show_prints_the_provenance_summary(scale_run, monkeypatch):
     assert f"  sha256     {config['plugin']['sha256']}" in lines
     assert "parameters   times=3" in lines
     assert f"entities     file ids.txt ({scale_run['ids'].stat().st_size} bytes, sha256 {sha256(scale_run['ids'])}), column 1" in lines
-    assert "counts       computed 4, failed 0, retried 0, skipped 0, duplicates 0, id collisions 0, workers lost 0" in lines
+    assert "counts       computed 4, failed 0, retried 0, skipped 0, duplicates 0, id collisions 0, workers lost 0, no value 0" in lines
     assert f"who          {config['user']} on {config['system']}, reason new_entities" in lines
     assert any(line.startswith("command      ") and "--param times=3" in line for line in lines)
 

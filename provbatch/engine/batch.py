@@ -493,6 +493,7 @@ class BatchRun:
             "computed": self.report.n_units, "failed": len(self.failures), "retried": self.n_retried,
             "skipped": counts.skipped, "duplicates": counts.duplicates, "id_collisions": counts.id_collisions,
             "workers_lost": self._lifecycle.workers_lost if hasattr(self, "_lifecycle") else 0,
+            "no_value": self.report.n_no_value,  # computed, without a value (no row)
         }
 
     def _handle_failure(self, scheduler: Any, chunk_size: int, item: Item, error: tuple[str, str, str]) -> Failure | None:
