@@ -183,16 +183,19 @@ def test_check_warns_on_missing_definition_and_string_brackets(work):
 
 
 def test_datatype_grammar():
-    from provbatch.contract.datatypes import parse_datatype
+    from provbatch.contract import datatypes
 
-    dt = parse_datatype("Boolean;Integer[3];Float;String(50)[4]")  # 9 attrtables columns
-    assert [(p.base, p.length, p.count) for p in dt.parts] == [
-        ("Boolean", None, 1), ("Integer", None, 3), ("Float", None, 1), ("String", 50, 4)]
-    assert dt.width == 9
-    assert parse_datatype("Text").width == 1
-    for bad in ("String(0)", "Integer[0]", "Double", "Integer;", "String[", ""):
+    node = datatypes.parse("Boolean;Integer[3];Float;String(50)[4]")
+    assert isinstance(node, datatypes.Composite) and datatypes.width(node) == 9  # attrtables columns
+    assert node.parts[1] == datatypes.Array(datatypes.Scalar("Integer"), 3)
+    assert node.parts[3] == datatypes.Array(datatypes.Scalar("String", 50), 4)
+    assert datatypes.parse("String") == datatypes.Scalar("String")
+    assert datatypes.width(datatypes.parse("Text")) == 1
+    assert datatypes.bracket_string_hint("String[8]") == (
+        "String[8] is an array of 8 strings of any length; for one string of at most 8 characters write String(8)")
+    for bad in ("String(0)", "Integer[0]", "Double", "Integer;", "String[", "", "Integer(3)"):
         with pytest.raises(ValueError):
-            parse_datatype(bad)
+            datatypes.parse(bad)
 
 
 # --------------------------------------------------------------------------- Rust, legacy pyo3
