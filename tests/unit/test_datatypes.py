@@ -14,15 +14,16 @@ from provbatch.outputs.results_reader import parser_for
 
 def test_strict_trees():
     assert parse("Integer") == Scalar("Integer")
-    assert parse(" String[12] ") == Scalar("String", 12)
+    assert parse(" String(12) ") == Scalar("String", 12)  # attrtables' bounded string
+    assert parse("String[12]") == Array(Scalar("String"), 12)  # an array of 12 strings
     assert parse("Float[3]") == Array(Scalar("Float"), 3)
-    assert parse("String[5][2]") == Array(Scalar("String", 5), 2)
+    assert parse("String(5)[2]") == Array(Scalar("String", 5), 2)
     assert parse("Integer; Float[2]") == Composite((Scalar("Integer"), Array(Scalar("Float"), 2)))
     assert parse("Integer; Float[2]").text == "Integer; Float[2]"
     assert parse("Integer; Float[2]").parts[1].text == "Float[2]"
 
 
-@pytest.mark.parametrize("text", ["integer", "String", "String[0]", "int", "Float[]", "", "Integer;", "Integer[2][3]",
+@pytest.mark.parametrize("text", ["integer", "String(0)", "String[0]", "int", "Float[]", "", "Integer;", "Integer[2][3]",
                                   "yaml", "Text [3]", "Complex"])
 def test_strict_refuses(text):
     with pytest.raises(DatatypeError) as info:
@@ -35,7 +36,7 @@ def test_lenient_trees():
     assert parse("INTEGER", strict=False) == Scalar("Integer")
     assert parse("str", strict=False) == Scalar("Text")
     assert parse("string", strict=False) == Scalar("Text")
-    assert parse("string[4]", strict=False) == Scalar("String", 4)
+    assert parse("string(4)", strict=False) == Scalar("String", 4)
     assert parse("json", strict=False) == Scalar("yaml")
     assert parse("int[2][3]", strict=False) == Array(Array(Scalar("Integer"), 2), 3)
     assert parse("bool;Text[2]", strict=False) == Composite((Scalar("Boolean"), Array(Scalar("Text"), 2)))
@@ -60,7 +61,7 @@ def test_non_string():
     ("Integer", "42", "42", 42),
     ("Float", "0.25", "0.25", 0.25),
     ("Boolean", "yes", "true", True),
-    ("String[3]", "abc", "abc", "abc"),
+    ("String(3)", "abc", "abc", "abc"),
     ("Float[2]", "1.5,2", "1.5,2.0", [1.5, 2.0]),
     ("Integer;Float", "1;2.5", "1;2.5", (1, 2.5)),
 ])
@@ -73,9 +74,9 @@ def test_the_three_users_agree(datatype, value, text, typed):
 
 def test_limits_are_checked_by_each_user():
     with pytest.raises(ValueError, match="longer than 3"):
-        converter_for("String[3]")("abcd")
-    with pytest.raises(ResultValueError, match=r"longer than String\[3\]"):
-        formatter_for("String[3]")("abcd")
+        converter_for("String(3)")("abcd")
+    with pytest.raises(ResultValueError, match=r"longer than String\(3\)"):
+        formatter_for("String(3)")("abcd")
     with pytest.raises(ValueError, match="more than 2"):
         converter_for("Float[2]")("1,2,3")
     with pytest.raises(ResultValueError, match=r"3 values are more than Float\[2\] allows"):
