@@ -14,7 +14,7 @@ DEFINITIONS = """\
 n: {definition: length of the id, datatype: Integer}
 ratio: {definition: a fraction, datatype: Float}
 even: {definition: length is even, datatype: Boolean}
-tag: {definition: a short tag, datatype: "String[8]"}
+tag: {definition: a short tag, datatype: "String(8)"}
 note: {definition: free text, datatype: Text}
 pair: {definition: length and its half, datatype: "Integer;Float"}
 digits: {definition: the digits of the length, datatype: "Integer[4]"}

@@ -11,7 +11,7 @@ were this file.
 
 Fields are parsed by the attribute datatypes (:func:`parser_for`): an
 empty field is ``None``; ``Integer`` -> int, ``Float`` -> float,
-``Boolean`` -> bool, ``String[N]``/``Text`` -> str, an array ``T[N]`` -> a
+``Boolean`` -> bool, ``String(N)``/``Text`` -> str, an array ``T[N]`` -> a
 list of T, a composite ``A;B`` -> a tuple.
 """
 
