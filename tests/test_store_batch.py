@@ -17,7 +17,7 @@ from conftest import BIN, GC_EXPECTED, REPO, read_tsv, run_cli, write_source
 
 DEFS = """\
 length: {definition: number of characters, datatype: Integer, computation_group: text}
-upper: {definition: upper case, datatype: "String[64]", computation_group: text}
+upper: {definition: upper case, datatype: "String(64)", computation_group: text}
 slow: {definition: a slowly computed number, datatype: Integer}
 """
 TEXT_PLUGIN = """\
