@@ -85,6 +85,26 @@ def test_bash_plugin_through_batch_compute(work):
     assert report["comp_status"] == "completed"
 
 
+def test_no_value_on_the_local_pool(work, write_plugin):
+    """An entity without a value crosses processes as "no value", not as an empty field."""
+    plugin = write_plugin("""\
+        ID = "some_empty"
+        VERSION = "1"
+        INPUT = "a word"
+        OUTPUT = ["word_length"]
+
+        def compute(word, **kwargs):
+            return ([] if word in ("none", "solo") else [len(word)]), []
+        """)
+    out = work / "out.tsv"
+    proc = run_cli(plugin, work / "words.txt", "--backend", "pool", "--workers", "2", "--out", out,
+                   "--attributes", work / "attribute_definitions.yaml", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert _rows(out) == {"abc": ["3"], "hello": ["5"], "longerword": ["10"]}
+    report = yaml.safe_load((work / "out.tsv.report.yaml").read_text())
+    assert (report["n_units"], report["n_no_value"]) == (5, 2)
+
+
 def test_bash_idsproc_in_ids_mode_gives_compute_the_processed_id(work):
     """prenacs ids mode: compute gets compute_id(line), the row is keyed by it too."""
     out = work / "out.tsv"
