@@ -443,7 +443,7 @@ def test_timeout_ends_a_worker_stuck_in_nim(tmp_path, meta_path):
     entities.write_text("a\nstuck\nccc\n")
     proc = run_cli(plugin, entities, "--attributes", attributes, "--backend", "pool", "--workers", "2",
                    "--timeout", "0.5", "--out", out)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # EXIT_ENTITIES_FAILED: one entity failed for good
     assert read_tsv(out) == {"a": ["1"], "ccc": ["3"]}
     assert (tmp_path / "out.tsv.failures.tsv").read_text().startswith("stuck\t1\tTimeout\t")
 
