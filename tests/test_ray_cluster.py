@@ -65,6 +65,13 @@ def test_address_joins_existing_cluster(ray_cluster, tmp_path):
                    env={"RAY_ADDRESS": ray_cluster, "RAY_AUTH_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr
     assert read_tsv(out2) == GC_EXPECTED
+    # --address auto: the address file `ray start` wrote names this cluster
+    out3 = tmp_path / "gc3.tsv"
+    proc = run_cli("plugins/gc_content.py", "examples/genomes.txt", "--address", "auto", "--out", out3,
+                   env={"RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"})
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out3) == GC_EXPECTED
+    assert yaml.safe_load((tmp_path / "gc3.tsv.report.yaml").read_text())["workers"] == 2
     assert subprocess.run([str(BIN / "ray"), "status", f"--address={ray_cluster}"], capture_output=True).returncode == 0
 
 

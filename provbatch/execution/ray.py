@@ -116,8 +116,12 @@ def quiet_raylet_messages() -> None:
 def cluster_address(address: str) -> tuple[str, str]:
     """``(host:port, where it came from)`` of the cluster ``address`` means; a UsageError when there is none.
 
-    ``auto`` is resolved as Ray resolves it (RAY_ADDRESS, else the address
-    file the last ``ray start`` wrote), so that it can be probed first.
+    ``auto`` means, in this order: RAY_ADDRESS; else the address file the last
+    ``ray start`` on this machine wrote; else, when there is no such file, the
+    one Ray instance Ray finds among the running processes. A stale address
+    file is not replaced by some other live instance (Ray's own ``auto``
+    would do that, joining whichever instance, maybe another user's, happens
+    to run): the caller probes the address and fails naming the file.
     """
     from ..errors import UsageError
 
@@ -125,24 +129,29 @@ def cluster_address(address: str) -> tuple[str, str]:
         return address[len("ray://"):], "the Ray client address"
     if address != "auto":
         return address, "--address"
+    from_env = os.environ.get("RAY_ADDRESS", "")
+    if from_env and from_env != "auto":
+        return from_env, "RAY_ADDRESS"
     try:
-        from ray._private.services import get_ray_address_from_environment  # Ray's own resolution of "auto"
         from ray._common.utils import get_ray_address_file
-
-        services = logging.getLogger("ray._private.services")
-        level = services.level
-        services.setLevel(logging.ERROR)  # its "multiple active Ray instances" note: ray.init repeats it if it connects
-        try:
-            resolved = get_ray_address_from_environment(address, None)
-        finally:
-            services.setLevel(level)
-        source = f"the address file {get_ray_address_file(None)} of an earlier 'ray start'"
+        from ray._private.services import get_ray_address_from_environment  # Ray's own resolution of "auto"
+    except ImportError:  # another Ray version: let ray.init resolve it
+        return "", ""
+    address_file = Path(get_ray_address_file(None))
+    recorded = address_file.read_text().strip() if address_file.is_file() else ""
+    if recorded:
+        return recorded, f"the address file {address_file} of an earlier 'ray start'"
+    services = logging.getLogger("ray._private.services")
+    level = services.level
+    services.setLevel(logging.ERROR)  # its "multiple active Ray instances" note: ray.init repeats it if it connects
+    try:
+        resolved = get_ray_address_from_environment("auto", None)
     except ConnectionError:
         raise UsageError("--address auto: no Ray cluster is running on this machine (start one with "
                          "'ray start --head', or leave out --address for a private local instance)") from None
-    except ImportError:  # another Ray version: let ray.init resolve it
-        return "", ""
-    return str(resolved), source
+    finally:
+        services.setLevel(level)
+    return str(resolved), "the Ray instance running on this machine"
 
 
 def probe(address: str, source: str, timeout: float = PROBE_SECONDS) -> None:
@@ -184,6 +193,8 @@ def init_ray(address: str | None, num_cpus: int | None) -> tuple[bool, str | Non
         host_port, source = cluster_address(address)
         if host_port:
             probe(host_port, source)
+            if not address.startswith("ray://"):
+                address = host_port  # what was probed is what is joined
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         return True, None
     # "local": a private instance, even when a `ray start` cluster runs on this
