@@ -44,7 +44,7 @@ class Progress:
     """``done/total entities pct|bar| [elapsed<ETA, rate, failed=F, skipped=S]`` on one terminal line."""
 
     def __init__(self, total: int | None = None, stream: IO[str] | None = None, interval: float = 0.2) -> None:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
 
         self.lines = total
         self.done = self.failed = self.skipped = 0

@@ -18,8 +18,9 @@ read as the grammar's ``String[N]`` while the grammar does not speak it (issue 1
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..contract import datatypes
 

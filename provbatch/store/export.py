@@ -49,7 +49,8 @@ def export_values(store: Store, attributes: list[str], entities: list[str] | Non
         if out is None:
             raise UsageError("--format parquet needs --out FILE")
         return _parquet(list(rows), names, Path(out))
-    handle: IO[str] = sys.stdout if out is None else open(out, "w", encoding="utf-8", newline="")
+    # stdout or a file, closed in the finally below (stdout is not)
+    handle: IO[str] = sys.stdout if out is None else open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115
     n = 0
     try:
         if fmt == "jsonl":

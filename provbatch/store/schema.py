@@ -19,6 +19,8 @@ tests compare the migrated database with this module, so they cannot drift.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 #: the Alembic revision these tables correspond to (the newest migration)
@@ -28,9 +30,9 @@ VERSION_TABLE = "provbatch_alembic_version"
 
 # MariaDB/MySQL: utf8mb4 with a binary collation, so that 'A' and 'a' (or 'a ')
 # are different entities and attributes, as they are on SQLite and PostgreSQL
-_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+_MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
 # SQLite: the big tables are clustered on their primary key (one b-tree, not two)
-_CLUSTERED = {**_MYSQL, "sqlite_with_rowid": False}
+_CLUSTERED: dict[str, Any] = {**_MYSQL, "sqlite_with_rowid": False}
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
 Name = sa.String(255)

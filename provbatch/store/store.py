@@ -25,9 +25,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..contract.datatypes import SYNTAX
 from ..errors import ProvBatchError, UsageError
 from . import migrate
-from ..contract.datatypes import SYNTAX
 from .codec import Codec, ValueTextError, codec_for
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
 from .schema import attributes as t_attributes
@@ -577,7 +577,7 @@ def _read_results(path: Path, codecs: Sequence[Codec], output: Sequence[str]) ->
     n = len(output)
     seen: dict[str, list[Any]] = {}
     try:
-        handle = open(path, encoding="utf-8", newline="")
+        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - opened apart: an open error is not a read error
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the results: {exc.strerror or exc}") from exc
     with handle:

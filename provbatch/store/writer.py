@@ -191,7 +191,7 @@ def _copy_text(rows: Iterable[tuple[Any, ...]]) -> str:
     comes from a TSV field), so only backslashes need escaping.
     """
     null, backslash, escaped = "\\N", "\\", "\\\\"
-    lines = []
+    lines: list[str] = []
     add = lines.append
     for row in rows:
         if len(row) == 4:
