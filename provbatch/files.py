@@ -24,6 +24,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from .errors import UnsafePathError
 
@@ -155,7 +156,7 @@ def read_private(path: Path, what: str) -> bytes:
     """The bytes of a file in a private tree: never through a link, refused unless the user's own."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(path):
             check_private(path, what)  # raises: a link
         raise
@@ -212,7 +213,7 @@ def write_new(path: str | Path, data: bytes | str, mode: int = PRIVATE_FILE_MODE
     return path
 
 
-def open_private_append(path: Path, what: str):  # type: ignore[no-untyped-def]
+def open_private_append(path: Path, what: str) -> IO[str]:
     """An append-only text handle on a file of a private tree (created ``0600``; never through a link)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE_MODE)
     handle = os.fdopen(fd, "a", encoding="utf-8")

@@ -10,7 +10,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..contract.attributes import DEFAULT_FILENAME, AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
+from ..contract.attributes import (
+    DEFAULT_FILENAME,
+    AttributeDefinitions,
+    find_attribute_definitions,
+    load_attribute_definitions,
+)
 from ..contract.parameters import no_default
 from ..errors import ProvBatchError
 from .text import one_line, table

@@ -10,9 +10,11 @@ that one broken plugin never hides the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ProvBatchError
 from .text import one_line, table
@@ -106,7 +108,7 @@ def installed_entries() -> list[PluginEntry]:
     entries = []
     for entry_point in installed_plugins():
         entries.append(
-            _entry("installed", entry_point.name, _entry_point_language(entry_point.value), lambda ep=entry_point: load_plugin(ep.name))
+            _entry("installed", entry_point.name, _entry_point_language(entry_point.value), partial(load_plugin, entry_point.name))
         )
     return entries
 
@@ -118,7 +120,7 @@ def bundled_entries(root: Path) -> list[PluginEntry]:
     entries = []
     for path in bundled_plugin_paths(root):
         name = path.relative_to(root).as_posix()
-        entry = _entry("bundled", name, _language_of(path), lambda p=path: load_plugin(p))
+        entry = _entry("bundled", name, _language_of(path), partial(load_plugin, path))
         if entry.error and entry.error.startswith(str(path)):  # the PLUGIN column names the file already
             entry.error = name + entry.error[len(str(path)):]
         entries.append(entry)

@@ -30,15 +30,10 @@ class Language:
 
 
 _RUST_RESERVED = frozenset(
-    "as async await break const continue crate dyn else enum extern false fn for if impl in let loop match mod move mut "
-    "pub ref return self static struct super trait true type unsafe use where while abstract become box do final macro "
-    "override priv try typeof unsized virtual yield core std alloc proc_macro test".split()
+    ["as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield", "core", "std", "alloc", "proc_macro", "test"]
 )
 _NIM_RESERVED = frozenset(
-    "addr and as asm bind block break case cast concept const continue converter defer discard distinct div do elif "
-    "else end enum except export finally for from func if import in include interface is isnot iterator let macro "
-    "method mixin mod nil not notin object of or out proc ptr raise ref return shl shr static template try tuple type "
-    "using var when while xor yield nimpy system strutils".split()
+    ["addr", "and", "as", "asm", "bind", "block", "break", "case", "cast", "concept", "const", "continue", "converter", "defer", "discard", "distinct", "div", "do", "elif", "else", "end", "enum", "except", "export", "finally", "for", "from", "func", "if", "import", "in", "include", "interface", "is", "isnot", "iterator", "let", "macro", "method", "mixin", "mod", "nil", "not", "notin", "object", "of", "or", "out", "proc", "ptr", "raise", "ref", "return", "shl", "shr", "static", "template", "try", "tuple", "type", "using", "var", "when", "while", "xor", "yield", "nimpy", "system", "strutils"]
 )
 LANGUAGES: dict[str, Language] = {
     "py": Language("python", ".py", "plugin.py.tmpl"),

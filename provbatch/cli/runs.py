@@ -25,8 +25,7 @@ def runs(ctx: click.Context, plugin_id: str | None, since: str | None, debug: bo
     status, counts, start time, directory. 'provbatch runs prune' removes old ones."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..provenance.rundirs import RUNS_HEADER, format_table, iter_runs, parse_since, select_runs
-    from ..provenance.rundirs import runs_root
+    from ..provenance.rundirs import RUNS_HEADER, format_table, iter_runs, parse_since, runs_root, select_runs
 
     selected = select_runs(iter_runs(), plugin_id, parse_since(since) if since else None)
     if not selected:
@@ -46,8 +45,7 @@ def prune(older_than: str, keep_failed: bool, dry_run: bool, debug: bool) -> Non
 
     The results, logs and reports the runs wrote are not touched.
     """
-    from ..provenance.rundirs import iter_runs, parse_age, prunable, remove_run
-    from ..provenance.rundirs import runs_root
+    from ..provenance.rundirs import iter_runs, parse_age, prunable, remove_run, runs_root
 
     age = parse_age(older_than)
     every = list(iter_runs())
@@ -72,9 +70,8 @@ def report(run_dir: str | None, html_path: str | None, debug: bool) -> None:
 
     RUN_DIR is a run directory or a uuid (prefix); default: the latest run.
     """
-    from ..provenance.rundirs import find_run_dir
     from ..outputs.report_html import write_html_report
-    from ..provenance.rundirs import latest_run
+    from ..provenance.rundirs import find_run_dir, latest_run
 
     directory = find_run_dir(run_dir) if run_dir else latest_run()
     target = Path(html_path) if html_path else directory / "report.html"

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Union
 
 INTEGER, FLOAT, BOOLEAN, TEXT, STRING, YAML = "Integer", "Float", "Boolean", "Text", "String", "yaml"
 #: the scalars without a size, as written in attribute definitions (``String``: unbounded)
@@ -78,7 +77,7 @@ class Scalar:
 class Array:
     """``T[N]``: at most ``size`` values of ``element``."""
 
-    element: "Datatype"
+    element: Datatype
     size: int
     text: str = field(default="", compare=False)
 
@@ -87,11 +86,11 @@ class Array:
 class Composite:
     """``A;B``: one value per part, in order."""
 
-    parts: tuple["Datatype", ...]
+    parts: tuple[Datatype, ...]
     text: str = field(default="", compare=False)
 
 
-Datatype = Union[Scalar, Array, Composite]
+Datatype = Scalar | Array | Composite
 
 
 def parse(text: str, strict: bool = True) -> Datatype:

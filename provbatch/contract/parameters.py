@@ -14,8 +14,9 @@ declared, is passed to ``initialize`` and replaced by what it returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import UsageError
 from . import datatypes

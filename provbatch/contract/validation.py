@@ -8,8 +8,9 @@ The same function guards ``batch-compute`` before the first compute.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from .attributes import AttributeDefinitions
 from .parameters import STATE, converter_for, no_default

@@ -54,7 +54,7 @@ class DryRunPlan:
         return lines
 
 
-def plan_run(run: "BatchRun") -> DryRunPlan:
+def plan_run(run: BatchRun) -> DryRunPlan:
     """Check and count ``run`` (not prepared: no output is opened)."""
     from ..inputs.entities import EntitySource
     from ..inputs.seen_ids import SeenIds

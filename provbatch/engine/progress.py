@@ -15,8 +15,9 @@ is left, not to the file's size.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 
 def count_lines(path: str) -> int | None:

@@ -18,10 +18,11 @@ import operator
 import os
 import stat
 import sys
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Any, Callable, Container, Iterable, Iterator
+from typing import Any
 
 from ..errors import UsageError
 from .seen_ids import SeenIds

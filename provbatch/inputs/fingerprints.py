@@ -17,8 +17,8 @@ error during the run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import blake2b
-from typing import Iterable
 
 import numpy as np
 
@@ -72,8 +72,8 @@ class _Table:
         self.low = np.zeros(capacity, dtype=np.uint64)
         self.high = np.zeros(capacity, dtype=np.uint64)
         # memoryviews: reading one slot from Python is several times faster than numpy indexing
-        self.low_words = memoryview(self.low).cast("B").cast("Q")
-        self.high_words = memoryview(self.high).cast("B").cast("Q")
+        self.low_words = self.low.data.cast("B").cast("Q")
+        self.high_words = self.high.data.cast("B").cast("Q")
         self.mask = capacity - 1
         self.count = 0
         self.limit = int(capacity * MAX_LOAD)
@@ -90,7 +90,7 @@ class _Table:
                 return slot
             slot = (slot + 1) & mask
 
-    def insert_new(self, low: np.ndarray, high: np.ndarray) -> "_Table":
+    def insert_new(self, low: np.ndarray, high: np.ndarray) -> _Table:
         """Insert distinct fingerprints absent from this table; a bigger table if they do not fit."""
         table = self
         if self.count + len(low) > self.limit:

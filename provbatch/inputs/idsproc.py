@@ -9,8 +9,9 @@ then receives (the processed id, or the file) is decided by the entity stream
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UsageError
 

@@ -6,8 +6,8 @@ in the results file (resume). See :mod:`.fingerprints` for the compact form.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
-
+from collections.abc import Iterable
+from typing import Any
 
 #: up to this many ids, SeenIds is an exact ``set`` of the strings; beyond, 128-bit fingerprints
 EXACT_LIMIT = 1_000_000

@@ -9,8 +9,9 @@ entities that have since succeeded, keeping the latest failure of each.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import IO
 
 from ..errors import UsageError
 
@@ -68,7 +69,7 @@ class FailuresFile:
         #: the path as the user gave it (what records and messages show); ``path`` is what is opened
         self.shown = str(path if shown is None else shown)
         self.entries = read_failures(self.path)
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def __contains__(self, entity: str) -> bool:
         return entity in self.entries
@@ -81,7 +82,8 @@ class FailuresFile:
         self.entries[entity] = entry
         if self._handle is None:
             try:
-                self._handle = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+                # kept open between records (each one flushed), closed by close()
+                self._handle = open(self.path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
             except OSError as exc:
                 raise UsageError(f"{self.shown}: cannot write the failures file: {exc.strerror or exc}") from exc
         self._handle.write(f"{escape_entity(entity)}\t{entry[0]}\t{entry[1]}\t{entry[2]}\n")

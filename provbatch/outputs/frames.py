@@ -11,7 +11,8 @@ are optional (the ``dataframe`` extra) and imported only here, when asked.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..contract import datatypes as grammar
 from ..errors import UsageError

@@ -50,11 +50,11 @@ class ResultsIdentity:
                 "source_sha256": self.source_sha256, "parameters": self.parameters, "output": list(self.output)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ResultsIdentity":
+    def from_json(cls, data: dict[str, Any]) -> ResultsIdentity:
         return cls(str(data["plugin_id"]), str(data["version"]), str(data["source_sha256"]),
                    dict(data["parameters"]), tuple(data["output"]))
 
-    def differences(self, run: "ResultsIdentity") -> list[str]:
+    def differences(self, run: ResultsIdentity) -> list[str]:
         """What differs, as 'the file's (this run's)', for a one-line refusal."""
         diffs: list[str] = []
         if (self.plugin_id, self.version) != (run.plugin_id, run.version):

@@ -36,7 +36,7 @@ class OutputLock:
         #: the holder recorded by a run that died without releasing the lock (None if there was none)
         self.taken_over: str | None = None
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

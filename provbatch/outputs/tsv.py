@@ -9,11 +9,12 @@ torn last line, which :func:`repair_torn_tail` removes before appending again.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
-from ..inputs.seen_ids import SeenIds
 from ..errors import OutputClosed, OutputWriteError, UsageError
+from ..inputs.seen_ids import SeenIds
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -79,7 +80,9 @@ class TsvSink:
             if self.path.exists():
                 repair_torn_tail(self.path)
             # a log line may quote odd text (a lone surrogate in an id): escaped, never a crash; results are checked before
-            self._handle = open(self.path, "a", encoding="utf-8", newline="\n", errors="backslashreplace" if what == "logs" else "strict")
+            # the sink's handle, kept open while it writes, closed by close()
+            self._handle = open(self.path, "a", encoding="utf-8", newline="\n",  # noqa: SIM115
+                                errors="backslashreplace" if what == "logs" else "strict")
             if header is not None and self._handle.tell() == 0:
                 self._handle.write(header)
                 self._handle.flush()

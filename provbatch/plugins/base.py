@@ -32,7 +32,7 @@ class PluginSpec:
     process_local_state: bool = False
     artifact_blob: Any = field(default=None, compare=False)
 
-    def with_blob(self, blob: Any) -> "PluginSpec":
+    def with_blob(self, blob: Any) -> PluginSpec:
         return replace(self, artifact_blob=blob)
 
 

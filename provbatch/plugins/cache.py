@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import PluginLoadError, UnsafePathError
 from ..files import (

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
-from . import registry
 from ..contract.attributes import AttributeDefinitions, find_attribute_definitions, load_attribute_definitions
-from ..errors import PluginLoadError, PluginValidationError, UsageError
-from .base import PluginSpec
 from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS, validate_plugin
+from ..errors import PluginLoadError, PluginValidationError, UsageError
+from . import registry
+from .base import PluginSpec
 
 ENTRY_POINT_GROUP = "provbatch.plugins"
 
@@ -134,7 +135,7 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
     if _looks_like_path(value):
         target = Path(value)
         if not target.is_absolute() and entry.dist is not None:
-            target = Path(entry.dist.locate_file(value))
+            target = Path(str(entry.dist.locate_file(value)))
         if not target.exists():
             raise PluginLoadError(f"{label}: installed plugin points to {target}, which does not exist")
         module = registry.importer(target, **names, **options)

@@ -16,9 +16,9 @@ folder: compiled builds go to a cache directory (see :mod:`.cache`).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
 
 from ..errors import InterfaceRequirementError, PluginLoadError
 from .base import Loader, PluginSpec

@@ -30,15 +30,16 @@ import os
 import shutil
 import subprocess
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any
 
 from ...errors import PluginLoadError
 from ..base import Loader, PluginSpec, finish_module
+from ..cache import file_sha256, local_artifact
 from .constants import ScriptDefinitions, read_definitions
 from .runner import BashCallError, CallResult, cancel_all, close_all, runner_for, stderr_tail
-from ..cache import file_sha256, local_artifact
 
 log = logging.getLogger("provbatch.bash")
 

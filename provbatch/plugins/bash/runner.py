@@ -274,7 +274,7 @@ class NaiveRunner(Runner):
 
     def _call(self, function: str, args: list[bytes]) -> CallResult:
         folder = self._private_dir()
-        argv = [self.bash, "--noprofile", "--norc", "-c", _NAIVE_SCRIPT, str(self.script), function, *args]
+        argv: list[str | bytes] = [self.bash, "--noprofile", "--norc", "-c", _NAIVE_SCRIPT, str(self.script), function, *args]
         with open(folder / "out", "wb") as out, open(folder / "err", "wb") as err:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=runtime_env(), start_new_session=True

@@ -34,7 +34,16 @@ from typing import Any
 
 from ...errors import PluginLoadError
 from ...files import read_private
-from ..cache import WHAT, cached_build, entry_dir, file_sha256, hash_inputs, rebuild_reason, record_artifact, remember_build
+from ..cache import (
+    WHAT,
+    cached_build,
+    entry_dir,
+    file_sha256,
+    hash_inputs,
+    rebuild_reason,
+    record_artifact,
+    remember_build,
+)
 
 log = logging.getLogger("provbatch.build")
 
@@ -231,7 +240,7 @@ def compile_error(output: str, plugin: Path, log_path: Path) -> str:
     if c_error:  # nim's C output did not compile (an {.emit.}, a bad importc header)
         detail = f"C compiler error: {c_error.group('msg')}"
     else:
-        other = next((l.strip() for l in output.splitlines() if "Error:" in l), None)
+        other = next((line.strip() for line in output.splitlines() if "Error:" in line), None)
         detail = other or (output.strip().splitlines() or ["nim failed without output"])[-1]
     if len(detail) > 300:
         detail = detail[:297] + "..."
