@@ -197,3 +197,46 @@ def test_two_runs_writing_different_attributes_at_once_lose_nothing(store_url: s
     assert values == expected
     assert read_tsv(tmp_path / "text.tsv")["e_7"] == ["3", "E_7"]
     assert orphans(store_url) == 0
+
+
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        return sorted(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_dry_run_with_a_store_counts_what_it_holds_and_writes_nothing(store_url: str, tmp_path: Path) -> None:
+    from provbatch.store.url import display_url
+
+    defs = tmp_path / "attribute_definitions.yaml"
+    defs.write_text(DEFS)
+    plugin = write_source(tmp_path, "text.py", TEXT_PLUGIN)
+    (tmp_path / "ids.txt").write_text("a\nbb\nccc\n")
+    (tmp_path / "more.txt").write_text("a\nbb\nccc\ndddd\neeeee\n")
+    runs = {"PROVBATCH_RUNS": str(tmp_path / "runs")}
+
+    def dry(ids: str) -> list[str]:
+        result = run_cli(plugin, ids, "--store", store_url, "--dry-run", cwd=tmp_path, env=runs)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    # a store that does not exist yet is not created by a dry run (no SQLite file, no tables)
+    lines = dry("ids.txt")
+    assert lines[3] == "entities    ids.txt: 3 read, 0 already done, 0 in the skip file, 0 duplicates: 3 to compute"
+    assert lines[-1].endswith(f", store {display_url(store_url)} (new: would be created)")
+    if store_url.startswith("sqlite"):
+        assert not (tmp_path / "store.sqlite").exists()
+    else:
+        assert _tables(store_url) == []
+    assert not (tmp_path / "runs").exists()
+
+    done = run_cli(plugin, "ids.txt", "--store", store_url, "--out", "t.tsv", cwd=tmp_path, env=runs)
+    assert done.returncode == 0, done.stderr
+    before = jsonl(store_url)
+    lines = dry("more.txt")
+    assert lines[3] == ("entities    more.txt: 5 read, 3 already done (in the store), 0 in the skip file, "
+                        "0 duplicates: 2 to compute")
+    assert lines[-1].endswith(f", store {display_url(store_url)} (existing)")
+    assert jsonl(store_url) == before  # nothing written: no computation, no value

@@ -222,8 +222,9 @@ class BatchRun:
             raise
         self._prepared = True
 
-    def check_inputs(self) -> None:
-        """The part of :meth:`prepare` that writes nothing: load and check the plugin, the parameters, the entities."""
+    def check_inputs(self, writes: bool = True) -> None:
+        """The part of :meth:`prepare` that writes no output: load and check the plugin, the parameters, the
+        entities, and open the store (``writes=False``, a dry run: without creating it or adding attributes)."""
         if self._checked:
             return
         self.slurm_config = None
@@ -247,7 +248,7 @@ class BatchRun:
         if isinstance(self.entities, EntitySource) and not self.retry_failed:
             self._check_entities_file(self.entities)
         self.failures_file = self._failures_file()
-        self.store_sink = self._open_store()
+        self.store_sink = self._open_store(writes)
         try:
             self.stream = self._entity_stream()
         except BaseException:
@@ -256,17 +257,18 @@ class BatchRun:
             raise
         self._checked = True
 
-    def _open_store(self) -> Any:
+    def _open_store(self, writes: bool) -> Any:
         """The store sink (``store``), opened and checked before anything runs; None without a store.
 
         Opening creates the schema in an empty database and adds the plugin's
-        attributes from its definitions when the store lacks them (a dry run too).
+        attributes from its definitions when the store lacks them, unless
+        ``writes`` is False (a dry run, which leaves no trace).
         """
         if not self.store:
             return None
         from ..outputs.store_sink import StoreSink
 
-        return StoreSink(self.store, self.loaded, dict(self.resolved), self.definitions)
+        return StoreSink(self.store, self.loaded, dict(self.resolved), self.definitions, writes=writes)
 
     @property
     def header_line(self) -> str:

@@ -61,17 +61,22 @@ def plan_run(run: BatchRun) -> DryRunPlan:
     from ..outputs.tsv import existing_ids
     from ..provenance.rundirs import runs_root
 
-    run.check_inputs()
+    run.check_inputs(writes=False)
     stream = run.stream
     out = Path(run.out) if run.out is not None else None
     done_ids = existing_ids(out, header=run.header_line) if out is not None and out.is_file() else SeenIds()
+    sink = run.store_sink
+    in_store = set(sink.done_ids()) if sink is not None and not run.only_stale else set()
     skipped = run.done_or_skipped
     seen: set[str] = set()
-    read = done = in_skip = duplicates = 0
+    read = done = done_in_file = duplicates = in_skip = 0
     for entity in stream.raw():
         read += 1
         entity_id = stream.idsproc(entity) if stream.idsproc else entity
         if entity_id in done_ids:
+            done += 1
+            done_in_file += 1
+        elif entity_id in in_store:
             done += 1
         elif entity_id in skipped:
             in_skip += 1
@@ -92,6 +97,12 @@ def plan_run(run: BatchRun) -> DryRunPlan:
         ("failures", run.failures_file.shown if run.failures_file else "none"),
         ("run record", str(run.run_dir) if run.run_dir else f"under {runs_root()}"),
     ]
+    if sink is not None:
+        sink.close()
+        destinations.append(("store", f"{sink.url} ({'existing' if sink.exists else 'new: would be created'})"))
+    where_done = [str(out)] if done_in_file else []
+    if done > done_in_file:
+        where_done.append("in the store")
     source = run.entities
     described = source.describe() if isinstance(source, EntitySource) else "<python iterable>"
     return DryRunPlan(
@@ -100,7 +111,7 @@ def plan_run(run: BatchRun) -> DryRunPlan:
         entities=described,
         read=read, done=done, in_skip_file=in_skip, duplicates=duplicates,
         to_compute=min(to_compute, trial_size) if trial_size else to_compute,
-        done_in=str(out) if done else None,
+        done_in=", ".join(where_done) or None,
         trial=run.trial, backend=run.backend + (f", {run.workers} workers" if run.workers else ""),
         destinations=destinations,
     )

@@ -32,14 +32,25 @@ FLUSH_SECONDS = 2.0
 class StoreSink:
     """Writes one run's values into a store; ``open`` checks everything before the run starts."""
 
-    def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any) -> None:
-        from ..store import ComputationRecord, Store, plugin_record
+    def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any, writes: bool = True) -> None:
+        """Open the store at ``url`` and check the plugin's attributes against it.
 
-        self.store = Store(url, create=True)
+        ``writes=False`` (a dry run) creates nothing: a store that is not there
+        yet stays absent (:attr:`exists` is False, nothing is done in it), and
+        missing attributes are not added.
+        """
+        from ..store import ComputationRecord, Store, plugin_record
+        from ..store.url import display_url, store_url
+
+        self.url = display_url(store_url(url) or url)
+        opened = Store(url, create=True) if writes else Store.open_existing(url)
+        self.exists = opened is not None
+        self.store: Any = opened
         try:
             attributes = definitions.attributes if definitions is not None else {}
             source = str(definitions.path) if definitions is not None else "attribute definitions"
-            self.store.ensure_attributes(loaded.output, attributes, source)
+            if opened is not None:
+                opened.ensure_attributes(loaded.output, attributes, source, apply=writes)
             self.plugin = plugin_record(loaded)
             self.record = ComputationRecord(
                 uuid="", plugin=self.plugin, output=list(loaded.output),
@@ -47,7 +58,8 @@ class StoreSink:
                 plugin_path=str(loaded.path.resolve()) if loaded.path else loaded.label,
             )
         except BaseException:
-            self.store.close()
+            if opened is not None:
+                opened.close()
             raise
         self.writer: Any = None
         self.thread: ThreadPoolExecutor | None = None
@@ -61,12 +73,16 @@ class StoreSink:
     # ---------------------------------------------------------------- before
     def done_ids(self) -> Any:
         """Entity ids whose current values all come from this very computation (for resume)."""
+        if not self.exists:
+            return set()
         return self.store.done_entities(self.record.signature, self.record.output)
 
     def stale_ids(self, loaded: Any) -> set[str]:
         """Entity ids with a stale value of one of the plugin's attributes (``--only-stale``)."""
         from ..store.staleness import plugin_now, stale_values
 
+        if not self.exists:
+            return set()
         now = plugin_now(loaded, self.record.parameters)
         return {value.entity for value in stale_values(self.store, self.record.output, now)}
 
@@ -125,7 +141,8 @@ class StoreSink:
         finally:
             if self.thread is not None:
                 self.thread.shutdown(wait=True)
-            self.store.close()
+            if self.exists:
+                self.store.close()
 
 
 def _input_facts(entity_id: str, entity: str) -> tuple[str, str, int | None, str | None, float | None] | None:

@@ -103,6 +103,32 @@ class Store:
                 self.dialect.local_infile = bool(connection.execute(sa.text("SELECT @@local_infile")).scalar())
         self._codecs: dict[str, Codec] = {}
 
+    @classmethod
+    def open_existing(cls, url: str | None = None) -> Store | None:
+        """The store at ``url`` when there is one there, else None; creates nothing.
+
+        For a dry run, which must leave no trace: opening with ``create`` would
+        make the SQLite file and the schema of an empty database. A store at
+        another schema revision, or one that cannot be reached, is still an error.
+        """
+        from sqlalchemy.engine import make_url
+
+        resolved = store_url(url)
+        assert resolved is not None
+        parsed = make_url(resolved)
+        if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+            return None
+        engine = create_engine(resolved)
+        try:
+            with engine.connect() as connection:
+                if migrate.current_revision(connection) is None:
+                    return None
+        except sa.exc.OperationalError as exc:
+            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+        finally:
+            engine.dispose()
+        return cls(resolved)
+
     @staticmethod
     def init(url: str | None = None) -> tuple[str, str | None, str]:
         """Create the store or migrate it to this provbatch's schema; returns (url, before, after)."""
@@ -184,8 +210,10 @@ class Store:
                     result.dropped.append(name)
         return result
 
-    def ensure_attributes(self, names: Sequence[str], definitions: dict[str, dict[str, Any]], source: str) -> None:
-        """Attributes a computation outputs: added from its definitions when missing; a datatype mismatch is refused."""
+    def ensure_attributes(self, names: Sequence[str], definitions: dict[str, dict[str, Any]], source: str,
+                          apply: bool = True) -> None:
+        """Attributes a computation outputs: added from its definitions when missing (unless not ``apply``:
+        a dry run only checks); a datatype mismatch is refused."""
         stored = self.attributes()
         missing = {name: definitions[name] for name in names if name not in stored and name in definitions}
         undefined = [name for name in names if name not in stored and name not in definitions]
@@ -199,7 +227,7 @@ class Store:
                     raise StoreConflict(f"{source}: attribute '{name}' is {want} in the definitions but {have} in the store "
                                         f"({display_url(self.url)}); 'provbatch attributes drop {name}' and apply again, "
                                         "or fix the definitions")
-        if missing:
+        if missing and apply:
             try:
                 self.apply_attributes(missing, source=source)
             except sa.exc.IntegrityError:  # another writer added them meanwhile
