@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import types
 
 import pytest
 
@@ -139,21 +140,39 @@ def test_compiled_row_formatter_agrees_with_the_checked_one(datatypes):
     assert fast([]) == fast(()) == fast(None) == fast("") == []
 
 
-def test_packed_outcomes_come_back_as_they_were_and_only_clean_chunks_are_packed():
-    from provbatch.execution.base import pack_outcomes, unpack_outcomes
+def test_a_common_chunk_comes_back_as_its_result_lines_and_its_outcomes_are_the_same():
+    """The chunk loop leaves the result lines of a chunk whose entities all succeeded without logs,
+    outcomes for any other: the outcomes built from the lines are those of the per-entity path."""
+    from provbatch.execution.base import Completed
+    from provbatch.execution.runner import ChunkRunner, RunnerConfig, outcomes_of_lines
+    from provbatch.plugins.base import PluginSpec
 
-    chunk = [("a", "a", 1), ("b", "path/b", 2), ("c", "c", 1)]
-    outcomes = [("a", ["1", "x y"], [], None), ("b", ["", "é"], [], None), ("c", ["3", ""], [], None)]
-    packed = pack_outcomes(outcomes, 2)
-    assert packed == "1\tx y\n\té\n3\t"
-    back = unpack_outcomes(chunk, packed)
-    assert back == outcomes
-    assert back[0][2] is not back[1][2]  # each row has a log list of its own
-    assert unpack_outcomes(chunk[:1], pack_outcomes([("a", [""], [], None)], 1)) == [("a", [""], [], None)]
-    assert pack_outcomes([("a", ["1"], ["a log"], None)], 1) is None
-    assert pack_outcomes([("a", None, [], ("ValueError", "bad", ""))], 1) is None
-    assert pack_outcomes(outcomes, 3) is None  # the counts do not fit: sent as they are
-    assert pack_outcomes([("a", [], [], None)], 0) is None
-    assert pack_outcomes([], 1) is None
-    # an entity without a value (no fields) is never packed: it would come back as one empty field
-    assert pack_outcomes([("a", ["1"], [], None), ("b", [], [], None)], 1) is None
+    module = types.ModuleType("plugin_under_test")
+    table = {"a": ([1, "x y"], []), "b\tc": ([2, ""], []), "d\ne": ([3, "é"], None), "f": ([4, "z"], ["a log"]),
+             "g": (["5", "w"], []), "h": ([], []), "i": (["six", "v"], [])}
+
+    def compute(entity: str, **_kwargs: object) -> object:
+        return table[entity]
+
+    module.compute = compute  # type: ignore[attr-defined]
+    module.finalize = None  # type: ignore[attr-defined]
+    config = RunnerConfig(spec=PluginSpec("python", "x.py", {}), params={}, datatypes=("Integer", "Text"),
+                          output_names=("n", "t"))
+    runner = ChunkRunner(config, module=module)
+    common = [("a", "a", 1), ("b\tc", "b\tc", 1), ("d\ne", "d\ne", 2)]
+    result, _seconds = runner.compute_chunk(common)
+    assert result == "a\t1\tx y\nb\tc\t2\t\nd\ne\t3\té\n"
+    expected = [("a", ["1", "x y"], [], None), ("b\tc", ["2", ""], [], None), ("d\ne", ["3", "é"], [], None)]
+    assert outcomes_of_lines(common, result) == expected
+    completed = Completed.of(7, common, result, 0.5)
+    assert completed.lines == result and completed.outcomes == expected
+    assert completed.outcomes[0][2] is not completed.outcomes[1][2]  # each row has a log list of its own
+    # any other entity (logs, a value the checked formatter converts, no value, a failure) keeps its outcome
+    mixed = [("a", "a", 1), ("f", "f", 1), ("g", "g", 1), ("h", "h", 1), ("i", "i", 1)]
+    result, _seconds = runner.compute_chunk(mixed)
+    assert result[:4] == [("a", ["1", "x y"], [], None), ("f", ["4", "z"], ["a log"], None), ("g", ["5", "w"], [], None),
+                          ("h", [], [], None)]
+    assert result[4][0] == "i" and result[4][1] is None and result[4][3][0] == "ResultValueError"
+    assert runner.run_chunk(common)[0] == expected
+    with pytest.raises(ValueError):
+        outcomes_of_lines(common[:2], "a\t1\tx y\n")

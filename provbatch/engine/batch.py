@@ -49,9 +49,8 @@ NOT_RETRIED = frozenset({"ResultValueError", "EntityIdError", "UnencodableValue"
 LOST = frozenset({"WorkerLost", "Timeout"})
 TAB = "\t"
 #: parts of an outcome (execution.runner.Outcome), for the C loops of the common chunk
-_ID, _FIELDS, _LOGS, _ERROR = (itemgetter(i) for i in range(4))
+_ID, _FIELDS, _LOGS = (itemgetter(i) for i in range(3))
 _ENTITY = itemgetter(1)  # of an item (execution.runner.Item)
-_LINE = "{}\t{}\n".format
 
 
 @dataclass(frozen=True)
@@ -577,19 +576,19 @@ class BatchRun:
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 stored: list[tuple[str, list[str], str]] = []
-                outcomes = completed.outcomes
                 lines: list[str] | None = None
-                if not earlier_failures and not any(map(_ERROR, outcomes)) and not any(map(_LOGS, outcomes)) and all(map(_FIELDS, outcomes)):
-                    # the common chunk: every entity succeeded with a value, without logs; its text is built by C loops
-                    text = "".join(map(_LINE, map(_ID, outcomes), map(TAB.join, map(_FIELDS, outcomes))))
-                    if rows_are_clean(text, len(outcomes), n_outputs):
-                        lines, n_lines = [text], len(outcomes)
+                text = completed.lines  # the common chunk: every entity succeeded with a value, without logs
+                if text is not None and not earlier_failures and rows_are_clean(text, len(completed.chunk), n_outputs):
+                    lines, n_lines = [text], len(completed.chunk)
+                    if store_sink is not None or keep_rows:
+                        outcomes = completed.outcomes
                         if store_sink is not None:
                             stored = list(zip(map(_ID, outcomes), map(_FIELDS, outcomes), map(_ENTITY, completed.chunk)))
                         if keep_rows:
                             fields = map(_FIELDS, outcomes)
                             done = list(zip(map(_ID, outcomes), map(parse, fields) if parse else fields, map(_LOGS, outcomes)))
                 if lines is None:
+                    outcomes = completed.outcomes
                     lines, done, stored = self._chunk_lines(scheduler, completed, earlier_failures, log_lines, parse, n_outputs,
                                                             store_sink is not None)
                     n_lines = len(lines)

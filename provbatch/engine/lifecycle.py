@@ -270,7 +270,7 @@ class Lifecycle:
         n_probe = 0
         for completed in probe:
             seconds += completed.seconds
-            n_probe += len(completed.outcomes)
+            n_probe += len(completed.chunk)
             yield probe, completed
             if time.perf_counter() - started > AUTO_PROBE_SECONDS:
                 break
@@ -319,7 +319,7 @@ class Lifecycle:
             if decided:
                 continue
             seconds += completed.seconds
-            n_probe += len(completed.outcomes)
+            n_probe += len(completed.chunk)
             if time.perf_counter() - started > AUTO_PROBE_SECONDS:
                 decided = True
                 if seconds / max(n_probe, 1) >= AUTO_MIN_SECONDS_PER_ENTITY:

@@ -8,29 +8,66 @@ are therefore written once for all backends.
 
 from __future__ import annotations
 
-import gc
-from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter
 from typing import Any, Callable
 
-from .runner import Chunk, Outcome
+from .runner import Chunk, ChunkResult, Outcome, outcomes_of_lines
 
 
 class WorkerLost(RuntimeError):
     """The worker computing an entity died (crash, out of memory, killed)."""
 
 
-@dataclass
 class Completed:
-    """A chunk that came back from a worker: its items and their outcomes, in the same order."""
+    """A chunk that came back from a worker: its items and their outcomes, in the same order.
 
-    chunk_id: int
-    chunk: Chunk
-    outcomes: list[Outcome]
-    seconds: float  # compute time measured in the worker; 0 when the worker was lost
-    #: what the plugin wrote to stdout/stderr meanwhile, as marked log lines (see :mod:`.capture`)
-    output: list[str] = field(default_factory=list)
+    A chunk computed whole in the common case (every entity a value, no logs) comes back as
+    its result lines, ``lines`` (see ``execution.runner.ChunkResult``): the driver writes that
+    text as it is, and :attr:`outcomes` is built from it only when something asks for it (the
+    store, the Python API's rows, a chunk that fails the TSV check).
+    """
+
+    __slots__ = ("chunk_id", "chunk", "_outcomes", "seconds", "output", "lines")
+
+    def __init__(self, chunk_id: int, chunk: Chunk, outcomes: list[Outcome] | None, seconds: float,
+                 output: list[str] | None = None, lines: str | None = None) -> None:
+        if outcomes is None and lines is None:
+            raise ValueError("a completed chunk needs its outcomes or its result lines")
+        self.chunk_id = chunk_id
+        self.chunk = chunk
+        self._outcomes = outcomes
+        #: compute time measured in the worker; 0 when the worker was lost
+        self.seconds = seconds
+        #: what the plugin wrote to stdout/stderr meanwhile, as marked log lines (see :mod:`.capture`)
+        self.output: list[str] = output if output is not None else []
+        self.lines = lines
+
+    @classmethod
+    def of(cls, chunk_id: int, chunk: Chunk, result: ChunkResult, seconds: float, output: list[str] | None = None) -> Completed:
+        """From what ``ChunkRunner.compute_chunk`` gave: result lines or outcomes."""
+        if isinstance(result, str):
+            return cls(chunk_id, chunk, None, seconds, output, lines=result)
+        return cls(chunk_id, chunk, result, seconds, output)
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """One outcome per item of :attr:`chunk` (built from :attr:`lines` at the first use)."""
+        if self._outcomes is None:
+            assert self.lines is not None
+            self._outcomes = outcomes_of_lines(self.chunk, self.lines)
+        return self._outcomes
+
+    @outcomes.setter
+    def outcomes(self, outcomes: list[Outcome]) -> None:
+        self._outcomes, self.lines = outcomes, None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Completed):
+            return NotImplemented
+        return (self.chunk_id, self.chunk, self.outcomes, self.seconds, self.output) == (
+            other.chunk_id, other.chunk, other.outcomes, other.seconds, other.output)
+
+    def __repr__(self) -> str:
+        return f"Completed({self.chunk_id}, {len(self.chunk)} items, {'lines' if self._outcomes is None else 'outcomes'})"
 
 
 #: error class of the entities of a chunk that was queued on a worker that died before starting it
@@ -40,45 +77,6 @@ NOT_STARTED = "NotStarted"
 def lost_outcomes(chunk: Chunk, reason: str, error_class: str = "WorkerLost") -> list[Outcome]:
     """Outcomes for the entities of a chunk whose worker died (``NOT_STARTED`` if it never began it)."""
     return [(item[0], None, [], (error_class, reason, "")) for item in chunk]
-
-
-_ID, _FIELDS, _LOGS, _ERROR = (itemgetter(i) for i in range(4))
-
-
-def pack_outcomes(outcomes: list[Outcome], n_outputs: int) -> str | None:
-    """A chunk's outcomes as one string to send between processes, when every entity succeeded
-    without logs (almost every chunk of cheap entities); None otherwise (send the outcomes).
-
-    Unpickling a tuple and two lists per entity cost the driver 5 µs per entity, more than
-    a trivial compute: one string of the fields (TAB between fields, LF between rows) costs
-    a fraction of it. Fields never hold a tab or a newline (the row formatter refuses them);
-    the counts are checked all the same, and a chunk that does not fit is sent as it is.
-    """
-    if n_outputs < 1 or not outcomes or any(map(_ERROR, outcomes)) or any(map(_LOGS, outcomes)):
-        return None
-    if not all(map(_FIELDS, outcomes)):  # "no value" (no fields) would come back as one empty field
-        return None
-    text = "\n".join(map("\t".join, map(_FIELDS, outcomes)))
-    if text.count("\n") != len(outcomes) - 1 or text.count("\t") != len(outcomes) * (n_outputs - 1):
-        return None
-    return text
-
-
-def unpack_outcomes(chunk: Chunk, text: str) -> list[Outcome]:
-    """The outcomes :func:`pack_outcomes` packed, for the chunk they are of (its ids, in order).
-
-    The garbage collector is paused meanwhile: these are three new containers per entity, none
-    in a cycle, and a chunk of 20,000 would otherwise set off ~85 collections of the young
-    generation, each walking the outcomes made so far (most of the cost, measured).
-    """
-    rows = text.split("\n")
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return list(zip(map(_ID, chunk), map(str.split, rows, repeat("\t")), map(list, repeat((), len(rows))), repeat(None)))
-    finally:
-        if paused:
-            gc.enable()
 
 
 def no_event(_name: str, **_details: Any) -> None:

@@ -24,7 +24,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import NOT_STARTED, Completed, Pool, lost_outcomes, pack_outcomes, unpack_outcomes
+from .base import NOT_STARTED, Completed, Pool, lost_outcomes
 from .capture import STDERR_MARK, OutputCapture
 from .runner import EXIT_TIMEOUT, Chunk, ChunkRunner, RunnerConfig
 
@@ -115,16 +115,15 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
     # plugin's children (a Bash plugin's shell) are killed with the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     inbox = _Inbox(conn)
-    n_outputs = len(config.datatypes)
     try:
         while True:
             message = inbox.get()
             if message is None:  # the driver went away
                 return
             if message[0] == "chunk":
-                outcomes, seconds = runner.run_chunk(message[2])
-                packed = pack_outcomes(outcomes, n_outputs)  # the common chunk as one string
-                conn.send(("done", message[1], outcomes if packed is None else packed, seconds, runner.take_output()))
+                # the common chunk comes back as its result lines: one string to pickle, none to rebuild
+                result, seconds = runner.compute_chunk(message[2])
+                conn.send(("done", message[1], result, seconds, runner.take_output()))
             elif message[0] == "finish":
                 try:
                     state = runner.finish(message[1])
@@ -254,8 +253,7 @@ class LocalPool(Pool):
         if kind == "done":
             chunk_id, chunk = worker.chunks.popleft()
             assert chunk_id == message[1]
-            outcomes = unpack_outcomes(chunk, message[2]) if isinstance(message[2], str) else message[2]
-            return [Completed(chunk_id, chunk, outcomes, message[3], message[4])]
+            return [Completed.of(chunk_id, chunk, message[2], message[3], message[4])]
         raise RuntimeError(f"unexpected message from worker: {kind}")
 
     def wait(self) -> list[Completed]:

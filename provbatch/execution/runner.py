@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .. import context
 from ..contract.parameters import STATE
-from ..contract.results import ResultValueError, fast_row_source, format_logs, make_row_formatter
+from ..contract.results import ResultValueError, fast_line_source, format_logs, make_row_formatter
 from ..contract.validation import OPTIONAL_CONSTANTS, OPTIONAL_FUNCTIONS
 from ..plugins import registry
 from ..plugins.base import PluginSpec
@@ -32,6 +32,10 @@ Outcome = tuple[str, "list[str] | None", list[str], "tuple[str, str, str] | None
 #: an entity to compute: (entity_id, entity, attempt number)
 Item = tuple[str, str, int]
 Chunk = list[Item]
+#: what a chunk's computation gives: its result lines as one string (``entity_id<TAB>field...<LF>``
+#: per entity, in chunk order) when every entity succeeded with a value and without logs (almost
+#: every chunk of cheap entities), else one outcome per entity
+ChunkResult = str | list[Outcome]
 
 #: exit status of a worker that ended itself because a compute hung in native code
 EXIT_TIMEOUT = 75
@@ -152,12 +156,15 @@ class _Deadline:
 
 
 #: the loop of :meth:`ChunkRunner.run_chunk` without --timeout, the engine's hot path (once per entity):
-#: compiled per OUTPUT so that the row's common case is inline (see contract.results.fast_row_source);
-#: locals only, no per-entity call of ours in the common case, and no call for the common "no logs"
+#: compiled per OUTPUT so that the row's common case is inline (see contract.results.fast_line_source);
+#: locals only, no per-entity call of ours in the common case, and no call for the common "no logs".
+#: An entity in the common case (a value, no logs) leaves only its result line (a string: no tuple,
+#: no list, nothing for the garbage collector); any other entity leaves its outcome tuple in its place.
 _CHUNK_LOOP = """
 def run_chunk(chunk):
-    outcomes = []
-    append = outcomes.append
+    lines = []
+    append = lines.append
+    mixed = False
     started = perf_counter()
     for entity_id, entity, attempt in chunk:
         context._attempt = attempt
@@ -167,32 +174,65 @@ def run_chunk(chunk):
                 if not isinstance(value, (tuple, list)) or len(value) != 2:
                     raise wrong_shape(value)
             results, logs = value
-            fields = None
-{fast}            if fields is None:
-                fields = format_row(results)
-            append((entity_id, fields, [] if logs is None or (type(logs) is list and not logs) else format_logs(logs), None))
+            if logs is None or (type(logs) is list and not logs):
+{fast}                outcome = (entity_id, format_row(results), [], None)
+            else:
+                outcome = (entity_id, format_row(results), format_logs(logs), None)
         except Timeout as exc:  # a Timeout raised by a plugin itself
-            append((entity_id, None, [], ("Timeout", str(exc), "")))
+            outcome = (entity_id, None, [], ("Timeout", str(exc), ""))
         except Exception as exc:  # the plugin's failure is this entity's outcome
-            append((entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc())))
+            outcome = (entity_id, None, [], (type(exc).__name__, str(exc), traceback.format_exc()))
         except (SystemExit, ProcessExit) as exc:  # only reached in the driver (workers let SystemExit end them)
             if runner.exit_guard is None:
                 raise
-            append((entity_id, None, [], exit_failure(exc)))
-    return outcomes, perf_counter() - started
+            outcome = (entity_id, None, [], exit_failure(exc))
+        append(outcome)
+        mixed = True
+    seconds = perf_counter() - started
+    if mixed:
+        return with_outcomes(chunk, lines), seconds
+    return "".join(lines), seconds
 """
 
 
-def _compile_chunk_loop(runner: ChunkRunner, datatypes: tuple[str | None, ...]) -> Callable[[Chunk], tuple[list[Outcome], float]]:
+def _compile_chunk_loop(runner: ChunkRunner, datatypes: tuple[str | None, ...]) -> Callable[[Chunk], tuple[ChunkResult, float]]:
     """:data:`_CHUNK_LOOP` for this runner's compute and OUTPUT datatypes."""
-    source = _CHUNK_LOOP.replace("{fast}", fast_row_source(datatypes, "results", " " * 12) or "")
+    fast = fast_line_source(datatypes, "results", "entity_id", " " * 16, "append(line); continue")
+    source = _CHUNK_LOOP.replace("{fast}", fast or "")
     namespace: dict[str, Any] = {
         "call": runner._call, "format_row": runner.format_row, "format_logs": format_logs, "context": context,
         "wrong_shape": _wrong_shape, "Timeout": Timeout, "traceback": traceback, "perf_counter": time.perf_counter,
-        "ProcessExit": ProcessExit, "exit_failure": _exit_failure, "runner": runner,
+        "ProcessExit": ProcessExit, "exit_failure": _exit_failure, "runner": runner, "with_outcomes": _with_outcomes,
     }
     exec(compile(source, f"<provbatch chunk loop {list(datatypes)}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace["run_chunk"]
+
+
+def _with_outcomes(chunk: Chunk, lines: list[Any]) -> list[Outcome]:
+    """The outcomes of a chunk whose loop left result lines (common entities) and outcomes (the others)."""
+    return [line if type(line) is tuple else (item[0], line[len(item[0]) + 1:-1].split("\t"), [], None)
+            for item, line in zip(chunk, lines)]
+
+
+def outcomes_of_lines(chunk: Chunk, text: str) -> list[Outcome]:
+    """The outcomes of a chunk computed whole in the common case, from its result lines (``text``).
+
+    Each line is ``entity_id<TAB>fields<LF>``, in the order of the chunk; fields of the common
+    case hold no TAB and no LF, while an id may hold anything (the driver refuses such rows
+    later): each id is therefore skipped by its length, and its fields end at the next LF.
+    """
+    outcomes: list[Outcome] = []
+    append = outcomes.append
+    find = text.index
+    at = 0
+    for item in chunk:
+        start = at + len(item[0]) + 1
+        end = find("\n", start)
+        append((item[0], text[start:end].split("\t"), [], None))
+        at = end + 1
+    if at != len(text):
+        raise ValueError(f"the result lines of a chunk of {len(chunk)} entities do not match its entities")
+    return outcomes
 
 
 class ChunkRunner:
@@ -238,6 +278,12 @@ class ChunkRunner:
 
         fds 1 and 2 point at the capture meanwhile: nothing the plugin writes
         reaches the results stream (:meth:`take_output` hands it over)."""
+        result, seconds = self.compute_chunk(chunk)
+        return (outcomes_of_lines(chunk, result) if isinstance(result, str) else result), seconds
+
+    def compute_chunk(self, chunk: Chunk) -> tuple[ChunkResult, float]:
+        """:meth:`run_chunk`, giving the common chunk as its result lines (:data:`ChunkResult`): what the
+        serial and pool backends hand to the driver, which writes that text as it is."""
         with self.capture:
             if self.exit_guard is not None:
                 with self.exit_guard:

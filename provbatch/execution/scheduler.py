@@ -105,5 +105,5 @@ class Scheduler:
                     return
                 continue
             for completed in pool.wait():
-                self.sizer.observe(len(completed.outcomes), completed.seconds)
+                self.sizer.observe(len(completed.chunk), completed.seconds)
                 yield completed

@@ -36,8 +36,8 @@ class SerialPool(Pool):
         assert self._pending is not None
         chunk_id, chunk = self._pending
         self._pending = None
-        outcomes, seconds = self.runner.run_chunk(chunk)
-        return [Completed(chunk_id, chunk, outcomes, seconds, self.runner.take_output())]
+        result, seconds = self.runner.compute_chunk(chunk)
+        return [Completed.of(chunk_id, chunk, result, seconds, self.runner.take_output())]
 
     def finish(self, return_state: bool) -> list[Any]:
         state = self.runner.finish(return_state)
