@@ -6,14 +6,15 @@ compute (no per-call allocation), read by the plugin through functions.
 
 from __future__ import annotations
 
-_attempt = 1
+#: the attempt of the entity being computed: set by the worker (execution.runner) before each compute
+attempt = 1
 
 
 def current_attempt() -> int:
     """1 for the first computation of the current entity, 2 for its first retry, ..."""
-    return _attempt
+    return attempt
 
 
-def set_attempt(attempt: int) -> None:
-    global _attempt
-    _attempt = attempt
+def set_attempt(number: int) -> None:
+    global attempt
+    attempt = number

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from provbatch.contract import datatypes
 from provbatch.errors import UsageError
 from provbatch.store import (
     ComputationRecord,
@@ -243,3 +244,44 @@ def test_bulk_paths_copy_and_load_data_keep_every_value_exact(store: Store, tmp_
         expected.update({(name, "gc"): (0.5, U[3]), (name, "length"): (1, U[3]), (name, "counts"): ([0, 0, 0], U[3])})
     assert current(store) == expected
     assert sum(1 for _ in store.iter_values(["gc"], history=True)) == 4500
+
+
+#: one attribute per form of the grammar (provbatch.contract.datatypes): datatype -> (results text, value, stored text)
+EVERY_DATATYPE = {
+    "Integer": ("-42", -42, "-42"),
+    "Float": ("0.25", 0.25, "0.25"),
+    "Boolean": ("yes", True, "true"),  # prenacs' spellings are normalised
+    "Text": ("any text, é;", "any text, é;", "any text, é;"),
+    "String": ("s p", "s p", "s p"),
+    "String(3)": ("abc", "abc", "abc"),
+    "Integer[3]": ("1,-2", [1, -2], "1,-2"),  # at most 3
+    "Float[2]": ("1.5,2", [1.5, 2.0], "1.5,2"),
+    "Boolean[2]": ("True,0", [True, False], "true,false"),
+    "Text[2]": ("a,b", ["a", "b"], "a,b"),
+    "String[2]": ("x,y", ["x", "y"], "x,y"),
+    "String(2)[2]": ("ab,c", ["ab", "c"], "ab,c"),
+    "Integer;Boolean;String(2)[2];Float": ("1;no;ab,c;", [1, False, ["ab", "c"], None], "1;false;ab,c;"),
+}
+
+
+def test_every_datatype_of_the_grammar_is_stored_and_read_back_exactly(store: Store, tmp_path: Path) -> None:
+    """The store's codec walks the grammar's tree: each scalar, String(N), arrays of each, a composite of them."""
+    scalars = {node.name for node in map(datatypes.parse, EVERY_DATATYPE) if isinstance(node, datatypes.Scalar)}
+    assert scalars == set(datatypes.NAMES)  # a scalar added to the grammar must be added here
+    names = {datatype: f"dt{i}" for i, datatype in enumerate(EVERY_DATATYPE)}
+    store.apply_attributes({name: {"datatype": datatype} for datatype, name in names.items()})
+    output = list(names.values())
+    results = tsv(tmp_path / "every.tsv", [["e1", *(text for text, _value, _stored in EVERY_DATATYPE.values())]])
+    assert store.load(results, record(U[1], "every", "1", output)).values == len(output)
+    typed = {v["attribute"]: v["value"] for v in store.iter_values(output)}
+    stored = {v["attribute"]: v["value"] for v in store.iter_values(output, as_text=True)}
+    assert typed == {names[datatype]: value for datatype, (_text, value, _stored) in EVERY_DATATYPE.items()}
+    assert stored == {names[datatype]: text for datatype, (_text, _value, text) in EVERY_DATATYPE.items()}
+    for i, (datatype, text, problem) in enumerate([("String(3)", "abcd", "'abcd' has 4 characters, more than 3"),
+                                                   ("Integer[3]", "1,2,3,4", "4 values are more than Integer[3] holds"),
+                                                   ("Boolean", "maybe", "'maybe' is not a Boolean"),
+                                                   ("Float", "1,5", "'1,5' is not a Float")], 2):
+        bad = tsv(tmp_path / "bad.tsv", [["e2", text]])
+        with pytest.raises(UsageError) as info:
+            store.load(bad, record(U[i], f"bad{i}", "1", [names[datatype]]))
+        assert str(info.value) == f"{bad}:1: attribute '{names[datatype]}' ({datatype}): {problem}"

@@ -18,7 +18,7 @@ from ..contract.attributes import (
 )
 from ..contract.parameters import no_default
 from ..errors import ProvBatchError
-from .text import one_line, table
+from .text import single_spaced, table
 
 #: Optional metadata constants shown by ``describe`` (after ID, VERSION, INPUT).
 TEXT_CONSTANTS = ("METHOD", "IMPLEMENTATION", "REQ_SOFTWARE", "REQ_HARDWARE", "ADVICE")
@@ -57,7 +57,7 @@ def _definitions_for(loaded: Any, attributes: str | Path | None) -> tuple[Attrib
     except ProvBatchError as exc:
         if attributes is not None:
             raise
-        return None, one_line(exc)
+        return None, single_spaced(exc)
 
 
 def _output_lines(loaded: Any, attributes: str | Path | None) -> list[str]:
@@ -72,7 +72,7 @@ def _output_lines(loaded: Any, attributes: str | Path | None) -> list[str]:
             undefined = f"(not defined in {definitions.path})" if definitions is not None else "(no definition)"
             rows.append([name, "?", "", undefined])
         else:
-            rows.append([name, one_line(entry["datatype"]), one_line(entry.get("unit", "")), one_line(entry["definition"])])
+            rows.append([name, single_spaced(entry["datatype"]), single_spaced(entry.get("unit", "")), single_spaced(entry["definition"])])
     if not rows:
         return [f"OUTPUT ({note})", "  (none: OUTPUT is missing, empty or not a list; run provbatch check)"]
     return [f"OUTPUT ({note})", *table(["attribute", "datatype", "unit", "definition"], rows, indent="  ")]
@@ -91,7 +91,7 @@ def parameter_table(parameters: Any) -> list[str]:
     for index, entry in enumerate(parameters or ()):
         if isinstance(entry, (list, tuple)) and len(entry) == 4 and all(isinstance(item, str) for item in entry):
             name, datatype, default, doc = entry
-            rows.append([name, datatype, _default_cell(default), one_line(doc)])
+            rows.append([name, datatype, _default_cell(default), single_spaced(doc)])
         else:
             malformed.append(f"  PARAMETERS[{index}] is not a 4-tuple of strings: {entry!r} (run provbatch check)")
     if not rows and not malformed:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProvBatchError
-from .text import one_line, table
+from .text import single_spaced, table
 
 #: Repository folders holding the bundled plugins, in listing order.
 BUNDLED_DIRS = ("plugins", "rust_plugins", "nim_plugins")
@@ -26,7 +26,7 @@ BUNDLED_DIRS = ("plugins", "rust_plugins", "nim_plugins")
 def _error_line(exc: BaseException) -> str:
     """A load error as one line: provbatch's own messages as they are, others with their type."""
     message = str(exc) if isinstance(exc, ProvBatchError) else f"{type(exc).__name__}: {exc}"
-    return one_line(message) or type(exc).__name__
+    return single_spaced(message) or type(exc).__name__
 
 
 def _language_of(path: Path) -> str:
@@ -88,7 +88,7 @@ def _entry(origin: str, name: str, lang: str, load: Callable[[], Any]) -> Plugin
         return PluginEntry(origin, name, lang, error=_error_line(exc))
     except SystemExit as exc:  # a Python plugin calling sys.exit() at import
         return PluginEntry(origin, name, lang, error=f"SystemExit({exc.code}) while loading")
-    return PluginEntry(origin, name, loaded.lang, one_line(loaded.id), one_line(loaded.version))
+    return PluginEntry(origin, name, loaded.lang, single_spaced(loaded.id), single_spaced(loaded.version))
 
 
 def _entry_point_language(value: str) -> str:

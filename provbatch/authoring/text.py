@@ -16,6 +16,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = ""
     return lines
 
 
-def one_line(text: Any) -> str:
+def single_spaced(text: Any) -> str:
     """Whitespace runs (tabs, newlines) as single spaces: a table cell or a listing line."""
     return " ".join(str(text).split())

@@ -30,13 +30,23 @@ class ResultValueError(ValueError):
     """compute returned values that do not fit OUTPUT and its datatypes."""
 
 
+def one_line(text: str) -> str:
+    """A message (a log entry, an error) on one line: CR and LF escaped as ``\\r``/``\\n``.
+
+    The one formatter of messages written to the logs and failures files: a
+    line break would split the message's row (a log entry's tabs are its
+    columns, ``key<TAB>value``, and are kept).
+    """
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def format_logs(logs: Any) -> list[str]:
-    """Log strings; embedded newlines would break the TSV, so they are escaped."""
+    """Log strings, each one TSV field (:func:`one_line`)."""
     if logs is None:
         return []
     if isinstance(logs, str):
         logs = [logs]
-    return [str(item).replace("\r", "\\r").replace("\n", "\\n") for item in logs]
+    return [one_line(str(item)) for item in logs]
 
 
 def _clean_text(text: str) -> str:

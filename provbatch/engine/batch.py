@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from ..contract.attributes import AttributeDefinitions
-from ..contract.results import row_problem, rows_are_clean
+from ..contract.results import one_line, row_problem, rows_are_clean
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
@@ -700,7 +700,7 @@ class BatchRun:
                 failed = self._handle_failure(scheduler, size, item, error)
                 if failed is not None:
                     self._record_failure(failed, item[1])
-                    log_lines.append(f"{entity_id}\terror\t{error[0]}: {error[1]}".replace("\n", "\\n") + "\n")
+                    log_lines.append(f"{entity_id}\terror\t{one_line(f'{error[0]}: {error[1]}')}\n")
                     if self.max_failures is not None and len(self.failures) >= self.max_failures:
                         break  # stop here: the rest of the chunk is not written (a resume computes it)
             if logs:

@@ -167,7 +167,7 @@ def run_chunk(chunk):
     mixed = False
     started = perf_counter()
     for entity_id, entity, attempt in chunk:
-        context._attempt = attempt
+        context.attempt = attempt
         try:
             value = call(entity)
             if type(value) is not tuple and type(value) is not list or len(value) != 2:
@@ -301,7 +301,7 @@ class ChunkRunner:
         append = outcomes.append
         started = time.perf_counter()
         for entity_id, entity, attempt in chunk:
-            context._attempt = attempt
+            context.attempt = attempt
             try:
                 deadline.arm()
                 try:

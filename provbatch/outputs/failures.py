@@ -13,11 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from ..contract.results import one_line
 from ..errors import UsageError
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\t", " ").replace("\r", "\\r").replace("\n", "\\n")
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -78,7 +75,8 @@ class FailuresFile:
         return iter(list(self.entries))
 
     def record(self, entity: str, attempts: int, error_class: str, message: str) -> None:
-        entry = (attempts, error_class, _one_line(message)[:2000])
+        # one field of the failures file: a TAB would split it
+        entry = (attempts, error_class, one_line(message.replace("\t", " "))[:2000])
         self.entries[entity] = entry
         if self._handle is None:
             try:

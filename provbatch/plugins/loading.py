@@ -153,7 +153,7 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
             return LoadedPlugin(label, module, target.resolve())
     module_name = value.split(":")[0].strip()
     module = registry.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
-    registry._check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
+    registry.check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
     file = getattr(module, "__file__", None)
     return LoadedPlugin(label, module, Path(file).resolve() if file else None)
 

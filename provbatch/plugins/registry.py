@@ -87,7 +87,7 @@ def loader_for(suffix_or_lang: str) -> Loader:
     return _instances[suffix]
 
 
-def _check_names(
+def check_names(
     module: ModuleType,
     filename: str,
     req_const: Iterable[str],
@@ -131,7 +131,7 @@ def importer(
         raise PluginLoadError(f"{filename}: plugin file not found")
     loader = loader_for(_suffix_of(path))
     module = loader.load(path.resolve(), **options)
-    _check_names(module, str(filename), req_const, opt_const, req_func, opt_func)
+    check_names(module, str(filename), req_const, opt_const, req_func, opt_func)
     return module
 
 
@@ -145,5 +145,5 @@ def load_spec(
     Never builds: compiled plugins are loaded from the artifact the driver built.
     """
     module = loader_for(spec.lang).load_spec(spec)
-    _check_names(module, spec.source, (), opt_const, (), opt_func)
+    check_names(module, spec.source, (), opt_const, (), opt_func)
     return module

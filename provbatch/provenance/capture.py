@@ -118,11 +118,9 @@ def _nim_helpers(artifact: str | None, folder: Path) -> tuple[dict[str, bytes], 
     others: list[str] = []
     if not artifact:
         return helpers, others
-    try:
-        recorded = json.loads((Path(artifact).parent / "deps.json").read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError):
-        return helpers, others
-    for file in sorted(recorded):
+    from ..plugins.nim.build import recorded_dependencies
+
+    for file in sorted(recorded_dependencies(Path(artifact).parent)):
         path = Path(file)
         try:
             relative = path.relative_to(folder)

@@ -10,14 +10,12 @@ Python scalar, or a list for arrays and composites (a composite's array
 component is a nested list). One text column serves every datatype, which
 keeps a value row narrow (see docs/store.md).
 
-Datatypes are parsed by the one grammar, :mod:`provbatch.contract.datatypes`;
-this module only walks its tree. prenacs' bounded string ``String(n)`` is
-read as the grammar's ``String[N]`` while the grammar does not speak it (issue 15).
+Datatypes are parsed by the one grammar, :mod:`provbatch.contract.datatypes`
+(prenacs' bounded ``String(N)`` included); this module only walks its tree.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +24,6 @@ from ..contract import datatypes
 
 _TRUE = frozenset({"true", "1", "yes", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "f", "n"})
-_ATTRTABLES_STRING = re.compile(r"\bString\(([1-9][0-9]*)\)")
 
 
 class ValueTextError(ValueError):
@@ -34,16 +31,10 @@ class ValueTextError(ValueError):
 
 
 def parse_datatype(text: str) -> datatypes.Datatype:
-    """The grammar's tree of an attribute datatype, prenacs' ``String(n)`` included."""
+    """The grammar's tree of an attribute datatype (the strict spelling of attribute definitions)."""
     try:
         return datatypes.parse(text, strict=True)
     except datatypes.DatatypeError as exc:
-        translated = _ATTRTABLES_STRING.sub(lambda match: f"String[{match.group(1)}]", text)
-        if translated != text:
-            try:
-                return datatypes.parse(translated, strict=True)
-            except datatypes.DatatypeError:
-                pass
         raise ValueTextError(str(exc)) from None
 
 

@@ -91,7 +91,7 @@ def clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return {"PATH": env.get("PATH", os.defpath), "HOME": env.get("HOME", "/"), "LC_ALL": "C"}
 
 
-def _one_line(stderr: bytes, path: Path) -> str:
+def _bash_error(stderr: bytes, path: Path) -> str:
     """The first bash error line, as ``path:line: message``."""
     text = stderr.decode("utf-8", "replace").strip()
     for line in text.splitlines():
@@ -117,7 +117,7 @@ def check_syntax(bash: str, path: Path) -> None:
     """Raise PluginLoadError with the first syntax error ``bash -n`` reports."""
     result = _run([bash, "--noprofile", "--norc", "-n", str(path)], path)
     if result.returncode != 0:
-        raise PluginLoadError(f"{_one_line(result.stderr, path)} (bash -n)")
+        raise PluginLoadError(f"{_bash_error(result.stderr, path)} (bash -n)")
 
 
 def _fields(data: bytes) -> Iterator[str]:
@@ -169,7 +169,7 @@ def read_definitions(bash: str, path: Path) -> ScriptDefinitions:
     try:
         return parse_dump(result.stdout)
     except (ValueError, StopIteration) as exc:  # the dump stopped short: the top level exited
-        detail = _one_line(result.stderr, path) if result.stderr.strip() else f"{path}: no error message"
+        detail = _bash_error(result.stderr, path) if result.stderr.strip() else f"{path}: no error message"
         raise PluginLoadError(
             f"{detail} (the script's top level stopped bash with status {result.returncode} while being sourced; "
             "keep the top level to definitions)"

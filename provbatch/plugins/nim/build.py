@@ -175,7 +175,11 @@ def _deps_digest(files: list[str]) -> str:
     return hash_inputs(parts)
 
 
-def _recorded_deps(build_dir: Path) -> dict[str, str]:
+def recorded_dependencies(build_dir: Path) -> dict[str, str]:
+    """The files (path -> sha256) the last build in ``build_dir`` read besides the plugin; {} when none is recorded.
+
+    Also what the run record stores of a Nim plugin (provenance.capture): one reader of deps.json.
+    """
     try:
         return json.loads(read_private(build_dir / "deps.json", WHAT))["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -185,7 +189,7 @@ def _recorded_deps(build_dir: Path) -> dict[str, str]:
 def artifact_name(build_dir: Path) -> tuple[str, str | None]:
     """Name of the library for the current state of the recorded dependencies,
     and why it must be built when a recorded dependency changed."""
-    recorded = _recorded_deps(build_dir)
+    recorded = recorded_dependencies(build_dir)
     name = f"lib-{_deps_digest(list(recorded))[:16]}.so"
     if recorded and not (build_dir / name).exists():
         changed = [f for f, sha in recorded.items() if not os.path.exists(f) or file_sha256(f) != sha]
