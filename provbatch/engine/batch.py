@@ -572,7 +572,9 @@ class BatchRun:
             # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
             earlier_failures = failures_file.entries if failures_file is not None else {}
             n_outputs = len(self.loaded.output)
-            for scheduler, completed in lifecycle.scheduled(items):
+            # without rows to yield (the CLI) no code of the caller runs between chunks, and every write of
+            # this loop to stdout/stderr goes through unredirected streams: the capture may be held
+            for scheduler, completed in lifecycle.scheduled(items, hold_capture=not keep_rows):
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 stored: list[tuple[str, list[str], str]] = []

@@ -235,8 +235,16 @@ class Lifecycle:
                          slurm_config=self.options.slurm_config, job_name=f"provbatch-{self.plugin.id}"[:64])
 
     # ---------------------------------------------------------------- compute
-    def scheduled(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
-        """Completed chunks, each with the scheduler that can requeue its items."""
+    def scheduled(self, entities: Iterator[Item], hold_capture: bool = False) -> Iterator[tuple[Scheduler, Completed]]:
+        """Completed chunks, each with the scheduler that can requeue its items.
+
+        ``hold_capture``: the caller writes to stdout/stderr only through
+        :func:`~provbatch.execution.capture.unredirected` streams and runs no
+        code of its user between chunks (``batch-compute``): the chunks computed
+        in the driver then keep fds 1 and 2 on the capture from the first to
+        the last, instead of pointing them away and back around each chunk
+        (the cost that counts on trivial entities; see execution/capture.py).
+        """
         sizer = ChunkSizer()
         if self.isolated:
             yield from self._isolated(entities)
@@ -257,6 +265,16 @@ class Lifecycle:
             probe_state = copy.deepcopy(self.driver_state)  # workers must start from the pristine state
         self.probe_runner = ChunkRunner(self._config(False, in_worker=False), state=probe_state, module=self.module,
                                         capture=self.capture)
+        if hold_capture:
+            self.capture.hold()
+        try:
+            yield from self._in_driver(entities)
+        finally:
+            self.capture.restore()  # also done by close(): a generator left suspended by an exception keeps its finally
+
+    def _in_driver(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
+        """serial, and auto: chunks computed by the driver's probe runner; auto may go on in a pool."""
+        assert self.probe_runner is not None
         serial = SerialPool(self.probe_runner)
         if self.backend == "serial":
             scheduler = Scheduler(entities, serial, ChunkSizer(max_size=DRIVER_MAX_CHUNK))
@@ -287,6 +305,7 @@ class Lifecycle:
             for completed in probe:
                 yield probe, completed
             return
+        self.capture.restore()  # the workers are forked with the real fds 1 and 2; the driver computes no more
         self.pool = self._start_pool("pool")
         self.report.backend = "auto (pool)"
         self.report.remarks.append(
@@ -349,6 +368,7 @@ class Lifecycle:
         if self.finished:
             return
         self.finished = True
+        self.capture.restore()  # a held capture ends with the computing (the driver writes its own lines next)
         states: list[Any] = []
         try:
             if self.pool is not None:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ..execution.capture import unredirected
+
 
 def count_lines(path: str) -> int | None:
     """Line count of a regular file, read in blocks (None when not a regular file)."""
@@ -51,7 +53,10 @@ class Progress:
         self.done = self.failed = self.skipped = 0
         bar_format = ("{n_fmt}/{total_fmt} entities {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
                       if total else "{n_fmt} entities [{elapsed}, {rate_fmt}{postfix}]")
-        stream = stream or sys.stderr
+        # a dup of stderr: the driver may hold fds 1 and 2 on the plugin-output capture meanwhile
+        self._stream = stream or unredirected(sys.stderr)
+        self._own_stream = stream is None and self._stream is not sys.stderr
+        stream = self._stream
         width = _columns(stream)  # a terminal that reports no size (some ptys): 100 columns, not an empty line
         self._bar: Any = tqdm(total=total, file=stream, mininterval=interval, unit=" entities", bar_format=bar_format,
                               dynamic_ncols=width > 0, ncols=None if width > 0 else 100, nrows=None if width > 0 else 24, leave=True, smoothing=0.1)
@@ -83,3 +88,9 @@ class Progress:
         """Draw the final counts and leave the line on the terminal (the run's summary line comes after it)."""
         self._bar.refresh()
         self._bar.close()
+        if self._own_stream:
+            self._own_stream = False
+            try:
+                self._stream.close()
+            except OSError:
+                pass

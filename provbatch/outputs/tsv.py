@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import OutputClosed, OutputWriteError, UsageError
+from ..execution.capture import unredirected
 from ..inputs.seen_ids import SeenIds
 
 
@@ -71,11 +72,14 @@ class TsvSink:
         self.path = Path(path) if path is not None and str(path) != "-" else None
         self.what = what
         if self.path is None:
-            self._handle: IO[str] = default
+            # a dup of stdout/stderr: the driver may hold fds 1 and 2 on the plugin-output capture meanwhile
+            self._handle: IO[str] = unredirected(default)
+            self._dup = self._handle is not default
             self._owned = False
             if header is not None:
-                default.write(header)
+                self._handle.write(header)
             return
+        self._dup = False
         try:
             if self.path.exists():
                 repair_torn_tail(self.path)
@@ -113,6 +117,13 @@ class TsvSink:
             raise OutputWriteError(f"{where}: cannot write the {self.what}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
+        if self._dup:
+            self._dup = False
+            try:
+                self._handle.close()  # flushed after each write: only the fd goes
+            except OSError:
+                pass
+            return
         if self._owned:
             try:
                 self._handle.close()
