@@ -113,7 +113,7 @@ class OutputCapture:
         self._taken = 0.0
         self.closed = False
 
-    def __enter__(self) -> "OutputCapture":
+    def __enter__(self) -> OutputCapture:
         if self._depth == 0 and not self._redirected:
             _flush_all()
             if self._saved is None:
