@@ -77,3 +77,37 @@ def test_entity_stream_counts_duplicates_and_skips_across_the_switch(monkeypatch
     assert stream.counts.skipped == len(skipped)
     assert stream.counts.duplicates == len(source) - len(skipped) - len(expected)
     assert stream.counts.read == len(source)
+
+
+def test_chunks_read_from_an_ids_file_give_the_items_and_counts_of_the_per_entity_rule(tmp_path, monkeypatch):
+    """ItemReader.take adds a chunk to the seen ids whole when nothing in it was seen or skipped;
+    whatever the chunk sizes, duplicates (within a chunk, across chunks), skip lists (exact or
+    fingerprints), blank lines, tabs and the switch to fingerprints give what one entity at a
+    time gives: the first occurrence of each id not skipped, in input order."""
+    import provbatch.inputs.seen_ids as seen_ids
+    from provbatch.inputs.entities import EntitySource
+
+    monkeypatch.setattr(seen_ids, "EXACT_LIMIT", 60)
+    for seed in range(40):
+        rng = random.Random(seed)
+        universe = rng.choice([30, 300, 3_000])
+        ids = [f"e{rng.randrange(universe)}" for _ in range(rng.randrange(1, 700))]
+        lines = [entity + rng.choice(["", "", "\textra", "  "]) for entity in ids]
+        if seed % 3 == 0:
+            lines.insert(rng.randrange(len(lines) + 1), "   ")  # a blank line: no entity
+        path = tmp_path / f"ids{seed}.txt"
+        path.write_text("".join(line + "\n" for line in lines))
+        skipped_ids = {f"e{i}" for i in range(0, universe, rng.choice([5, 11, universe + 1]))}
+        skip = SeenIds(sorted(skipped_ids), exact_limit=rng.choice([10, 10_000]))
+        reader = EntityStream(EntitySource(str(path)), skip=skip).items()
+        got = []
+        while True:
+            chunk = reader.take(rng.choice([1, 3, 16, 64, 256]))
+            if not chunk:
+                break
+            got.extend(chunk)
+        expected = list(dict.fromkeys(entity for entity in ids if entity not in skipped_ids))
+        assert [item[0] for item in got] == expected and all(item == (item[0], item[0], 1) for item in got)
+        n_skipped = sum(entity in skipped_ids for entity in ids)
+        assert reader.counts.read == len(ids) and reader.counts.skipped == n_skipped
+        assert reader.counts.duplicates == len(ids) - n_skipped - len(expected)

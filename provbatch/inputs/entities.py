@@ -294,7 +294,7 @@ class EntityStream:
                     if entity_id in exact:
                         counts.duplicates += 1
                         continue
-                    exact[entity_id] = None
+                    exact.add(entity_id)
                     if len(exact) > limit:
                         seen.make_compact()
                         exact = None
@@ -449,26 +449,23 @@ class ItemReader:
         self.counts.read += len(raw)
         ids = raw
         exact, skip = self._exact, self.skip
-        if exact is not None and (skip is None or skip.exact_ids is not None):
-            fresh = dict.fromkeys(ids)
-            if skip is None or skip.exact_ids.keys().isdisjoint(fresh.keys()):  # type: ignore[union-attr]
-                # one pass: add the chunk, then count what was new; the new keys are the last ones
-                # of the dict (insertion order), which tells duplicates apart when there are any
-                before = len(exact)
-                exact.update(fresh)
-                added = len(exact) - before
-                if added == len(ids):
-                    items = list(zip(ids, raw, repeat(1)))
-                else:
-                    items = self._without_duplicates(ids, raw, set(islice(reversed(exact), added)))
-                if len(exact) > self._limit:
-                    self.seen.make_compact()
-                    self._exact = None
-                return items
+        if exact is not None and exact.isdisjoint(ids) and (skip is None or (skip.exact_ids is not None and skip.exact_ids.isdisjoint(ids))):
+            # nothing of the chunk seen before nor in the skip list: add it whole, and count what was new
+            # (the probes of isdisjoint bring the set's slots into the cache for those of the update)
+            before = len(exact)
+            exact.update(ids)
+            if len(exact) - before == len(ids):
+                items = list(zip(ids, raw, repeat(1)))
+            else:  # the same id more than once within the chunk: its first occurrence is computed
+                items = self._without_duplicates(ids, raw, set(ids))
+            if len(exact) > self._limit:
+                self.seen.make_compact()
+                self._exact = None
+            return items
         return self._take_slowly(ids, raw)
 
     def _without_duplicates(self, ids: list[str], raw: list[str], new: set[str]) -> list[tuple[str, str, int]]:
-        """The items of a chunk already added to the seen ids, ``new`` being those it added: the
+        """The items of a chunk already added to the seen ids, ``new`` being the ids it added: the
         first occurrence of each of those, every other entity counted as a duplicate."""
         items = []
         for entity_id, entity in zip(ids, raw):
@@ -492,7 +489,7 @@ class ItemReader:
                 if entity_id in exact:
                     counts.duplicates += 1
                     continue
-                exact[entity_id] = None
+                exact.add(entity_id)
                 if len(exact) > self._limit:
                     seen.make_compact()
                     self._exact = None
