@@ -82,21 +82,26 @@ def test_entity_stream_counts_duplicates_and_skips_across_the_switch(monkeypatch
 def test_chunks_read_from_an_ids_file_give_the_items_and_counts_of_the_per_entity_rule(tmp_path, monkeypatch):
     """ItemReader.take adds a chunk to the seen ids whole when nothing in it was seen or skipped;
     whatever the chunk sizes, duplicates (within a chunk, across chunks), skip lists (exact or
-    fingerprints), blank lines, tabs and the switch to fingerprints give what one entity at a
-    time gives: the first occurrence of each id not skipped, in input order."""
+    fingerprints), blank lines, tabs, CRLF, a BOM, lines across the blocks the file is read by, a
+    last line without newline and the switch to fingerprints give what one entity at a time
+    gives: the first occurrence of each id not skipped, in input order."""
+    import provbatch.inputs.entities as entities
     import provbatch.inputs.seen_ids as seen_ids
-    from provbatch.inputs.entities import EntitySource
+    from provbatch.inputs.entities import EntitySource, iter_column
 
     monkeypatch.setattr(seen_ids, "EXACT_LIMIT", 60)
-    for seed in range(40):
+    for seed in range(60):
         rng = random.Random(seed)
+        monkeypatch.setattr(entities, "BLOCK_CHARS", rng.choice([1, 2, 7, 64, 1 << 16]))
         universe = rng.choice([30, 300, 3_000])
         ids = [f"e{rng.randrange(universe)}" for _ in range(rng.randrange(1, 700))]
-        lines = [entity + rng.choice(["", "", "\textra", "  "]) for entity in ids]
+        lines = [entity + rng.choice(["", "", "\textra", "  ", "\r", " \t x\r"]) for entity in ids]
         if seed % 3 == 0:
-            lines.insert(rng.randrange(len(lines) + 1), "   ")  # a blank line: no entity
+            lines.insert(rng.randrange(len(lines) + 1), rng.choice(["   ", "", "\r"]))  # a blank line: no entity
         path = tmp_path / f"ids{seed}.txt"
-        path.write_text("".join(line + "\n" for line in lines))
+        text = "\n".join(lines) + rng.choice(["\n", ""])
+        path.write_bytes((b"\xef\xbb\xbf" if seed % 4 == 0 else b"") + text.encode())
+        assert list(iter_column(str(path))) == ids  # the per-line reader, the reference
         skipped_ids = {f"e{i}" for i in range(0, universe, rng.choice([5, 11, universe + 1]))}
         skip = SeenIds(sorted(skipped_ids), exact_limit=rng.choice([10, 10_000]))
         reader = EntityStream(EntitySource(str(path)), skip=skip).items()

@@ -41,7 +41,7 @@ AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
 #: chunks computed in the driver stay small: there is no transfer to amortize, and a chunk's
 #: outcomes that outlive a few garbage collections make the collector walk them again and
 #: again (20,000-entity chunks cost 3 µs per entity in collections, 256-entity ones nothing)
-DRIVER_MAX_CHUNK = 256
+DRIVER_MAX_CHUNK = 1024
 
 
 #: modules through which Python code calls native code directly (a crash there ends the process)

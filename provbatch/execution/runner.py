@@ -166,8 +166,10 @@ def run_chunk(chunk):
     append = lines.append
     mixed = False
     started = perf_counter()
+    current = None
     for entity_id, entity, attempt in chunk:
-        context.attempt = attempt
+        if attempt is not current:  # the attempt number changes only around retried entities
+            context.attempt = current = attempt
         try:
             value = call(entity)
             if type(value) is not tuple and type(value) is not list or len(value) != 2:

@@ -355,6 +355,56 @@ _FIRST = operator.itemgetter(0)
 _PARTITION_TAB = operator.methodcaller("partition", "\t")
 
 
+#: characters read at once from an ids file by :class:`_FileValues`
+BLOCK_CHARS = 1 << 16
+
+
+class _FileValues:
+    """The column-1 values of a regular ids file, read by blocks: what :func:`iter_column` yields
+    for it, with C loops only (a block is split at LF, its lines stripped, blank ones dropped, a
+    tab cuts a line's first field) and no Python step per line.
+
+    Lines end at LF only, as :func:`_text_lines` reads a file (a CR is stripped with the other
+    whitespace); the BOM goes (utf-8-sig). A line without a newline at the end of a block waits
+    for the next block. Split lines carry no LF, so ``str.strip`` gives most of them back as they
+    are, with no new string.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._handle: io.TextIOBase | None = open(path, encoding="utf-8-sig", newline="\n")  # noqa: SIM115 - closed by close()
+        self._rest = ""  # the start of a line that the next block ends
+        self._values: list[str] = []
+        self._at = 0  # how many of _values were taken
+
+    def take(self, n: int) -> list[str]:
+        """The next ``n`` values (fewer only at the end of the file)."""
+        values, at = self._values, self._at
+        while len(values) - at < n and self._handle is not None:
+            block = self._handle.read(BLOCK_CHARS)
+            text = self._rest + block
+            if block:
+                lines = text.split("\n")
+                self._rest = lines.pop()
+            else:  # the end: a last line without a newline is a line too
+                lines, self._rest = [text], ""
+                self.close()
+            if at:
+                del values[:at]
+                at = 0
+            if "\t" in text:
+                values.extend(_first_field_values(lines))
+            else:  # no tab: the first field is the whole line
+                values.extend(filter(None, map(str.strip, lines)))
+        taken = values[at:at + n]
+        self._values, self._at = values, at + len(taken)
+        return taken
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
 class ItemReader:
     """The items of an :class:`EntityStream`, one at a time (iteration) or a chunk at a time (:meth:`take`).
 
@@ -374,7 +424,7 @@ class ItemReader:
         self.seen = SeenIds()
         self._exact = self.seen.exact_ids
         self._limit = self.seen.exact_limit
-        self._handle: io.TextIOBase | None = None
+        self._file: _FileValues | None = None
         self._values: Iterator[str] | None = None
         source = stream.source
         #: an ids file read by column 1 (what nearly every batch reads): opened at the first read, read by C loops
@@ -398,9 +448,9 @@ class ItemReader:
     def close(self) -> None:
         """Stop reading: the entities file is closed (also done when it is read to its end)."""
         values, self._values, self._started = self._values, None, True
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         elif hasattr(values, "close"):
             values.close()  # type: ignore[union-attr]
 
@@ -416,7 +466,7 @@ class ItemReader:
             items = self._read(n)
             if self._remaining is not None:
                 self._remaining -= len(items)
-            if items or self._values is None:
+            if items or (self._values is None and self._file is None):  # none only at the end
                 return items
 
     def _read(self, n: int) -> list[tuple[str, str, int]]:
@@ -424,13 +474,12 @@ class ItemReader:
         if not self._started:
             self._started = True
             if self._path is not None:
-                self._handle = open(self._path, encoding="utf-8-sig", newline="\n")  # noqa: SIM115 - closed by close(); read as _text_lines reads a file
-                self._values = iter(self._handle)
-        values = self._values
-        if values is None:
+                self._file = _FileValues(self._path)  # read as _text_lines reads a file
+        values, file = self._values, self._file
+        if values is None and file is None:
             return []
         try:
-            lines = list(islice(values, n))
+            raw = file.take(n) if file is not None else list(islice(values, n))  # type: ignore[arg-type]
         except UnicodeDecodeError as exc:
             self.close()
             raise UsageError(f"{self._path}: not UTF-8 text ({exc.reason}): the entities must be UTF-8 (the file changed "
@@ -438,14 +487,8 @@ class ItemReader:
         except BaseException:
             self.close()
             raise
-        if len(lines) < n:
+        if len(raw) < n:
             self.close()
-        if self._path is None:
-            raw = lines  # values already (a Python iterable, a stream, a glob, another column)
-        elif "\t" in "".join(lines):
-            raw = list(_first_field_values(lines))
-        else:
-            raw = list(filter(None, map(str.strip, lines)))  # no tab: the first field is the whole line
         self.counts.read += len(raw)
         ids = raw
         exact, skip = self._exact, self.skip
