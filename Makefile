@@ -8,7 +8,7 @@ STAMP := $(VENV)/.provbatch-installed
 TEST_STAMP := $(VENV)/.provbatch-test-installed
 DEMO_OUT := demo-output
 
-.PHONY: demo test setup test-setup system-deps bench clean
+.PHONY: demo test lint setup test-setup system-deps bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,12 @@ demo: setup
 	@echo "\$$ provbatch why examples/genomes/tiny.fna gc_content --store $(DEMO_OUT)/provbatch.sqlite"
 	@$(BIN)/provbatch why examples/genomes/tiny.fna gc_content --store $(DEMO_OUT)/provbatch.sqlite
 
-test: test-setup
+# ruff and mypy on the package (configured in pyproject.toml); a few seconds, so `make test` runs it first
+lint: test-setup
+	$(BIN)/ruff check provbatch
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 # make bench: every performance target (docs/performance.md); make bench BENCH_ARGS=--quick for a smoke run
@@ -70,4 +75,4 @@ bench: test-setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache
+	rm -rf $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

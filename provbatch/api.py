@@ -7,9 +7,10 @@ command line in Python words.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from .engine.batch import BatchRun, Failure
 from .errors import UsageError

@@ -132,14 +132,14 @@ def private_dir(root: Path, *parts: str, what: str) -> Path:
     return current
 
 
-def safe_component(name: str, what: str) -> str:
-    """One path component: not empty, not ``.`` or ``..``, no ``/`` and no NUL."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
+def safe_component(name: object, what: str) -> str:
+    """One path component: not empty, not ``.`` or ``..``, no ``/`` and no NUL (any other value: refused)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
         raise UnsafePathError(f"{name!r}: not a plain file or directory name (in the {what})")
     return name
 
 
-def safe_relative(name: str, what: str) -> PurePosixPath:
+def safe_relative(name: object, what: str) -> PurePosixPath:
     """A relative path from an untrusted record: no absolute path, no ``..``, no empty or ``.`` part."""
     if not isinstance(name, str) or not name or "\0" in name or "\\" in name:
         raise UnsafePathError(f"{name!r}: not a relative path inside the {what}")

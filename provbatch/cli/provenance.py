@@ -31,8 +31,8 @@ def show(run_dir: str | None, source: bool, debug: bool) -> None:
     code, like a script someone hands you, so read it before re-running a
     run you did not make.
     """
-    from ..provenance.show import summarize_run
     from ..provenance.rundirs import latest_run
+    from ..provenance.show import summarize_run
 
     target = run_dir if run_dir else latest_run()
     if not source:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from .errors import fail as _fail, friendly_errors
 from ..errors import EXIT_ENTITIES_FAILED, EXIT_OUTPUT_CLOSED, FinalizeError, OutputClosed, UsageError
+from .errors import fail as _fail
+from .errors import friendly_errors
 
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,9 +73,9 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(**kw: Any) -> None:
+    from ..contract.parameters import parse_param_options, read_params_file
     from ..engine.batch import BatchRun
     from ..inputs.entities import EntitySource
-    from ..contract.parameters import parse_param_options, read_params_file
 
     entities, pattern = kw["entities"], kw["pattern"]
     if pattern and entities:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
@@ -31,7 +32,8 @@ from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
 from ..outputs import report as reporting
 from ..outputs.failures import FailuresFile
-from ..outputs.identity import ResultsIdentity, claim as claim_results
+from ..outputs.identity import ResultsIdentity
+from ..outputs.identity import claim as claim_results
 from ..outputs.lock import OutputLock
 from ..outputs.tsv import TsvSink, existing_ids, keep_log_lines_of
 from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_attributes
@@ -283,7 +285,7 @@ class BatchRun:
             return f"--sample {self.sample} --seed {self.seed}: {self.sample} entities drawn at random from those to compute"
         return None
 
-    def plan(self) -> "DryRunPlan":
+    def plan(self) -> DryRunPlan:
         """``--dry-run``: load, check, count; compute nothing, write nothing (call instead of iterating)."""
         from .dryrun import plan_run
 
@@ -466,7 +468,7 @@ class BatchRun:
         if iterator is not None:
             iterator.close()
 
-    def __enter__(self) -> "BatchRun":
+    def __enter__(self) -> BatchRun:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

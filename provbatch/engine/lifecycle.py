@@ -20,18 +20,19 @@ import pickle
 import sys
 import time
 import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
+from ..contract.parameters import STATE
 from ..errors import UsageError
 from ..execution.base import Completed, Pool
 from ..execution.capture import OutputCapture
-from ..execution.serial import SerialPool
 from ..execution.runner import ChunkRunner, Item, RunnerConfig
 from ..execution.scheduler import ChunkSizer, Scheduler
-from ..contract.parameters import STATE
-from ..plugins.loading import LoadedPlugin
+from ..execution.serial import SerialPool
 from ..outputs.report import Report
+from ..plugins.loading import LoadedPlugin
 
 BACKENDS = ("auto", "serial", "pool", "ray", "slurm")
 #: how long ``auto`` computes in the driver before deciding whether workers pay off

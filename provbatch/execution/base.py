@@ -8,7 +8,8 @@ are therefore written once for all backends.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .runner import Chunk, ChunkResult, Outcome, outcomes_of_lines
 

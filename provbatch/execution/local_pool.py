@@ -261,7 +261,7 @@ class LocalPool(Pool):
         while not completed:
             by_conn = {w.conn: w for w in self.workers}
             for conn in wait(list(by_conn)):
-                completed.extend(self._receive(by_conn[conn]))  # type: ignore[index]
+                completed.extend(self._receive(by_conn[conn]))
         return completed
 
     def finish(self, return_state: bool) -> list[Any]:

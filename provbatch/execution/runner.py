@@ -14,9 +14,10 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from .. import context
 from ..contract.parameters import STATE
@@ -73,7 +74,7 @@ class _ExitGuard:
         os._exit, os.abort = self._exit, self._abort  # type: ignore[assignment]
 
     def __exit__(self, *_exc: Any) -> None:
-        os._exit, os.abort = self.real_exit, self.real_abort  # type: ignore[assignment]
+        os._exit, os.abort = self.real_exit, self.real_abort
 
 
 def _exit_failure(exc: BaseException) -> tuple[str, str, str]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterator
 
 from .base import Completed, Pool
 from .runner import Chunk, Item

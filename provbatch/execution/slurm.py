@@ -761,7 +761,7 @@ def task_main(generation: Path, array: str, index: int) -> int:
         started = time.perf_counter()
         try:
             for item in items:
-                outcomes, seconds = runner.run_chunk([item])  # type: ignore[list-item]
+                outcomes, seconds = runner.run_chunk([item])
                 entity_id, fields, logs, error = outcomes[0]
                 put([entity_id, fields, logs, list(error) if error else None, seconds])
             state = runner.finish(payload["return_state"])

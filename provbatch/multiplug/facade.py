@@ -18,9 +18,10 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import PluginLoadError
 from .error import ExtensionCompilationError, InterfaceRequirementError, UnsupportedLangError
@@ -97,8 +98,8 @@ def split_output(retval: str) -> Any:
 def bash(filename: Any, verbose: bool = False, req_const: Iterable[str] = [], opt_const: Iterable[str] = [],
          req_func: Iterable[str] = [], opt_func: Iterable[str] = []) -> ModuleType:
     """A module wrapping the Bash script ``filename``: its variables (read with echo -e), its functions."""
-    from ..plugins.bash.loader import find_bash, param_args
     from ..plugins.bash.constants import read_definitions
+    from ..plugins.bash.loader import find_bash, param_args
     from ..plugins.bash.runner import runner_for
     from ..plugins.cache import file_sha256
 

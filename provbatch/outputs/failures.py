@@ -16,7 +16,6 @@ from typing import IO
 from ..contract.results import one_line
 from ..errors import UsageError
 
-
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 

@@ -37,8 +37,9 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .rundirs import FORMAT, RUN_CONFIG
 
@@ -134,7 +135,7 @@ def _nim_helpers(artifact: str | None, folder: Path) -> tuple[dict[str, bytes], 
     return helpers, others
 
 
-def _plugin_files(plugin: "LoadedPlugin") -> tuple[dict[str, Any] | None, dict[str, bytes], list[str]]:
+def _plugin_files(plugin: LoadedPlugin) -> tuple[dict[str, Any] | None, dict[str, bytes], list[str]]:
     """Layout (``file`` or ``directory`` and its name), the source files by relative name, other build inputs."""
     path = plugin.path
     if path is None:
@@ -154,7 +155,7 @@ def _plugin_files(plugin: "LoadedPlugin") -> tuple[dict[str, Any] | None, dict[s
     return {"kind": "file", "name": name}, files, others
 
 
-def capture_plugin(plugin: "LoadedPlugin", sha256: str) -> dict[str, Any]:
+def capture_plugin(plugin: LoadedPlugin, sha256: str) -> dict[str, Any]:
     """The plugin with every source file's text; ``sha256`` is the report's plugin_sha256."""
     spec = plugin.spec
     layout, files, others = _plugin_files(plugin)
@@ -229,7 +230,7 @@ def _stored_values(values: Iterable[Any]) -> dict[str, Any]:
     return {"count": len(stored), "values": stored, "values_sha256": digest}
 
 
-def capture_entities(run: "BatchRun", cwd: str) -> dict[str, Any]:
+def capture_entities(run: BatchRun, cwd: str) -> dict[str, Any]:
     """Where the entities came from, with what rerun needs to check or replay them."""
     from ..inputs.entities import EntitySource, is_stream
 
@@ -283,13 +284,13 @@ def capture_idsproc(spec: str | None, cwd: str) -> dict[str, Any] | None:
     return facts
 
 
-def capture_output(definitions: "AttributeDefinitions | None", output: list[str]) -> dict[str, Any]:
+def capture_output(definitions: AttributeDefinitions | None, output: list[str]) -> dict[str, Any]:
     """The OUTPUT names and their datatypes: what the columns of the results file are, to read them back typed."""
     attributes = definitions.attributes if definitions is not None else {}
     return {"output": list(output), "datatypes": [(attributes.get(name) or {}).get("datatype") for name in output]}
 
 
-def capture_attributes(definitions: "AttributeDefinitions | None", output: list[str], cwd: str) -> dict[str, Any] | None:
+def capture_attributes(definitions: AttributeDefinitions | None, output: list[str], cwd: str) -> dict[str, Any] | None:
     """The definitions file used, and the definitions of the OUTPUT attributes themselves."""
     if definitions is None:
         return None
@@ -336,8 +337,9 @@ def installed_packages() -> tuple[str, ...]:
 
         for path in legacy:
             metadata = PathDistribution(Path(path)).metadata
-            if metadata and metadata.get("Name"):
-                found.setdefault(metadata["Name"].replace("_", "-").lower(), metadata.get("Version") or "?")
+            fields = metadata.json if metadata else {}  # the fields by lower-case name (PackageMetadata has no get)
+            if fields.get("name"):
+                found.setdefault(str(fields["name"]).replace("_", "-").lower(), str(fields.get("version") or "?"))
     return tuple(f"{name}=={version}" for name, version in sorted(found.items()))
 
 
@@ -372,7 +374,7 @@ def capture_environment(lang: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the whole record
 
 
-def capture_run_config(run: "BatchRun") -> dict[str, Any]:
+def capture_run_config(run: BatchRun) -> dict[str, Any]:
     """Everything needed to redo ``run`` (prepared, its report filled): see the module docstring."""
     report = run.report
     cwd = run.start_dir
@@ -428,7 +430,7 @@ def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
     return atomic_write(Path(run_dir) / RUN_CONFIG, json.dumps(config, indent=1, ensure_ascii=False) + "\n")
 
 
-def _warn(run: "BatchRun", what: str, exc: Exception) -> None:
+def _warn(run: BatchRun, what: str, exc: Exception) -> None:
     message = f"{RUN_CONFIG} {what}: {type(exc).__name__}: {exc}"
     run.report.remarks.append(message)
     print(f"provbatch: warning: {message}", file=sys.stderr)
@@ -436,7 +438,7 @@ def _warn(run: "BatchRun", what: str, exc: Exception) -> None:
         run.record.event("run_config_failed", message=message)
 
 
-def start_run_config(run: "BatchRun") -> dict[str, Any] | None:
+def start_run_config(run: BatchRun) -> dict[str, Any] | None:
     """The start hook of :class:`BatchRun`: capture and write ``run_config.json``.
 
     Never raises for an ordinary error: a provenance gap is noted (report
@@ -452,7 +454,7 @@ def start_run_config(run: "BatchRun") -> dict[str, Any] | None:
     return config
 
 
-def finish_run_config(run: "BatchRun") -> None:
+def finish_run_config(run: BatchRun) -> None:
     """The end hook of :class:`BatchRun`: add the end time, the backend used and Ray's version if it ran."""
     config = getattr(run, "run_config", None)
     if config is None or run.record is None:

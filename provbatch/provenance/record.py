@@ -20,7 +20,6 @@ time, plugin and uuid: nothing lands in the user's working folder.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path

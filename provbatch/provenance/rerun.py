@@ -104,11 +104,11 @@ def captured_sources(plugin: dict[str, Any]) -> tuple[dict[str, bytes], list[str
     files: dict[str, bytes] = {}
     differences: list[str] = []
     for entry in plugin.get("sources") or []:
-        name = entry.get("name") if isinstance(entry, dict) else None
+        raw = entry.get("name") if isinstance(entry, dict) else None
         try:
-            safe_relative(name, "plugin")  # type: ignore[arg-type]
+            name = safe_relative(raw, "plugin").as_posix()  # the same text: safe_relative refuses what it would change
         except UnsafePathError:
-            differences.append(f"plugin source name {name!r}: not a relative path inside the plugin")
+            differences.append(f"plugin source name {raw!r}: not a relative path inside the plugin")
             continue
         if name in files:
             differences.append(f"plugin source name {name!r}: captured twice")
@@ -136,7 +136,7 @@ def _layout_differences(plugin: dict[str, Any], files: dict[str, bytes]) -> tupl
     if kind not in ("file", "directory"):
         return [f"plugin layout kind {kind!r}: neither 'file' nor 'directory'"], None
     try:
-        safe_component(name, "plugin")  # type: ignore[arg-type]
+        name = safe_component(name, "plugin")
     except UnsafePathError:
         return [f"plugin layout name {name!r}: not a plain {kind} name"], None
     if kind == "file" and name not in files:
@@ -503,7 +503,7 @@ class Rerun:
     def notes(self) -> list[str]:
         return self.check.notes
 
-    def run(self) -> "Rerun":
+    def run(self) -> Rerun:
         for _row in self.batch:
             pass
         return self

@@ -24,11 +24,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+
+import tomllib
 
 from ...errors import PluginLoadError
 
@@ -91,7 +92,7 @@ def _find_tool(name: str, path: Path) -> str:
 
 def _versions_of(commands: dict[str, list[str]]) -> dict[str, str]:
     """Run the version commands side by side (a warm load waits for these, nothing else)."""
-    running = {}
+    running: dict[str, subprocess.Popen[str] | OSError] = {}
     for name, command in commands.items():
         try:
             running[name] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -107,7 +108,7 @@ def _versions_of(commands: dict[str, list[str]]) -> dict[str, str]:
     return versions
 
 
-@lru_cache(maxsize=None)
+@cache
 def _toolchain_cached(cargo: str, rustc: str, maturin: str) -> Toolchain:
     versions = _versions_of({"cargo": [cargo, "--version"], "rustc": [rustc, "-vV"], "maturin": [maturin, "--version"]})
     versions["pyo3"] = PYO3_VERSION

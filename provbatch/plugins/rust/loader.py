@@ -30,12 +30,12 @@ import logging
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import PluginLoadError
-from . import build as rust_build
 from ..base import Loader, PluginSpec, finish_module
 from ..cache import (
     artifact_bytes,
@@ -47,6 +47,7 @@ from ..cache import (
     remember_build,
     verified_sha256,
 )
+from . import build as rust_build
 
 __all__ = ["RustLoader", "artifact_bytes"]
 
@@ -58,7 +59,7 @@ _CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _KNOWN_OPTIONS = {"constants_class"}
 
 
-def shared_target_dir(pyo3: "rust_build.Pyo3Choice | None" = None) -> Path:
+def shared_target_dir(pyo3: rust_build.Pyo3Choice | None = None) -> Path:
     """The cargo target directory shared by every Rust plugin build against one pyo3 line.
 
     Plugins built with an older pyo3 (legacy GIL-ref code, an author's pin) get a
