@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_ENTITIES_FAILED, EXIT_OUTPUT_CLOSED, FinalizeError, OutputClosed, UsageError
+from ..execution.registry import backend_names
 from .errors import fail as _fail
 from .errors import friendly_errors
 
@@ -31,7 +32,7 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--param", "param", multiple=True, metavar="KEY=VALUE", help="A computation parameter (repeatable); converted with its PARAMETERS datatype."),
         click.option("--params", "params_file", type=click.Path(dir_okay=False), help="YAML file of computation parameters (--param wins)."),
         click.option("--attributes", type=click.Path(dir_okay=False), help="Attribute definitions (default ./attribute_definitions.yaml, else beside the plugin)."),
-        click.option("--backend", type=click.Choice(["auto", "serial", "pool", "ray", "slurm"]), default="auto", show_default=True, help="auto: in the driver, or local worker processes when that pays off; Ray when --address/RAY_ADDRESS is set; slurm: Slurm job arrays (docs/slurm.md)."),
+        click.option("--backend", type=click.Choice(backend_names()), default="auto", show_default=True, help="auto: in the driver, or local worker processes when that pays off; Ray when --address/RAY_ADDRESS is set; slurm: Slurm job arrays (docs/slurm.md)."),
         click.option("--workers", type=int, help="Number of workers (default: all CPUs; slurm: array tasks running at once, default the partition's CPUs)."),
         click.option("--slurm-partition", metavar="NAME", help="slurm: sbatch --partition."),
         click.option("--slurm-time", metavar="TIME", help="slurm: sbatch --time of each array task (e.g. 30, 2:00:00)."),

@@ -40,7 +40,8 @@ from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_
 from ..provenance import capture as provenance
 from ..provenance.record import RunRecord
 from ..provenance.rundirs import default_run_dir
-from .lifecycle import BACKENDS, ExecutionOptions, Lifecycle, default_workers  # noqa: F401 - re-exported
+from ..execution import registry
+from .lifecycle import ExecutionOptions, Lifecycle, default_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dryrun import DryRunPlan
@@ -148,8 +149,7 @@ class BatchRun:
     report: reporting.Report = field(default_factory=reporting.Report, init=False)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        registry.backend(self.backend)  # a usage error naming the choices for an unknown backend
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be 1 or more, got {self.workers}")
         if self.retries < 0:

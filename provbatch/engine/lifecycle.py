@@ -18,7 +18,6 @@ import copy
 import os
 import pickle
 import sys
-import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,23 +25,15 @@ from typing import Any
 
 from ..contract.parameters import STATE
 from ..errors import UsageError
-from ..execution.base import Completed, Pool
+from ..execution import registry
+from ..execution.base import Completed, Pool, PoolOptions, default_workers
 from ..execution.capture import OutputCapture
-from ..execution.runner import ChunkRunner, Item, RunnerConfig
-from ..execution.scheduler import ChunkSizer, Scheduler
-from ..execution.serial import SerialPool
+from ..execution.runner import Item, RunnerConfig
+from ..execution.scheduler import Scheduler
 from ..outputs.report import Report
 from ..plugins.loading import LoadedPlugin
 
-BACKENDS = ("auto", "serial", "pool", "ray", "slurm")
-#: how long ``auto`` computes in the driver before deciding whether workers pay off
-AUTO_PROBE_SECONDS = 0.2
-#: below this compute time per entity, shipping entities to worker processes costs more than it saves
-AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
-#: chunks computed in the driver stay small: there is no transfer to amortize, and a chunk's
-#: outcomes that outlive a few garbage collections make the collector walk them again and
-#: again (20,000-entity chunks cost 3 µs per entity in collections, 256-entity ones nothing)
-DRIVER_MAX_CHUNK = 1024
+__all__ = ["ExecutionOptions", "Lifecycle", "default_workers", "picklable", "safe_in_driver"]
 
 
 #: modules through which Python code calls native code directly (a crash there ends the process)
@@ -73,13 +64,6 @@ def safe_in_driver(plugin: LoadedPlugin) -> bool:
     return True
 
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def picklable(state: Any) -> bool:
     """Whether the state can be sent to other processes (out-of-band buffers: no copy of big arrays)."""
     try:
@@ -89,16 +73,8 @@ def picklable(state: Any) -> bool:
         return False
 
 
-def ray_import_problem() -> str | None:
-    """None when Ray can be imported, else why not."""
-    try:
-        import ray  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def ray_requested_by_environment(address: str | None) -> bool:
+    """Whether ``auto`` should be Ray: an address, RAY_ADDRESS, or a Ray the caller initialized (never imports Ray)."""
     if address or os.environ.get("RAY_ADDRESS"):
         return True
     ray = sys.modules.get("ray")
@@ -146,18 +122,19 @@ class Lifecycle:
         self.process_local = plugin.spec.process_local_state
         self.driver_state: Any = self.user_state
         self.driver_initialized = False
+        #: the pool the scheduler feeds (any backend: :mod:`provbatch.execution.registry`)
         self.pool: Pool | None = None
+        #: the worker processes when there are any (a parallel backend, auto once it started them, an isolated worker)
+        self.parallel: Pool | None = None
         self.per_worker = False
-        self.probe_runner: ChunkRunner | None = None
         self.finished = False
         self.uses_state = self.has_initialize or self.has_user_state
         #: what the plugin writes to stdout/stderr in the driver (see execution/capture.py)
         self.capture = OutputCapture()
-        #: serial/auto with a plugin that runs native code: computed in one worker process (see safe_in_driver)
-        self.isolated = self.backend in ("serial", "auto") and not safe_in_driver(plugin)
-        #: the batch is computed by one isolated worker: finalize gets that worker's state, as in the driver
-        self.single_worker = False
-        driver_computes = self.backend in ("serial", "auto") and not self.isolated
+        in_driver = registry.backend(self.backend).in_driver
+        #: serial/auto with a plugin that runs native code: computed in a worker process (see safe_in_driver)
+        self.isolated = in_driver and not safe_in_driver(plugin)
+        driver_computes = in_driver and not self.isolated
         if self.has_initialize and (driver_computes or not self.process_local):
             init_params = dict(params)
             if self.has_user_state:
@@ -168,21 +145,27 @@ class Lifecycle:
 
     # ---------------------------------------------------------------- backend
     def _choose_backend(self) -> str:
-        requested = self.options.backend
+        requested = registry.backend(self.options.backend).name  # a usage error for an unknown name
         if requested == "auto" and ray_requested_by_environment(self.options.address):
             requested = "ray"
-        if requested == "ray":
-            why = ray_import_problem()
-            if why is not None:
-                message = f"Ray cannot be imported ({why}): using the local pool backend instead"
-                print(f"provbatch: {message}", file=sys.stderr)
-                self.report.remarks.append(message)
-                self.emit("backend_fallback", requested="ray", used="pool", reason=why)
-                requested = "pool"
+        entry = registry.backend(requested)
+        why = registry.import_problem(requested)
+        if why is not None and entry.fallback is not None:
+            fallback = registry.backend(entry.fallback)
+            message = f"{entry.title} cannot be imported ({why}): using the {fallback.title} backend instead"
+            print(f"provbatch: {message}", file=sys.stderr)
+            self.report.remarks.append(message)
+            self.emit("backend_fallback", requested=requested, used=fallback.name, reason=why)
+            requested = fallback.name
         if requested == "auto" and self.workers == 1:
             requested = "serial"
         self.report.backend = requested
         return requested
+
+    @property
+    def single_worker(self) -> bool:
+        """The batch is computed by one isolated worker: finalize gets that worker's state, as in the driver."""
+        return self.isolated and self.pool is not None and self.pool.n_workers == 1
 
     def _config(self, per_worker: bool, in_worker: bool) -> RunnerConfig:
         return RunnerConfig(
@@ -197,7 +180,17 @@ class Lifecycle:
             hard_timeout=in_worker,
         )
 
-    def _start_pool(self, kind: str, n_workers: int | None = None) -> Pool:
+    def _pool_options(self) -> PoolOptions:
+        options = self.options
+        return PoolOptions(
+            address=options.address, slurm=options.slurm, slurm_config=options.slurm_config,
+            expected_entities=options.expected_entities, module=self.module, capture=self.capture,
+            return_state=self.has_merge and not self.per_worker, job_name=f"provbatch-{self.plugin.id}"[:64],
+            isolated=self.isolated, workers=self.workers, start_workers=self._start_workers,
+            remark=self.report.remarks.append,
+        )
+
+    def _start_pool(self, kind: str, n_workers: int | None) -> Pool:
         """Start parallel workers, deciding whether the state is shared or made per worker."""
         self.per_worker = self.has_initialize and (self.process_local or not picklable(self.driver_state))
         if not self.per_worker and self.has_user_state and not self.has_initialize and not picklable(self.user_state):
@@ -208,32 +201,31 @@ class Lifecycle:
             self.report.remarks.append(
                 "the state cannot leave the process that made it: each worker ran initialize and finalize itself"
             )
-        config = self._config(self.per_worker, in_worker=True)
-        if kind == "ray":
-            from ..execution.ray import RayPool
-
-            pool: Pool = RayPool(self.options.workers, config, state, self.options.address)
-        elif kind == "slurm":
-            pool = self._start_slurm(config, state)
-        else:
-            from ..execution.local_pool import LocalPool
-
-            pool = LocalPool(n_workers or self.workers, config, state, module=self.module)
+        pool = registry.make_pool(kind, n_workers, self._config(self.per_worker, in_worker=True), state,
+                                  self._pool_options())
         pool.emit = self.emit
         self.report.workers = pool.n_workers
+        self.parallel = pool
         return pool
 
-    def _start_slurm(self, config: RunnerConfig, state: Any) -> Pool:
-        from pathlib import Path
+    def _start_workers(self, n_workers: int) -> Pool:
+        """What a backend that computes in the driver calls to start local worker processes (auto, isolation)."""
+        self.capture.restore()  # the workers are forked with the real fds 1 and 2; the driver computes no more
+        return self._start_pool("pool", n_workers)
 
-        from ..execution.slurm import SlurmPool, default_chunk, partition_cpus
-
-        slurm = self.options.slurm
-        workers = self.options.workers or partition_cpus(slurm.partition) or default_workers()
-        chunk = slurm.chunk or default_chunk(self.options.expected_entities, workers)
-        return SlurmPool(workers, config, state, slurm, Path(slurm.workdir), chunk,
-                         return_state=self.has_merge and not self.per_worker,
-                         slurm_config=self.options.slurm_config, job_name=f"provbatch-{self.plugin.id}"[:64])
+    def _open_pool(self) -> Pool:
+        """The chosen backend's pool, through the registry."""
+        if not registry.backend(self.backend).in_driver:
+            return self._start_pool(self.backend, self.options.workers)  # None: the backend's own default
+        self.report.workers = 1
+        self.report.state_mode = "shared" if self.uses_state else None
+        state = self.driver_state
+        if self.backend == "auto" and self.has_merge and self.uses_state:
+            state = copy.deepcopy(self.driver_state)  # workers it may start must start from the pristine state
+        pool = registry.make_pool(self.backend, self.workers, self._config(False, in_worker=False), state,
+                                  self._pool_options())
+        pool.emit = self.emit
+        return pool
 
     # ---------------------------------------------------------------- compute
     def scheduled(self, entities: Iterator[Item], hold_capture: bool = False) -> Iterator[tuple[Scheduler, Completed]]:
@@ -245,108 +237,17 @@ class Lifecycle:
         in the driver then keep fds 1 and 2 on the capture from the first to
         the last, instead of pointing them away and back around each chunk
         (the cost that counts on trivial entities; see execution/capture.py).
+        Workers are started with the real fds 1 and 2 (:meth:`_start_workers`).
         """
-        sizer = ChunkSizer()
-        if self.isolated:
-            yield from self._isolated(entities)
-            return
-        if self.backend in ("pool", "ray", "slurm"):
-            self.pool = self._start_pool(self.backend)
-            size = getattr(self.pool, "chunk_size", None)  # a job array's chunks are sized once
-            if size:
-                sizer = ChunkSizer(size=size, max_size=size, fixed=True)
-            scheduler = Scheduler(entities, self.pool, sizer)
-            for completed in scheduler:
-                yield scheduler, completed
-            return
-        self.report.workers = 1
-        self.report.state_mode = "shared" if self.uses_state else None
-        probe_state = self.driver_state
-        if self.backend == "auto" and self.has_merge and self.uses_state:
-            probe_state = copy.deepcopy(self.driver_state)  # workers must start from the pristine state
-        self.probe_runner = ChunkRunner(self._config(False, in_worker=False), state=probe_state, module=self.module,
-                                        capture=self.capture)
-        if hold_capture:
+        self.pool = self._open_pool()
+        scheduler = Scheduler(entities, self.pool)
+        if hold_capture and registry.backend(self.backend).in_driver and not self.isolated:
             self.capture.hold()
         try:
-            yield from self._in_driver(entities)
-        finally:
-            self.capture.restore()  # also done by close(): a generator left suspended by an exception keeps its finally
-
-    def _in_driver(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
-        """serial, and auto: chunks computed by the driver's probe runner; auto may go on in a pool."""
-        assert self.probe_runner is not None
-        serial = SerialPool(self.probe_runner)
-        if self.backend == "serial":
-            scheduler = Scheduler(entities, serial, ChunkSizer(max_size=DRIVER_MAX_CHUNK))
             for completed in scheduler:
                 yield scheduler, completed
-            return
-        # auto: compute in the driver first; start workers only if they pay off
-        started = time.perf_counter()
-        probe = Scheduler(entities, serial, ChunkSizer(target_seconds=0.02, max_size=DRIVER_MAX_CHUNK))
-        seconds = 0.0
-        n_probe = 0
-        for completed in probe:
-            seconds += completed.seconds
-            n_probe += len(completed.chunk)
-            yield probe, completed
-            if time.perf_counter() - started > AUTO_PROBE_SECONDS:
-                break
-        else:
-            self.report.backend = "auto (serial)"
-            self.report.remarks.append(f"auto: the batch finished within {AUTO_PROBE_SECONDS} s in the driver")
-            return
-        per_entity = seconds / max(n_probe, 1)
-        if per_entity < AUTO_MIN_SECONDS_PER_ENTITY:
-            self.report.backend = "auto (serial)"
-            self.report.remarks.append(
-                f"auto: {per_entity * 1e6:.1f} µs per entity is too cheap for worker processes to pay off; computed in the driver"
-            )
-            for completed in probe:
-                yield probe, completed
-            return
-        self.capture.restore()  # the workers are forked with the real fds 1 and 2; the driver computes no more
-        self.pool = self._start_pool("pool")
-        self.report.backend = "auto (pool)"
-        self.report.remarks.append(
-            f"auto: {per_entity * 1e3:.2f} ms per entity: {n_probe} entities computed in the driver, "
-            f"the rest by {self.pool.n_workers} worker processes"
-        )
-        parallel = Scheduler(entities, self.pool, ChunkSizer(size=probe.sizer.size))
-        parallel._retries = probe._retries  # retries scheduled during the probe go on in the pool
-        for completed in parallel:
-            yield parallel, completed
-
-    def _isolated(self, entities: Iterator[Item]) -> Iterator[tuple[Scheduler, Completed]]:
-        """serial/auto for a plugin that may crash its process: one worker process computes, the driver survives.
-
-        A segfault, abort or exit in compute then ends only that worker: its entity
-        fails with the cause, a new worker goes on. ``auto`` adds workers after the
-        probe when entities are expensive enough for them to pay off.
-        """
-        self.pool = self._start_pool("pool", n_workers=1)
-        self.single_worker = True
-        self.report.backend = f"{self.backend} (isolated)"
-        self.report.remarks.append(
-            f"{self.backend}: the plugin runs native code, so it computed in a worker process (a crash fails only its entity)"
-        )
-        scheduler = Scheduler(entities, self.pool, ChunkSizer())
-        started = time.perf_counter()
-        seconds, n_probe, decided = 0.0, 0, self.backend == "serial" or self.workers == 1
-        for completed in scheduler:
-            yield scheduler, completed
-            if decided:
-                continue
-            seconds += completed.seconds
-            n_probe += len(completed.chunk)
-            if time.perf_counter() - started > AUTO_PROBE_SECONDS:
-                decided = True
-                if seconds / max(n_probe, 1) >= AUTO_MIN_SECONDS_PER_ENTITY:
-                    self.pool.add_workers(self.workers - 1)  # type: ignore[attr-defined]
-                    self.single_worker = False
-                    self.report.backend = "auto (pool)"
-                    self.report.workers = self.pool.n_workers
+        finally:
+            self.capture.restore()  # also done by close(): a generator left suspended by an exception keeps its finally
 
     def take_output(self) -> list[str]:
         """Plugin output captured outside of chunks (initialize, finalize, merge, workers that ended), as log lines."""
@@ -381,8 +282,9 @@ class Lifecycle:
         finally:
             if self.pool is not None:
                 self.report.backend_details = self.pool.details()
-            if self.probe_runner is not None:
-                self.probe_runner.cleanup()
+                self.report.workers = self.pool.n_workers
+                if self.pool.label:  # what auto decided, an isolated serial
+                    self.report.backend = self.pool.label
             self._finalize(states)
 
     def _finalize(self, worker_states: list[Any]) -> None:
@@ -394,13 +296,11 @@ class Lifecycle:
             if worker_states:  # the one worker's state, as if the driver had computed (serial semantics)
                 final = worker_states[0]
         elif self.has_merge and not self.per_worker:
-            contributors = list(worker_states)
-            if self.probe_runner is not None:
-                contributors.insert(0, self.probe_runner.state)
+            contributors = list(worker_states)  # the driver's own first when it computed (serial, auto)
             if contributors:
                 with self.capture:
                     final = self.module.merge(contributors)
-        elif self.pool is not None and not self.per_worker and finalize is not None:
+        elif self.parallel is not None and not self.per_worker and finalize is not None:
             self.report.remarks.append(
                 "state changes made in worker processes do not reach finalize: define merge(states) to gather them"
             )

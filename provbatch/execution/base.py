@@ -4,13 +4,23 @@ A backend is a pool of workers, each holding a :class:`ChunkRunner`. The
 scheduler (:mod:`.scheduler`) decides what to submit and when; a backend only
 moves chunks to workers and outcomes back. Chunk sizing and in-flight bounds
 are therefore written once for all backends.
+
+Every backend is made the same way (:func:`.registry.make_pool`):
+``Backend(n_workers, config, state, options)`` with the number of workers
+(None: the backend's default), the :class:`~.runner.RunnerConfig` every worker
+gets, the plugin's state the workers start from, and a :class:`PoolOptions`
+(plain values: each backend reads the fields it needs).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+from .capture import OutputCapture
 from .runner import Chunk, ChunkResult, Outcome, outcomes_of_lines
 
 
@@ -84,6 +94,52 @@ def no_event(_name: str, **_details: Any) -> None:
     """Default event sink of a pool."""
 
 
+def no_remark(_text: str) -> None:
+    """Default remark sink of a pool."""
+
+
+def default_workers() -> int:
+    """The number of workers when none is asked for: the CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class PoolOptions:
+    """What a backend is made from beyond its workers, runner config and state: the same object for
+    every backend (each reads what it needs), so that adding a backend changes no constructor call.
+
+    The first fields are the user's run options for backends; the others are what the engine knows
+    about this batch (filled by :class:`provbatch.engine.lifecycle.Lifecycle`).
+    """
+
+    #: a Ray cluster to join (``--address``)
+    address: str | None = None
+    #: ``--backend slurm``: the ``--slurm-*`` options (:class:`.slurm.SlurmOptions`), what
+    #: :func:`.slurm.check_slurm` found, and the entity count when known (sizes the chunks)
+    slurm: Any = None
+    slurm_config: dict[str, str] | None = None
+    expected_entities: int | None = None
+    #: the driver's plugin module: forked workers inherit it, the driver's own pool computes with it
+    module: ModuleType | None = None
+    #: where the driver's own pool catches the plugin's output (the lifecycle's capture)
+    capture: OutputCapture | None = None
+    #: the engine will ask :meth:`Pool.finish` for the workers' states (merge): a remote engine must keep them
+    return_state: bool = False
+    #: a name for the batch's jobs (Slurm's job name)
+    job_name: str = "provbatch"
+    #: serial/auto: compute in a worker process, not the driver (native code may crash its process)
+    isolated: bool = False
+    #: how many workers ``auto`` goes to when workers pay off
+    workers: int = 1
+    #: auto and isolated serial: start local worker processes (the engine decides how the state travels)
+    start_workers: Callable[[int], Pool] | None = None
+    #: where a pool adds a line to the report's remarks (auto says what it decided and why)
+    remark: Callable[[str], None] = no_remark
+
+
 class Pool:
     """A set of workers that compute chunks."""
 
@@ -96,6 +152,14 @@ class Pool:
     workers_lost: int = 0
     #: plugin output not tied to a chunk (a worker's finalize, a worker that died idle): the batch drains it
     output: list[str]
+    #: chunks are sized to take about this long on this pool (see :class:`.scheduler.ChunkSizer`) ...
+    target_seconds: float = 0.1
+    #: ... and to hold at most this many entities
+    max_chunk: int = 20_000
+    #: every chunk has this many entities (a job array's tasks, sized once for the batch); None: adaptive
+    fixed_chunk: int | None = None
+    #: what the report calls the backend (``auto (pool)``, ``serial (isolated)``); None: :attr:`name`
+    label: str | None = None
 
     def take_output(self) -> list[str]:
         """Captured plugin output waiting to be written to the logs (see :mod:`.capture`)."""

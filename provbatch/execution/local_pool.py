@@ -24,7 +24,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import NOT_STARTED, Completed, Pool, lost_outcomes
+from .base import NOT_STARTED, Completed, Pool, PoolOptions, default_workers, lost_outcomes
 from .capture import STDERR_MARK, OutputCapture
 from .runner import EXIT_TIMEOUT, Chunk, ChunkRunner, RunnerConfig
 
@@ -174,11 +174,11 @@ class WorkerStartError(RuntimeError):
 class LocalPool(Pool):
     name = "pool"
 
-    def __init__(self, n_workers: int, config: RunnerConfig, state: Any = None, module: Any = None) -> None:
-        self.n_workers = n_workers
+    def __init__(self, n_workers: int | None, config: RunnerConfig, state: Any, options: PoolOptions) -> None:
+        self.n_workers = n_workers = n_workers or default_workers()
         self.config = config
         self._state = state
-        self._module = module
+        self._module = options.module  # forked workers inherit the driver's plugin module
         self._context = multiprocessing.get_context(_start_method())
         self.output = []
         self.workers: list[_Worker] = []

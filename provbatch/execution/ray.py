@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import Completed, Pool, lost_outcomes
+from .base import Completed, Pool, PoolOptions, lost_outcomes
 from .reaper import start_watchdog
 from .runner import Chunk, ChunkRunner, RunnerConfig
 
@@ -213,12 +213,12 @@ class RayPool(Pool):
     #: caused it. Chunks carry ~0.1 s of work, so the gap between them costs ~1%.
     depth = 1
 
-    def __init__(self, n_workers: int | None, config: RunnerConfig, state: Any = None, address: str | None = None) -> None:
+    def __init__(self, n_workers: int | None, config: RunnerConfig, state: Any, options: PoolOptions) -> None:
         import ray
 
         self._ray = ray
         self.output = []
-        self._started, session_dir = init_ray(address, n_workers)
+        self._started, session_dir = init_ray(options.address, n_workers)
         # a private instance dies with the driver, even a SIGKILLed one (see reaper.py)
         self._watchdog = start_watchdog(session_dir) if session_dir else None
         if n_workers is None:

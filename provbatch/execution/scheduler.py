@@ -1,7 +1,8 @@
 """Feeding a pool: adaptive chunk sizes, bounded work in flight, retries.
 
 Written once for every backend (see :mod:`.base`). Chunks start at one entity
-and grow while chunks finish faster than :attr:`ChunkSizer.target_seconds`,
+and grow while chunks finish faster than the pool's
+:attr:`~.base.Pool.target_seconds` (up to its :attr:`~.base.Pool.max_chunk`),
 so cheap entities travel in large chunks (little overhead per entity) and
 expensive ones in small chunks (good balance between workers). Memory stays
 bounded: at most ``pool.depth`` chunks per worker exist at any time, and the
@@ -53,11 +54,18 @@ class Scheduler:
     then terminates or finishes the pool).
     """
 
-    def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer) -> None:
+    def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer | None = None) -> None:
         self.entities = entities
         #: a whole chunk at a time when the entities can give one (inputs.entities.ItemReader.take)
         self._take = getattr(entities, "take", None) or (lambda n: list(islice(entities, n)))
         self.pool = pool
+        if sizer is None:  # the pool's limits (they may change during the run: auto's do when it starts workers)
+            fixed = pool.fixed_chunk
+            sizer = (ChunkSizer(size=fixed, max_size=fixed, fixed=True) if fixed else
+                     ChunkSizer(target_seconds=pool.target_seconds, max_size=pool.max_chunk))
+            self._follow_pool = not fixed
+        else:
+            self._follow_pool = False
         self.sizer = sizer
         self._retries: list[tuple[float, int, bool, Item]] = []  # (ready at, order, alone, item)
         self._order = itertools.count()
@@ -105,5 +113,7 @@ class Scheduler:
                     return
                 continue
             for completed in pool.wait():
+                if self._follow_pool:
+                    self.sizer.target_seconds, self.sizer.max_size = pool.target_seconds, pool.max_chunk
                 self.sizer.observe(len(completed.chunk), completed.seconds)
                 yield completed

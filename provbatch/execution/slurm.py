@@ -55,7 +55,7 @@ from ..files import (
     sha256_bytes,
     sha256_file,
 )
-from .base import NOT_STARTED, Completed, Pool
+from .base import NOT_STARTED, Completed, Pool, PoolOptions, default_workers
 from .runner import Chunk, ChunkRunner, Outcome, RunnerConfig
 
 #: the Slurm client commands the driver uses
@@ -221,15 +221,17 @@ class SlurmPool(Pool):
 
     name = "slurm"
 
-    def __init__(self, n_workers: int, config: RunnerConfig, state: Any, options: SlurmOptions,
-                 workdir: Path, chunk_size: int, return_state: bool, slurm_config: dict[str, str] | None = None,
-                 job_name: str = "provbatch") -> None:
-        self.n_workers = n_workers
+    def __init__(self, n_workers: int | None, config: RunnerConfig, state: Any, pool_options: PoolOptions) -> None:
+        options: SlurmOptions = pool_options.slurm
+        #: array tasks running at once: --workers, else the partition's CPUs
+        self.n_workers = n_workers = n_workers or partition_cpus(options.partition) or default_workers()
         self.options = options
-        self.chunk_size = chunk_size
-        self.return_state = return_state
-        self.job_name = job_name
-        slurm_config = slurm_config or {}
+        self.chunk_size = options.chunk or default_chunk(pool_options.expected_entities, n_workers)
+        self.fixed_chunk = self.chunk_size  # a job array's chunks are sized once
+        self.return_state = pool_options.return_state
+        self.job_name = pool_options.job_name
+        workdir = Path(options.workdir)
+        slurm_config = pool_options.slurm_config or {}
         max_array = int(slurm_config.get("MaxArraySize", "1001") or 1001)
         #: chunks that may exist at once (submitted or waiting): one array's worth, bounding memory
         self.max_in_flight = max(1, min(max_array, 4 * n_workers))
