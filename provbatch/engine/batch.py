@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
+from ..execution import registry
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
 from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
@@ -40,7 +41,6 @@ from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_
 from ..provenance import capture as provenance
 from ..provenance.record import RunRecord
 from ..provenance.rundirs import default_run_dir
-from ..execution import registry
 from .lifecycle import ExecutionOptions, Lifecycle, default_workers
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -68,25 +68,25 @@ class AutoPool(Pool):
         """The pool chunks go to now."""
         return self.parallel if self.parallel is not None else self.first
 
-    # the scheduler reads these at each chunk: they change with the decision
-    @property  # type: ignore[override]
-    def target_seconds(self) -> float:
+    # the scheduler reads these at each chunk: they change with the decision (read-only here, hence the ignores)
+    @property
+    def target_seconds(self) -> float:  # type: ignore[override]
         if self.parallel is None and not self.isolated:
             return PROBE_TARGET_SECONDS
         return self.current.target_seconds
 
-    @property  # type: ignore[override]
-    def max_chunk(self) -> int:
+    @property
+    def max_chunk(self) -> int:  # type: ignore[override]
         if self.parallel is None and not self.isolated:
             return DRIVER_MAX_CHUNK
         return self.current.max_chunk
 
-    @property  # type: ignore[override]
-    def n_workers(self) -> int:
+    @property
+    def n_workers(self) -> int:  # type: ignore[override]
         return self.current.n_workers
 
-    @property  # type: ignore[override]
-    def workers_lost(self) -> int:
+    @property
+    def workers_lost(self) -> int:  # type: ignore[override]
         return self.first.workers_lost + (self.parallel.workers_lost if self.parallel is not None else 0)
 
     # --------------------------------------------------------------- the decision

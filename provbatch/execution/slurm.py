@@ -230,7 +230,7 @@ class SlurmPool(Pool):
         self.fixed_chunk = self.chunk_size  # a job array's chunks are sized once
         self.return_state = pool_options.return_state
         self.job_name = pool_options.job_name
-        workdir = Path(options.workdir)
+        workdir = Path(options.workdir) if options.workdir else default_workdir(None)
         slurm_config = pool_options.slurm_config or {}
         max_array = int(slurm_config.get("MaxArraySize", "1001") or 1001)
         #: chunks that may exist at once (submitted or waiting): one array's worth, bounding memory
