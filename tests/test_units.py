@@ -176,3 +176,15 @@ def test_a_common_chunk_comes_back_as_its_result_lines_and_its_outcomes_are_the_
     assert runner.run_chunk(common)[0] == expected
     with pytest.raises(ValueError):
         outcomes_of_lines(common[:2], "a\t1\tx y\n")
+
+
+def test_a_chunk_of_first_attempts_of_ids_travels_as_one_string_and_any_other_as_it_is():
+    from provbatch.execution.base import pack_chunk, unpack_chunk
+
+    chunk = [("a", "a", 1), ("b c", "b c", 1), ("é", "é", 1)]
+    assert pack_chunk(chunk) == "a\nb c\né"
+    assert unpack_chunk(pack_chunk(chunk)) == chunk
+    for other in ([("a", "a", 1), ("b", "b", 2)],  # a retry: its attempt number travels
+                  [("a", "path/a", 1)],  # --glob / --idsproc: the entity is not its id
+                  [("a\nb", "a\nb", 1), ("c", "c", 1)]):  # an id with a LF (the API): never split
+        assert pack_chunk(other) is other and unpack_chunk(other) is other

@@ -14,14 +14,55 @@ gets, the plugin's state the workers start from, and a :class:`PoolOptions`
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from types import ModuleType
 from typing import Any
 
 from .capture import OutputCapture
 from .runner import Chunk, ChunkResult, Outcome, outcomes_of_lines
+
+_ID, _ENTITY, _ATTEMPT = (itemgetter(i) for i in range(3))
+
+
+def pack_chunk(chunk: Chunk) -> str | Chunk:
+    """A chunk to send to a worker process: one string of its ids (LF between them) when every
+    item is a first attempt whose entity is its id (almost every chunk of an ids file), else the
+    chunk as it is.
+
+    Pickling and unpickling a tuple per entity cost the driver and the worker more than a
+    trivial compute, and a long message is read by the worker's inbox thread a pipe's capacity
+    at a time, each waiting for the computing thread to hand over the interpreter lock: a
+    string of ids is a third of the bytes and no object per entity. An id holding a LF makes the
+    count of LFs wrong, and the chunk goes as it is.
+    """
+    ids = list(map(_ID, chunk))
+    if ids != list(map(_ENTITY, chunk)) or sum(map(_ATTEMPT, chunk)) != len(chunk):  # attempts are >= 1
+        return chunk
+    text = "\n".join(ids)
+    if text.count("\n") != len(ids) - 1:
+        return chunk
+    return text
+
+
+def unpack_chunk(packed: str | Chunk) -> Chunk:
+    """The chunk :func:`pack_chunk` packed (in the worker). The collector is paused meanwhile:
+    the items are new tuples of strings, none in a cycle, and a chunk of 20,000 would otherwise
+    set off ~30 young collections, each walking the items made so far."""
+    if not isinstance(packed, str):
+        return packed
+    ids = packed.split("\n")
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return list(zip(ids, ids, repeat(1)))
+    finally:
+        if paused:
+            gc.enable()
 
 
 class WorkerLost(RuntimeError):

@@ -13,6 +13,7 @@ replaced by a new worker.
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import pickle
@@ -24,7 +25,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .base import NOT_STARTED, Completed, Pool, PoolOptions, default_workers, lost_outcomes
+from .base import NOT_STARTED, Completed, Pool, PoolOptions, default_workers, lost_outcomes, pack_chunk, unpack_chunk
 from .capture import STDERR_MARK, OutputCapture
 from .runner import EXIT_TIMEOUT, Chunk, ChunkRunner, RunnerConfig
 
@@ -98,6 +99,10 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
                  driver_pid: int, inherited: list[Connection], capture: OutputCapture | None) -> None:
     """A worker's loop: compute chunks until told to finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C for everyone
+    # What the worker inherited (a forked worker: the driver's whole heap, the plugin's state) goes to
+    # the collector's permanent generation: the worker's collections never walk it, so they stay as
+    # cheap as a fresh process's, and never write to those shared pages (copy-on-write).
+    gc.freeze()
     os.setpgrp()  # its own process group: terminate() kills the plugin's children with it
     _die_with_the_driver(driver_pid, inherited)
     try:
@@ -122,7 +127,7 @@ def _worker_main(conn: Connection, config: RunnerConfig, state: Any, module: Any
                 return
             if message[0] == "chunk":
                 # the common chunk comes back as its result lines: one string to pickle, none to rebuild
-                result, seconds = runner.compute_chunk(message[2])
+                result, seconds = runner.compute_chunk(unpack_chunk(message[2]))
                 conn.send(("done", message[1], result, seconds, runner.take_output()))
             elif message[0] == "finish":
                 try:
@@ -204,7 +209,7 @@ class LocalPool(Pool):
         worker = min(self.workers, key=lambda w: len(w.chunks))
         worker.chunks.append((chunk_id, chunk))
         try:
-            worker.conn.send(("chunk", chunk_id, chunk))
+            worker.conn.send(("chunk", chunk_id, pack_chunk(chunk)))
         except OSError:  # the worker died: wait() sees its pipe close and returns its chunks as lost
             pass
 
