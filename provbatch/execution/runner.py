@@ -71,6 +71,7 @@ class _ExitGuard:
         raise ProcessExit("compute called os.abort()")
 
     def __enter__(self) -> None:
+        # mypy refuses replacing a module's functions; the worker swaps os._exit/os.abort for raising ones during compute
         os._exit, os.abort = self._exit, self._abort  # type: ignore[assignment]
 
     def __exit__(self, *_exc: Any) -> None:

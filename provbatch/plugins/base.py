@@ -58,7 +58,6 @@ class Loader:
 
 
 def finish_module(module: ModuleType, lang: str, spec: PluginSpec) -> ModuleType:
-    """Set the attributes every loaded plugin module carries."""
-    module.__lang__ = lang  # type: ignore[attr-defined]
-    module.__provbatch_spec__ = spec  # type: ignore[attr-defined]
+    """Set the attributes every loaded plugin module carries (through vars(): ModuleType declares none of them)."""
+    vars(module).update(__lang__=lang, __provbatch_spec__=spec)
     return module

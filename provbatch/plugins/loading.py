@@ -152,7 +152,11 @@ def load_plugin(plugin: str | Path, **options: Any) -> LoadedPlugin:
             module = registry.importer(target, **names, **options)
             return LoadedPlugin(label, module, target.resolve())
     module_name = value.split(":")[0].strip()
-    module = registry.loader_for("python").load_module(module_name)  # type: ignore[attr-defined]
+    from .python import PythonLoader  # the registry imports loaders lazily: so does this
+
+    python = registry.loader_for("python")
+    assert isinstance(python, PythonLoader)  # registry.py registers it for "python"
+    module = python.load_module(module_name)
     registry.check_names(module, label, (), OPTIONAL_CONSTANTS, (), OPTIONAL_FUNCTIONS)
     file = getattr(module, "__file__", None)
     return LoadedPlugin(label, module, Path(file).resolve() if file else None)

@@ -37,7 +37,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,9 +252,9 @@ def capture_entities(run: BatchRun, cwd: str) -> dict[str, Any]:
                     "size": None, "sha256": None}
         return {"kind": "file", "column": source.column, **file_facts(str(source.path), cwd)}
     stored: dict[str, Any] = {"count": None, "values": None}
-    if hasattr(source, "__len__") and not isinstance(source, Iterator):
+    if isinstance(source, Sized) and not isinstance(source, Iterator):
         try:
-            if len(source) <= MAX_STORED_ENTITIES:  # type: ignore[arg-type]
+            if len(source) <= MAX_STORED_ENTITIES:
                 stored = _stored_values(source)
         except TypeError:
             pass

@@ -20,11 +20,12 @@ from .rundirs import find_run_dir, load_manifest, load_run_config, run_process_s
 def _size(n: int | None) -> str:
     if n is None:
         return "?"
+    size: float = n
     for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
+        if size < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)  # pragma: no cover
 
 
 def _facts(facts: dict[str, Any]) -> str:

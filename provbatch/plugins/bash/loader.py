@@ -193,9 +193,11 @@ def build_module(path: Path, bash: str, sha256: str, persistent: bool, definitio
         if name.startswith("_") or not name.isidentifier():
             continue  # private, as in MultiPlug; or not callable as a Python attribute
         setattr(module, name, getattr(plugin, name) if name in PLUGIN_FUNCTIONS else plugin.function(name))
-    module.__bash_functions__ = frozenset(definitions.functions)  # type: ignore[attr-defined]
-    module.__provbatch_cleanup__ = plugin.cleanup  # type: ignore[attr-defined]
-    module.__provbatch_cancel__ = plugin.cancel  # type: ignore[attr-defined]
+    vars(module).update(  # provbatch's own module attributes, which ModuleType does not declare
+        __bash_functions__=frozenset(definitions.functions),
+        __provbatch_cleanup__=plugin.cleanup,
+        __provbatch_cancel__=plugin.cancel,
+    )
     return module
 
 

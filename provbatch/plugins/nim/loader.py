@@ -69,7 +69,7 @@ def build_module(library: NimLibrary, source: str, prefix: str) -> ModuleType:
     name = "provbatch_nim_plugin_" + hashlib.sha1(f"{source}\0{library.path}".encode()).hexdigest()[:16]
     module = types.ModuleType(name, f"Nim plugin {source}")
     module.__file__ = source
-    module.__nim_library__ = library  # type: ignore[attr-defined]
+    vars(module)["__nim_library__"] = library  # vars(): ModuleType does not declare it
     for info in library.descriptor["procs"]:
         call = library.function(info["name"])
         if info["name"].startswith(prefix) and len(info["name"]) > len(prefix) and not info["params"]:

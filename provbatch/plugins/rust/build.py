@@ -247,9 +247,10 @@ def choose_pyo3(path: Path, source: str) -> Pyo3Choice:
     """
     reason = legacy_api(source)
     for number, line in enumerate(source.splitlines(), start=1):
-        if not _PYO3_PIN.match(line):
+        dependency = _DEPENDENCY_LINE.match(line)
+        if not _PYO3_PIN.match(line) or dependency is None:  # (a pin is a dependency line)
             continue
-        spec = _DEPENDENCY_LINE.match(line).group("spec")  # type: ignore[union-attr]
+        spec = dependency.group("spec")
         try:
             value = tomllib.loads(spec)["pyo3"]
         except (tomllib.TOMLDecodeError, KeyError) as exc:

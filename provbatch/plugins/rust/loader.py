@@ -163,7 +163,7 @@ def _panic_guard(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 raise RuntimeError(f"Rust panic in {name}: {exc}") from exc
             raise
 
-    guarded.__provbatch_panic_guard__ = True  # type: ignore[attr-defined]
+    vars(guarded)["__provbatch_panic_guard__"] = True  # the function's __dict__: callables declare no such attribute
     return guarded
 
 
