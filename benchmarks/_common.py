@@ -14,7 +14,7 @@ from typing import Callable
 _TIMED_IMPORT = """
 import json, sys, time
 start = time.perf_counter()
-from provbatch.multiplug import importer, loader_for
+from provbatch.plugins.registry import importer, loader_for
 module = importer(sys.argv[1])
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "built": loader_for(sys.argv[2]).last_built}))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from provbatch.multiplug import importer
+from provbatch.plugins.registry import importer
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = 'ID=echo\nVERSION=1\nINPUT=any\nOUTPUT=(value)\ncompute() { printf "%s\\n" "$1"; }\n'

@@ -74,7 +74,7 @@ def speed_rows(plain: Path, packed: Path) -> list[tuple[str, str]]:
     sys.path.insert(0, str(ROOT / "plugins"))
     import gc_content as python_plugin
 
-    from provbatch.multiplug import importer
+    from provbatch.plugins.registry import importer
 
     nim_plugin = importer(GC_NIM)
     rows = []
@@ -107,7 +107,7 @@ def inflate_only(path: Path) -> int:
 
 def per_call_rows(calls: int) -> list[tuple[str, str]]:
     """One call of each trivial compute (interleaved, best of 5), in microseconds."""
-    from provbatch.multiplug import importer
+    from provbatch.plugins.registry import importer
 
     nim, rust = importer(TRIVIAL["nim"]), importer(TRIVIAL["rs"])
     entity = "id_00001234"
@@ -137,7 +137,7 @@ def per_call_rows(calls: int) -> list[tuple[str, str]]:
 
 def engine_rows(entities: int, rounds: int) -> list[tuple[str, str]]:
     """batch-compute --backend serial with the trivial plugin in Python, Rust and Nim, interleaved."""
-    from provbatch.multiplug import importer
+    from provbatch.plugins.registry import importer
 
     for lang in ("rs", "nim"):
         importer(TRIVIAL[lang])  # built into the cache before any timing

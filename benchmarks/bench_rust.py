@@ -49,7 +49,7 @@ def speed_rows(plain: Path, packed: Path) -> list[tuple[str, str]]:
     sys.path.insert(0, str(ROOT / "plugins"))
     import gc_content as python_plugin
 
-    from provbatch.multiplug import importer
+    from provbatch.plugins.registry import importer
 
     rust_plugin = importer(GC_RS)
     rows = []

@@ -31,7 +31,7 @@ PLUGIN = PLUGINS / "trivial.py"
 #: one array task of the plain approach: load the plugin, compute entity number $SLURM_ARRAY_TASK_ID, write its line
 ONE_ENTITY_TASK = """\
 import os, sys
-from provbatch.multiplug import importer
+from provbatch.plugins.registry import importer
 plugin = importer(sys.argv[1])
 index = int(os.environ["SLURM_ARRAY_TASK_ID"])
 with open(sys.argv[2]) as ids:

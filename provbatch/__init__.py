@@ -22,7 +22,7 @@ _EXPORTS = {
     "read_results": "provbatch.outputs.results_reader",
     "ResultsTable": "provbatch.outputs.results_reader",
     "SkippedEntitiesWarning": "provbatch.errors",
-    "importer": "provbatch.multiplug",
+    "importer": "provbatch.plugins.registry",
     "load_plugin": "provbatch.plugins.loading",
     "ProvBatchError": "provbatch.errors",
     "UsageError": "provbatch.errors",

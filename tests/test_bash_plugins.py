@@ -17,7 +17,7 @@ import pytest
 import provbatch
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
-from provbatch.multiplug import importer, load_spec, loader_for
+from provbatch.plugins.registry import importer, load_spec, loader_for
 from provbatch.plugins.bash.runner import BashCallCancelled, BashCallError, runners_of_process
 
 sys.path.insert(0, str(REPO / "plugins"))

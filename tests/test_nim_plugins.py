@@ -24,7 +24,7 @@ import pytest
 import provbatch
 from conftest import GC_EXPECTED, GC_TYPED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import PluginLoadError
-from provbatch.multiplug import importer, load_spec, loader_for
+from provbatch.plugins.registry import importer, load_spec, loader_for
 from provbatch.plugins.cache import artifact_bytes
 from provbatch.plugins.nim.build import compile_error
 from provbatch.plugins.nim.library import NimError, NimRef
@@ -569,7 +569,7 @@ def test_cold_build_once_under_concurrency_then_hits_and_dependency_rebuilds(tmp
     code = textwrap.dedent(f"""
         import logging, sys
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-        from provbatch.multiplug import importer, loader_for
+        from provbatch.plugins.registry import importer, loader_for
         module = importer({str(plugin)!r})
         print("BUILT" if loader_for(".nim").last_built else "LOADED", module.compute("abc")[0])
     """)
@@ -606,7 +606,7 @@ def test_a_worker_without_nim_loads_the_shipped_library(gc_module, tmp_path):
     shipped = dataclasses.replace(spec, artifact=str(moved)).with_blob(artifact_bytes(spec))
     code = textwrap.dedent("""
         import pickle, sys
-        from provbatch.multiplug import load_spec
+        from provbatch.plugins.registry import load_spec
         module = load_spec(pickle.loads(sys.stdin.buffer.read()))
         print(module.compute(sys.argv[1])[0])
     """)

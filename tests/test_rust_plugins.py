@@ -22,7 +22,7 @@ import pytest
 import provbatch
 from conftest import GC_EXPECTED, GC_TYPED, REPO, read_tsv, run_cli, write_source
 from provbatch.errors import InterfaceRequirementError, PluginLoadError
-from provbatch.multiplug import importer, load_spec, loader_for
+from provbatch.plugins.registry import importer, load_spec, loader_for
 from provbatch.plugins.cache import artifact_bytes
 
 GC_RS = REPO / "rust_plugins" / "gc_content.rs"
@@ -257,7 +257,7 @@ def test_concurrent_loads_build_once(gc_module, tmp_path):
     code = textwrap.dedent(f"""
         import logging, sys
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-        from provbatch.multiplug import importer, loader_for
+        from provbatch.plugins.registry import importer, loader_for
         module = importer({str(plugin)!r})
         print("BUILT" if loader_for(".rs").last_built else "LOADED", module.compute({str(GENOMES[0])!r})[0])
     """)
@@ -374,7 +374,7 @@ def test_a_worker_without_the_file_gets_the_shipped_bytes(gc_module, tmp_path):
     shipped = dataclasses.replace(spec, artifact=str(moved)).with_blob(artifact_bytes(spec))
     code = textwrap.dedent("""
         import pickle, sys
-        from provbatch.multiplug import load_spec
+        from provbatch.plugins.registry import load_spec
         module = load_spec(pickle.loads(sys.stdin.buffer.read()))
         print(module.__file__)
         print(module.compute(sys.argv[1])[0])
@@ -463,7 +463,7 @@ def test_a_ray_worker_writes_the_shipped_object_into_its_cache(gc_module, ray_se
         saved = os.environ.get("PROVBATCH_CACHE")
         os.environ["PROVBATCH_CACHE"] = cache
         try:
-            from provbatch.multiplug import load_spec as load
+            from provbatch.plugins.registry import load_spec as load
 
             return load(spec).compute(fasta)[0]
         finally:

@@ -185,7 +185,7 @@ def test_a_library_planted_in_the_cache_is_rebuilt_not_loaded(honest_and_planted
 
 def test_a_worker_refuses_an_artifact_other_than_the_one_the_driver_built(tmp_path):
     """The spec carries the sha256 recorded at the build; a worker checks the file (or the shipped bytes) against it."""
-    from provbatch.multiplug import importer
+    from provbatch.plugins.registry import importer
 
     module = importer(write_source(stable_folder("rust-honest"), "counter.rs", COUNTER_RS))
     spec = module.__provbatch_spec__
@@ -195,7 +195,7 @@ def test_a_worker_refuses_an_artifact_other_than_the_one_the_driver_built(tmp_pa
     elsewhere.write_bytes(good + b"\0")  # not what the driver built
     code = textwrap.dedent("""
         import pickle, sys
-        from provbatch.multiplug import load_spec
+        from provbatch.plugins.registry import load_spec
         module = load_spec(pickle.loads(sys.stdin.buffer.read()))
         print(module.compute("abcd")[0])
     """)

@@ -1,25 +1,20 @@
-"""MultiPlug: load a plugin written in Python, Rust, Nim or Bash as a Python module.
+"""MultiPlug 1.2, as provbatch provides it: ``import provbatch.multiplug as multiplug``.
 
-The MultiPlug-compatible face of :mod:`provbatch.plugins`: ``importer``
-(load a plugin file, building it when its language needs it, and check the
-names it must define), ``load_spec`` (the same plugin again in a worker) and
-the loader registry. Thin on purpose: the loaders live in
-:mod:`provbatch.plugins` (one subpackage per language).
+Code written against MultiPlug 1.2 runs by changing only its import. The public
+names are exactly MultiPlug's: ``importer`` (a plugin by its suffix: ``.py``,
+``.sh``, ``.rs``, ``.nim``), the per-language ``py``, ``bash``, ``rust`` and
+``nim``, and the module ``error`` (``MultiplugError``,
+``ExtensionCompilationError``, ``InterfaceRequirementError``,
+``UnsupportedLangError``); docs/compatibility.md lists the conventions.
+
+The implementation is :mod:`.facade`, thin over :mod:`provbatch.plugins`. provbatch's
+own importer (build cache, ``PluginSpec`` for workers, provbatch's errors) is
+:func:`provbatch.importer`, i.e. :mod:`provbatch.plugins.registry`.
 """
 
 from __future__ import annotations
 
-from ..errors import InterfaceRequirementError
-from ..plugins.base import Loader, PluginSpec
-from ..plugins.registry import importer, load_spec, loader_for, register_loader, supported_suffixes
+from . import error
+from .facade import bash, importer, nim, py, rust
 
-__all__ = [
-    "importer",
-    "load_spec",
-    "loader_for",
-    "register_loader",
-    "supported_suffixes",
-    "InterfaceRequirementError",
-    "Loader",
-    "PluginSpec",
-]
+__all__ = ["importer", "py", "bash", "rust", "nim", "error"]

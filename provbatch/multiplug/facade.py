@@ -135,30 +135,73 @@ def bash(filename: Any, verbose: bool = False, req_const: Iterable[str] = [], op
     return _finish(m, "bash", "bash", filename, verbose, names)
 
 
+def _module_copy(m: ModuleType) -> ModuleType:
+    """A module of its own for this import: the loaders keep one module per build in a process
+    (provbatch's engine may use it too), and MultiPlug's changes (constants moved, optional
+    names set to None) must not leak into it."""
+    copy = types.ModuleType(m.__name__, m.__doc__)
+    copy.__dict__.update({k: v for k, v in vars(m).items() if k not in ("__name__", "__doc__")})
+    return copy
+
+
 def _compiled(lang: str, filename: Any, options: dict[str, Any]) -> ModuleType:
     from ..plugins.registry import loader_for
 
     try:
-        return loader_for(lang).load(Path(filename).resolve(), **options)
+        return _module_copy(loader_for(lang).load(Path(filename).resolve(), **options))
     except PluginLoadError as exc:
         raise ExtensionCompilationError(str(exc)) from exc
+
+
+def _import_rust_constants(m: ModuleType, const_cls: str) -> None:
+    """MultiPlug's constants of a Rust module: every public attribute of the ``const_cls`` class
+    (as pyo3 gives it: an array is a list), set on the module; the class removed. Nothing when
+    the class is missing (the required-names check then says what is missing)."""
+    default = getattr(m, RUST_CONST_CLS, None)
+    if default is not None:  # provbatch's loader copied the Constants class's constants: start from pyo3's module
+        for name in vars(default):
+            if not name.startswith("_"):
+                m.__dict__.pop(name, None)
+    holder = getattr(m, const_cls, None) if const_cls else None
+    if holder is None:
+        return
+    for name in list(vars(holder)):
+        if not name.startswith("_"):
+            setattr(m, name, getattr(holder, name))
+    delattr(m, const_cls)
+
+
+def _no_required_constants(req_const: Iterable[str], option: str) -> None:
+    if list(req_const):
+        # MultiPlug asserts the same: without the mechanism no constant can be required
+        raise AssertionError(f"req_const needs the constants mechanism ({option} is empty)")
 
 
 def rust(filename: Any, verbose: bool = False, req_const: Iterable[str] = [], opt_const: Iterable[str] = [],
          req_func: Iterable[str] = [], opt_func: Iterable[str] = [], const_cls: str = RUST_CONST_CLS) -> ModuleType:
     """Build (cached) and import a pyo3 plugin; the ``const_cls`` class's attributes become module constants."""
-    m = _compiled("rust", filename, {"constants_class": const_cls} if const_cls else {})
+    if not const_cls:
+        _no_required_constants(req_const, "const_cls")
+    m = _compiled("rust", filename, {})
+    _import_rust_constants(m, const_cls)
     extra = [] if const_cls else ["# constants definition mechanism disabled\n"]
-    names = dict(req_const=req_const if const_cls else [], opt_const=opt_const, req_func=req_func, opt_func=opt_func)
+    names = dict(req_const=req_const, opt_const=opt_const, req_func=req_func, opt_func=opt_func)
     return _finish(m, "rust", "rust", filename, verbose, names, extra)
+
+
+#: a prefix no Nim proc name can start with: MultiPlug's empty ``const_pfx`` (no constants,
+#: every proc a function); provbatch's Nim loader itself requires a non-empty prefix
+_NO_NIM_PREFIX = "\x00"
 
 
 def nim(filename: Any, verbose: bool = False, req_const: Iterable[str] = [], opt_const: Iterable[str] = [],
         req_func: Iterable[str] = [], opt_func: Iterable[str] = [], const_pfx: str = NIM_CONST_PFX) -> ModuleType:
     """Build (cached) and import a nimpy plugin; ``const_pfx`` procs and exportpy_consts become constants."""
-    m = _compiled("nim", filename, {"const_prefix": const_pfx} if const_pfx else {})
+    if not const_pfx:
+        _no_required_constants(req_const, "const_pfx")
+    m = _compiled("nim", filename, {"const_prefix": const_pfx or _NO_NIM_PREFIX})
     extra = [] if const_pfx else ["# constants definition mechanism disabled\n"]
-    names = dict(req_const=req_const if const_pfx else [], opt_const=opt_const, req_func=req_func, opt_func=opt_func)
+    names = dict(req_const=req_const, opt_const=opt_const, req_func=req_func, opt_func=opt_func)
     return _finish(m, "nim", "nim", filename, verbose, names, extra)
 
 

@@ -10,7 +10,7 @@ helpers) cost nothing unless a plugin of its language is used.
 
 Loaders never change the working directory and never write into the plugin's
 folder: compiled builds go to a cache directory (see :mod:`.cache`).
-:mod:`provbatch.multiplug` is the MultiPlug-compatible face of this module.
+:mod:`provbatch.multiplug` is MultiPlug 1.2's API (its own ``importer``) over these loaders.
 """
 
 from __future__ import annotations
