@@ -134,6 +134,57 @@ def test_bash_idsproc_in_files_mode_gives_compute_the_file_name(work):
     }
 
 
+#: py_echo.py (compute returns the name it got) with an idsproc module in each language, on the
+#: words "abc", "hello" (ids mode) and on the files g/seq_one.fa, g/seq_two.fa (files mode):
+#: prenacs 1.2's rows. ids mode: compute gets the processed id, the row is keyed by it; files
+#: mode: compute gets the file name, the row the processed id. (The Python and Bash rows are
+#: also compared with prenacs itself below; Rust and Nim follow from compute_id's source.)
+IDSPROC_ROWS = {
+    ("py_ids.py", "ids"): {"p_abc": ["p_abc"], "p_hello": ["p_hello"]},
+    ("py_ids.py", "files"): {"p_seq_one": ["g/seq_one.fa"], "p_seq_two": ["g/seq_two.fa"]},
+    ("sh_ids.sh", "ids"): {"ABC": ["ABC"], "HELLO": ["HELLO"]},
+    ("sh_ids.sh", "files"): {"G/SEQ_ONE": ["g/seq_one.fa"], "G/SEQ_TWO": ["g/seq_two.fa"]},
+    ("rs_counter.rs", "ids"): {"rs_abc": ["rs_abc"], "rs_hello": ["rs_hello"]},
+    ("rs_counter.rs", "files"): {"rs_g/seq_one.fa": ["g/seq_one.fa"], "rs_g/seq_two.fa": ["g/seq_two.fa"]},
+    ("nim_words.nim", "ids"): {"n_ABC": ["n_ABC"], "n_HELLO": ["n_HELLO"]},
+    ("nim_words.nim", "files"): {"n_G/SEQ_ONE": ["g/seq_one.fa"], "n_G/SEQ_TWO": ["g/seq_two.fa"]},
+}
+
+
+def _idsproc_inputs(work: Path, mode: str) -> tuple[list[str], list[str]]:
+    """(provbatch's input arguments, prenacs' input arguments) for the mode."""
+    if mode == "ids":
+        (work / "two.txt").write_text("abc\nhello\n")
+        return [str(work / "two.txt")], ["ids", "two.txt"]
+    (work / "g").mkdir()
+    (work / "g" / "seq_one.fa").write_text(">a\nAC\n")
+    (work / "g" / "seq_two.fa").write_text(">b\nACGT\n")
+    return ["--glob", "g/*.fa"], ["files", "g/*.fa"]
+
+
+@pytest.mark.parametrize("idsproc, mode", sorted(IDSPROC_ROWS))
+def test_idsproc_in_every_language(work, idsproc, mode):
+    inputs, _ = _idsproc_inputs(work, mode)
+    out = work / "out.tsv"
+    # the compiled idsprocs are read from tests/prenacs_style/ itself: their builds are cached
+    module = STYLE / idsproc if idsproc.endswith((".rs", ".nim")) else work / idsproc
+    proc = run_cli(work / "py_echo.py", *inputs, "--idsproc", module, "--attributes", work / "attribute_definitions.yaml",
+                   "--backend", "serial", "--out", out, cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert _rows(out) == IDSPROC_ROWS[idsproc, mode]
+
+
+@pytest.mark.parametrize("idsproc, mode", [(m, mode) for m in ("py_ids.py", "sh_ids.sh") for mode in ("ids", "files")])
+def test_idsproc_side_by_side_with_prenacs(work, prenacs_bin, idsproc, mode):
+    _, prenacs_inputs = _idsproc_inputs(work, mode)
+    p_out = work / "p.tsv"
+    p_out.touch()  # prenacs reads --out as the skip list: it must exist
+    done = subprocess.run([str(prenacs_bin), "py_echo.py", *prenacs_inputs, "--serial", "--idsproc", idsproc,
+                           "--out", str(p_out), "--report", "p.yaml"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _rows(p_out) == IDSPROC_ROWS[idsproc, mode]
+
+
 # --------------------------------------------------------------------------- attrtables datatypes
 
 
@@ -221,21 +272,49 @@ def test_datatype_grammar():
 # --------------------------------------------------------------------------- Rust, legacy pyo3
 
 
-@pytest.fixture(scope="module")
-def counter_module():
+def _import_logging(path: Path):
+    """Import a plugin with provbatch's importer; returns the module and what it logged."""
+    import logging
+
     from provbatch.plugins.registry import importer
 
     logs = io.StringIO()
-    import logging
-
     handler = logging.StreamHandler(logs)
-    logging.getLogger("provbatch").addHandler(handler)
-    logging.getLogger("provbatch").setLevel(logging.INFO)
+    logger = logging.getLogger("provbatch")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
-        module = importer(STYLE / "rs_counter.rs")
+        module = importer(path)
     finally:
-        logging.getLogger("provbatch").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     return module, logs.getvalue()
+
+
+def _locked_pyo3(module) -> str:
+    """The pyo3 version cargo resolved for this build (the Cargo.lock of its cache entry)."""
+    import tomllib
+
+    lock = Path(module.__provbatch_spec__.artifact).parent / "crate" / "Cargo.lock"
+    return next(p["version"] for p in tomllib.loads(lock.read_text())["package"] if p["name"] == "pyo3")
+
+
+# The builds below use the session's build cache (tests/conftest.py: PROVBATCH_CACHE); the
+# plugins are read from tests/prenacs_style/ itself, not copied, so that their cache keys
+# (which name the source file) stay the same from one test run to the next.
+
+
+@pytest.fixture(scope="module")
+def counter_module():
+    """rs_counter.rs: pyo3 0.13 code with Python::acquire_gil (built with pyo3 0.18)."""
+    return _import_logging(STYLE / "rs_counter.rs")
+
+
+@pytest.fixture(scope="module")
+def gilrefs_module():
+    """rs_gilrefs.rs: GIL refs (&PyModule, m.add_class, &PyCell, &PyDict) without acquire_gil."""
+    return _import_logging(STYLE / "rs_gilrefs.rs")
 
 
 def test_legacy_pyo3_rust_plugin_builds_with_an_old_pyo3(counter_module):
@@ -246,6 +325,37 @@ def test_legacy_pyo3_rust_plugin_builds_with_an_old_pyo3(counter_module):
     assert module.compute("abc", state=state) == ((3, 1), ["seen 1"])
     assert module.compute("hello", state=state) == ((5, 2), ["seen 2"])
     assert module.compute_id("x") == "rs_x"
+    assert _locked_pyo3(module) == "0.18.3"
+
+
+def test_gil_ref_rust_plugin_without_acquire_gil_builds_with_pyo3_0_22(gilrefs_module):
+    module, logs = gilrefs_module
+    assert ("rs_gilrefs.rs: legacy pyo3 API: building with pyo3 0.22.6 (extension-module, abi3-py37, gil-refs) "
+            "(GIL refs (&PyDict); the newest pyo3 that compiles it;") in logs
+    assert _locked_pyo3(module) == "0.22.6"
+    assert (module.ID, module.OUTPUT) == ("rs_gilrefs", ["word_length", "n_seen"])
+    state = module.initialize()
+    assert module.compute("abc", state=state) == ((3, 1), ["seen 1 (0 params)"])
+    assert module.compute("hello", state=state, label="x") == ((5, 2), ["seen 2 (1 params)"])
+
+
+def test_gil_ref_rust_plugin_through_batch_compute(work, gilrefs_module):
+    out, log = work / "out.tsv", work / "log.tsv"
+    proc = run_cli(STYLE / "rs_gilrefs.rs", work / "words.txt", "--backend", "serial", "--out", out, "--log", log,
+                   "--attributes", work / "attribute_definitions.yaml", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert _rows(out) == {"abc": ["3", "1"], "none": ["4", "2"], "solo": ["4", "3"], "hello": ["5", "4"],
+                          "longerword": ["10", "5"]}
+    assert log.read_text().splitlines() == [f"{w}\tseen {i} (0 params)" for i, w in enumerate(WORDS, 1)]
+
+
+def test_pinned_pyo3_is_built_with_the_pinned_version():
+    """rs_pinned.rs is GIL-ref code (pyo3 0.22 without the pin) pinning pyo3 = "0.18.3"."""
+    module, logs = _import_logging(STYLE / "rs_pinned.rs")
+    assert ("rs_pinned.rs: legacy pyo3 API: building with pyo3 0.18.3 (extension-module, abi3-py37) "
+            "(GIL refs (&PyModule); as pinned by its // [dependencies] line;") in logs
+    assert _locked_pyo3(module) == "0.18.3"
+    assert (module.ID, module.compute("abcd")) == ("rs_pinned", ((4,), []))
 
 
 def test_legacy_rust_plugin_through_batch_compute_with_a_rust_idsproc(work, counter_module):
@@ -265,10 +375,14 @@ def test_legacy_rust_plugin_through_batch_compute_with_a_rust_idsproc(work, coun
     assert _rows(out2)["rs_abc"][:1] == ["6"]  # ids mode: compute got "rs_abc"
 
 
-def test_check_says_legacy_pyo3_and_how_to_migrate(counter_module):
-    proc = run_cli("check", STYLE / "rs_counter.rs", "--attributes", STYLE / "attribute_definitions.yaml", prog="provbatch")
+@pytest.mark.parametrize("plugin, reason", [("rs_counter.rs", "Python::acquire_gil"), ("rs_gilrefs.rs", "GIL refs (&PyDict)")])
+def test_check_says_legacy_pyo3_and_how_to_migrate(counter_module, gilrefs_module, plugin, reason):
+    proc = run_cli("check", STYLE / plugin, "--attributes", STYLE / "attribute_definitions.yaml", prog="provbatch")
     text = proc.stdout + proc.stderr
-    assert "legacy pyo3 API" in text and "pyo3 0.18" in text and "Bound" in text
+    assert proc.returncode == 0, text
+    assert f"uses the legacy pyo3 API ({reason}): it is built with an old pyo3; to use pyo3 0.30.1" in text
+    assert "`fn name(m: &Bound<'_, PyModule>) -> PyResult<()>`" in text
+    assert "`Python::with_gil(|py| ...)`" in text and "https://pyo3.rs/main/migration" in text
 
 
 def test_pinned_pyo3_dependency_line_is_used():
@@ -287,8 +401,9 @@ def test_pinned_pyo3_dependency_line_is_used():
 
 
 def test_multiplug_api_drop_in(work):
-    import provbatch.multiplug.facade as multiplug
-    from provbatch.multiplug import error
+    import provbatch.multiplug as multiplug
+
+    error = multiplug.error
 
     sh = multiplug.importer(str(work / "sh_words.sh"), req_func=["compute"], opt_func=["initialize"],
                             req_const=["ID", "VERSION"], opt_const=["ADVICE"])
@@ -317,8 +432,9 @@ def test_multiplug_api_drop_in(work):
 
 
 def test_multiplug_api_rust_and_nim(work, counter_module):
-    import provbatch.multiplug.facade as multiplug
-    from provbatch.multiplug import error
+    import provbatch.multiplug as multiplug
+
+    error = multiplug.error
 
     rs = multiplug.rust(str(STYLE / "rs_counter.rs"), req_const=["ID"], const_cls="Constants")
     assert rs.__lang__ == "rust" and rs.ID == "rs_counter"
@@ -328,6 +444,56 @@ def test_multiplug_api_rust_and_nim(work, counter_module):
     bad.write_text("use pyo3::prelude::*;\n#[pyfunction]\nfn compute(e: &str) -> usize { e.len( }\n")
     with pytest.raises(error.ExtensionCompilationError):
         multiplug.rust(str(bad))
+
+
+#: tests/prenacs_style/multiplug_client.py, an application written against MultiPlug 1.2, prints
+#: these lines; the Python and Bash part (up to "bash() lang"... "sh missing function") is what
+#: MultiPlug 1.2 itself prints (test_multiplug_client_side_by_side_with_multiplug checks it), the
+#: Rust and Nim part follows from the plugins' sources (MultiPlug needs nimble's nimpy and
+#: pyo3 0.13 for those, which this machine cannot build)
+CLIENT = STYLE / "multiplug_client.py"
+CLIENT_EXPECTED = (STYLE / "multiplug_client.expected").read_text().splitlines()
+
+
+def _client_with_provbatch(folder: Path) -> Path:
+    """The client with its one MultiPlug import changed: nothing else."""
+    source = CLIENT.read_text()
+    assert source.count("\nimport multiplug\n") == 1
+    client = folder / "client.py"
+    client.write_text(source.replace("\nimport multiplug\n", "\nimport provbatch.multiplug as multiplug\n"))
+    return client
+
+
+def _run_client(python: Path | str, client: Path, *langs: str) -> list[str]:
+    done = subprocess.run([str(python), str(client), str(STYLE), *langs], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_code_written_for_multiplug_runs_by_changing_the_import(tmp_path, counter_module):
+    """A Python, a Bash, a Rust (pyo3 0.18 and 0.22 tiers) and a Nim plugin, with req_const/opt_func,
+    __lang__ and the MultiPlug errors, through provbatch.multiplug: MultiPlug's exact values."""
+    assert _run_client(sys.executable, _client_with_provbatch(tmp_path)) == CLIENT_EXPECTED
+
+
+def test_multiplug_public_names():
+    import provbatch.multiplug as multiplug
+
+    assert multiplug.__all__ == ["importer", "py", "bash", "rust", "nim", "error"]
+    assert [n for n in vars(multiplug.error) if not n.startswith("_") and n != "annotations"] == [
+        "MultiplugError", "ExtensionCompilationError", "InterfaceRequirementError", "UnsupportedLangError"]
+    import provbatch
+    from provbatch.plugins import registry
+
+    assert provbatch.importer is registry.importer  # provbatch's own importer is not MultiPlug's
+
+
+def test_multiplug_client_side_by_side_with_multiplug(tmp_path, prenacs_bin):
+    """MultiPlug 1.2 itself (from PyPI, with prenacs) and provbatch.multiplug print the same lines."""
+    theirs = _run_client(prenacs_bin.parent / "python", CLIENT, "python", "bash")
+    ours = _run_client(sys.executable, _client_with_provbatch(tmp_path), "python", "bash")
+    assert ours == theirs == CLIENT_EXPECTED[:len(theirs)]
+    assert theirs[-1].startswith("sh missing function: ")
 
 
 # --------------------------------------------------------------------------- Nim
