@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, read_tsv, run_cli
 
 STYLE = REPO / "tests" / "prenacs_style"
@@ -582,7 +581,7 @@ def test_side_by_side_with_prenacs(work, prenacs_bin):
     prenacs_rows, ours = _rows(p_out), _rows(out)
     assert prenacs_rows.pop("solo") == PRENACS_SOLO_ROW and ours.pop("solo") == PROVBATCH_SOLO_ROW
     assert ours == prenacs_rows == PRENACS_WORDS_ROWS
-    assert [l for l in p_log.read_text().splitlines() if l != "solo\tSOLO!"] == log.read_text().splitlines()
+    assert [line for line in p_log.read_text().splitlines() if line != "solo\tSOLO!"] == log.read_text().splitlines()
     prenacs_report = yaml.safe_load((work / "p.yaml").read_text())
     report = yaml.safe_load((work / "out.tsv.report.yaml").read_text())
     assert prenacs_report["n_units"] == report["n_units"] == 5
