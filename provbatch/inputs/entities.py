@@ -451,8 +451,8 @@ class ItemReader:
         if self._file is not None:
             self._file.close()
             self._file = None
-        elif hasattr(values, "close"):
-            values.close()  # type: ignore[union-attr]
+        elif values is not None and hasattr(values, "close"):
+            values.close()
 
     def take(self, n: int) -> list[tuple[str, str, int]]:
         """The next items, at most ``n``: fewer when duplicates or skipped ids were among the
@@ -476,10 +476,10 @@ class ItemReader:
             if self._path is not None:
                 self._file = _FileValues(self._path)  # read as _text_lines reads a file
         values, file = self._values, self._file
-        if values is None and file is None:
+        if file is None and values is None:
             return []
         try:
-            raw = file.take(n) if file is not None else list(islice(values, n))  # type: ignore[arg-type]
+            raw = file.take(n) if file is not None else list(islice(values or (), n))  # values is set: not both None
         except UnicodeDecodeError as exc:
             self.close()
             raise UsageError(f"{self._path}: not UTF-8 text ({exc.reason}): the entities must be UTF-8 (the file changed "
