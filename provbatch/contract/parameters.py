@@ -20,10 +20,11 @@ from typing import Any
 
 from ..errors import UsageError
 from . import datatypes
+from .results import FALSE_TEXT, TRUE_TEXT
 
 STATE = "state"
-_TRUE = {"true", "yes", "y", "on", "1"}
-_FALSE = {"false", "no", "n", "off", "0"}
+_TRUE = TRUE_TEXT | {"y", "on"}  # also as command lines spell them
+_FALSE = FALSE_TEXT | {"n", "off"}
 _NO_DEFAULT = {"", "none", "null", "~"}
 
 

@@ -23,7 +23,11 @@ from . import datatypes
 
 Formatter = Callable[[Any], str]
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+#: how a Boolean may be written (any case): in a result value, and so in a results file. The one
+#: list; its users may accept more: parameters the y/n/on/off of command lines, the store the t/f
+#: of prenacs files. A Boolean is always written true/false.
+TRUE_TEXT = frozenset({"true", "1", "yes"})
+FALSE_TEXT = frozenset({"false", "0", "no"})
 
 
 class ResultValueError(ValueError):
@@ -87,8 +91,8 @@ def _float(value: Any) -> str:
 def _boolean(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return "true" if value.strip().lower() in _TRUE else "false"
+    if isinstance(value, str) and value.strip().lower() in TRUE_TEXT | FALSE_TEXT:
+        return "true" if value.strip().lower() in TRUE_TEXT else "false"
     raise ResultValueError(f"expected a Boolean, got {type(value).__name__} {str(value)[:40]!r}")
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import datatypes
+from ..contract.results import FALSE_TEXT, TRUE_TEXT
 from ..errors import UsageError
 
 Parser = Callable[[str], Any]
@@ -37,9 +38,9 @@ def _integer(text: str) -> int:
 
 def _boolean(text: str) -> bool:
     lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
+    if lowered in TRUE_TEXT:
         return True
-    if lowered in ("false", "0", "no"):
+    if lowered in FALSE_TEXT:
         return False
     raise ValueError(f"{text!r} is not a Boolean")
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..contract import datatypes
+from ..contract.results import FALSE_TEXT, TRUE_TEXT
 
-_TRUE = frozenset({"true", "1", "yes", "t", "y"})
-_FALSE = frozenset({"false", "0", "no", "f", "n"})
+_TRUE = TRUE_TEXT | {"t", "y"}  # also as prenacs files have them
+_FALSE = FALSE_TEXT | {"f", "n"}
 
 
 class ValueTextError(ValueError):
