@@ -74,9 +74,8 @@ def main() -> None:
         hash_s, _ = timed(provenance.size_and_sha256, ids)
         run = BatchRun(str(plugin), EntitySource(path=str(ids)), attributes=str(definitions), backend="serial",
                        out=tmp / "out.tsv", run_dir=tmp / "run")
-        run.prepare()
-        run._fill_report()
-        capture_s, config = timed(provenance.capture_run_config, run)
+        start = run.run_start()
+        capture_s, config = timed(provenance.capture_run_config, run.options, start)
         for sink in run.sinks:
             if sink is not None:
                 sink.close()

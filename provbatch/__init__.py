@@ -24,6 +24,7 @@ _EXPORTS = {
     "SkippedEntitiesWarning": "provbatch.errors",
     "importer": "provbatch.plugins.registry",
     "load_plugin": "provbatch.plugins.loading",
+    "RunOptions": "provbatch.options",
     "ProvBatchError": "provbatch.errors",
     "UsageError": "provbatch.errors",
     "PluginError": "provbatch.errors",

@@ -23,7 +23,8 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     """Start a batch; iterate over the result to get ``(entity_id, results, logs)`` as they complete.
 
     ``entities`` is an iterable of entity strings, or an :class:`EntitySource`
-    (file, column, glob). Options are those of :class:`BatchRun` (params,
+    (file, column, glob). ``options`` are the fields of
+    :class:`~provbatch.options.RunOptions` (or ``options=RunOptions(...)`` itself): (params,
     backend, workers, address, attributes, idsproc, skip, out, log,
     report_path, user, system, reason, retries, timeout, fail_fast,
     max_failures, failures_path, retry_failed, run_dir, plugin_options, header, limit, sample,

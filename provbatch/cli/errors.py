@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from ..errors import ProvBatchError
+from ..options import OptionError, flag_of
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -58,6 +59,10 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
             except KeyboardInterrupt:
                 click.echo(f"{prog}: interrupted", err=True)
                 sys.exit(EXIT_INTERRUPTED)
+            except OptionError as exc:  # worded in API names: the command line names its flags
+                if debug:
+                    raise
+                fail(prog, exc.spelled(flag_of), exc.exit_code)
             except ProvBatchError as exc:
                 if debug:
                     raise

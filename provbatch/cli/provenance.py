@@ -13,6 +13,7 @@ import sys
 import click
 
 from .errors import friendly_errors
+from .run import run_option
 
 
 @click.command()
@@ -54,8 +55,8 @@ def show(run_dir: str | None, source: bool, debug: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Results TSV (default RUN_DIR/rerun-results.tsv, or .2.tsv, ... never overwriting). "
               "An existing file is resumed into, as batch-compute does; the original run's results file is refused.")
 @click.option("--allow-changed-inputs", is_flag=True, help="Re-run even when inputs differ from the run (the differences are still listed).")
-@click.option("--backend", type=click.Choice(["auto", "serial", "pool", "ray", "slurm"]), help="Backend (default: the one the run requested).")
-@click.option("--workers", type=int, help="Number of workers (default: as the run).")
+@run_option("backend", default=None, show_default=False, help="Backend (default: the one the run requested).")
+@run_option("workers", help="Number of workers (default: as the run).")
 @click.option("--run-dir", "record_dir", type=click.Path(file_okay=False), help="Run record directory of the rerun (default: a new one under $PROVBATCH_RUNS).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @friendly_errors("provbatch rerun")

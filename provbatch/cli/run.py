@@ -1,11 +1,17 @@
 """``batch-compute`` (also ``provbatch run``): compute the attributes of every entity with a plugin.
 
 Thin: parse the options, build the batch, iterate it, say how it went.
-Every error a user can cause becomes one line (see :mod:`.errors`).
+The run options are generated from their one declaration
+(:class:`provbatch.options.RunOptions`); this module adds only what is the
+command line's own: the PLUGIN and ENTITIES arguments with ``--glob`` and
+``--col``, ``--param``/``--params``, ``--nim-path``, ``--allow-failures``,
+``--dry-run``, ``--no-progress`` and ``--debug``. Every error a user can
+cause becomes one line (see :mod:`.errors`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -15,59 +21,79 @@ from typing import Any
 import click
 
 from ..errors import EXIT_ENTITIES_FAILED, EXIT_OUTPUT_CLOSED, FinalizeError, OutputClosed, UsageError
-from ..execution.registry import backend_names
+from ..options import DIRECTORY, FILE, RunOptions, option_default, option_names, option_spec
 from .errors import fail as _fail
 from .errors import friendly_errors
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def run_option(name: str, **overrides: Any) -> Decorator:
+    """The click option of one run option, from its declaration (``overrides`` for a command's own default or help)."""
+    spec = option_spec(name)
+    if spec.flag is None:
+        raise KeyError(f"{name} has no command-line flag")
+    settings: dict[str, Any] = {"help": spec.help}
+    if spec.metavar:
+        settings["metavar"] = spec.metavar
+    if spec.kind is bool:
+        settings["is_flag"] = True
+    elif spec.choices is not None:
+        settings["type"] = click.Choice(list(spec.choices()))
+    elif spec.kind == FILE:
+        settings["type"] = click.Path(dir_okay=False)
+    elif spec.kind == DIRECTORY:
+        settings["type"] = click.Path(file_okay=False)
+    elif spec.kind in (int, float):
+        settings["type"] = spec.kind
+    default = option_default(name)
+    if default is not None and default is not False and default is not dataclasses.MISSING:
+        settings["default"] = default
+        settings["show_default"] = spec.show_default
+    settings.update(overrides)
+    return click.option(spec.flag, name, **settings)
+
+
+#: what the command line declares itself, in the place of the run option it feeds (--param/--params:
+#: params, --nim-path: plugin_options, --no-progress: progress); --allow-failures (the exit code) and
+#: --dry-run (plan only) are modes of the command, not options of the run
+_OWN: dict[str, list[Decorator]] = {
+    "params": [
+        click.option("--param", "param", multiple=True, metavar="KEY=VALUE",
+                     help="A computation parameter (repeatable); converted with its PARAMETERS datatype."),
+        click.option("--params", "params_file", type=click.Path(dir_okay=False), help="YAML file of computation parameters (--param wins)."),
+    ],
+    "user": [
+        click.option("--nim-path", "nim_path", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+                     help="Nim plugins: a directory searched for imported modules, e.g. of nimble packages (repeatable; also $PROVBATCH_NIM_PATH)."),
+        run_option("user"),
+    ],
+    "retry_failed": [
+        click.option("--allow-failures", is_flag=True, help="Exit 0 even when some entities failed (they are still listed in the failures file)."),
+        run_option("retry_failed"),
+    ],
+    "limit": [
+        click.option("--dry-run", is_flag=True, help="Load, check and count the entities (to compute, already done, skipped); "
+                     "print what would run and where it would write; compute nothing, write nothing."),
+        run_option("limit"),
+    ],
+    "progress": [click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal).")],
+}
+
 
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Decorator] = [
         click.argument("plugin"),
         click.argument("entities", required=False),
         click.option("--glob", "pattern", metavar="PATTERN", help="Each file matching PATTERN is an entity (** recurses); instead of ENTITIES."),
         click.option("--col", "column", type=int, default=1, show_default=True, help="1-based column of ENTITIES holding the entity (TSV)."),
-        click.option("--out", "out", type=click.Path(dir_okay=False), help="Results TSV (default stdout). An existing file is appended to; its ids are skipped (resume)."),
-        click.option("--log", "log", type=click.Path(dir_okay=False), help="Logs TSV (default stderr)."),
-        click.option("--report", "report", type=click.Path(dir_okay=False), help="Report YAML (default: OUT.report.yaml when --out is given): one document, the latest run (earlier runs stay in their run records)."),
-        click.option("--param", "param", multiple=True, metavar="KEY=VALUE", help="A computation parameter (repeatable); converted with its PARAMETERS datatype."),
-        click.option("--params", "params_file", type=click.Path(dir_okay=False), help="YAML file of computation parameters (--param wins)."),
-        click.option("--attributes", type=click.Path(dir_okay=False), help="Attribute definitions (default ./attribute_definitions.yaml, else beside the plugin)."),
-        click.option("--backend", type=click.Choice(backend_names()), default="auto", show_default=True, help="auto: in the driver, or local worker processes when that pays off; Ray when --address/RAY_ADDRESS is set; slurm: Slurm job arrays (docs/slurm.md)."),
-        click.option("--workers", type=int, help="Number of workers (default: all CPUs; slurm: array tasks running at once, default the partition's CPUs)."),
-        click.option("--slurm-partition", metavar="NAME", help="slurm: sbatch --partition."),
-        click.option("--slurm-time", metavar="TIME", help="slurm: sbatch --time of each array task (e.g. 30, 2:00:00)."),
-        click.option("--slurm-mem", metavar="SIZE", help="slurm: sbatch --mem of each array task (e.g. 4G)."),
-        click.option("--slurm-chunk", type=int, metavar="N", help="slurm: entities per array task (default: about 4 tasks per --workers)."),
-        click.option("--slurm-opt", metavar="'OPTIONS'", help="slurm: more sbatch options, passed as is (e.g. '--account=lab --qos=short')."),
-        click.option("--slurm-workdir", type=click.Path(file_okay=False), help="slurm: work directory on the shared filesystem (default OUT.slurm)."),
-        click.option("--address", help="Address of an existing Ray cluster (also RAY_ADDRESS)."),
-        click.option("--idsproc", metavar="MODULE", help="Module with compute_id(entity) -> id: a .py, .sh, .rs or .nim file, or an importable module. With ENTITIES compute gets the id too; with --glob it gets the file (as prenacs)."),
-        click.option("--skip", type=click.Path(dir_okay=False), help="Skip the ids in the first column of this file."),
-        click.option("--nim-path", "nim_path", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
-                     help="Nim plugins: a directory searched for imported modules, e.g. of nimble packages (repeatable; also $PROVBATCH_NIM_PATH)."),
-        click.option("--user", help="User id for the report."),
-        click.option("--system", help="System id for the report."),
-        click.option("--reason", type=click.Choice(["new_entities", "new_attributes", "recompute"]), help="Why this computation is run (report)."),
-        click.option("--retries", type=int, default=0, show_default=True, help="Compute a failed entity again up to N times (exceptions, lost workers, timeouts), with exponential backoff."),
-        click.option("--timeout", type=float, metavar="SECONDS", help="Per entity: a compute running longer is killed (with its child processes) and counts as a failed attempt."),
-        click.option("--fail-fast", is_flag=True, help="Stop at the first entity that fails for good (finalize and the report still run)."),
-        click.option("--max-failures", type=int, metavar="N", help="Stop after N entities failed for good."),
-        click.option("--failures", "failures_path", type=click.Path(dir_okay=False), help="Failures TSV (default OUT.failures.tsv): entity, attempts, error class, message."),
-        click.option("--allow-failures", is_flag=True, help="Exit 0 even when some entities failed (they are still listed in the failures file)."),
-        click.option("--retry-failed", is_flag=True, help="Compute only the entities of the failures file; they leave it as they succeed."),
-        click.option("--run-dir", type=click.Path(file_okay=False), help="Run record directory (manifest.json, events.jsonl); default under the user's state dir ($PROVBATCH_RUNS)."),
-        click.option("--header", is_flag=True, help="Write the OUTPUT names as a first line (entity<TAB>name...) into a new results file; "
-                     "off by default, so the file stays what prenacs tools read. Readers and resume understand it."),
-        click.option("--dry-run", is_flag=True, help="Load, check and count the entities (to compute, already done, skipped); "
-                     "print what would run and where it would write; compute nothing, write nothing."),
-        click.option("--limit", type=int, metavar="N", help="Trial run: compute only the first N entities to compute (recorded in the report)."),
-        click.option("--sample", type=int, metavar="N", help="Trial run: compute N entities drawn at random from those to compute (recorded, with the seed)."),
-        click.option("--seed", type=int, help="Seed of --sample (default: a random one, recorded in the report)."),
-        click.option("--store", "store", metavar="URL", help="Also write the values into this results store (SQLAlchemy URL or SQLite path; default $PROVBATCH_STORE); resume skips what it holds."),
-        click.option("--only-stale", is_flag=True, help="With --store: compute only the entities whose stored values are stale (provbatch stale)."),
-        click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal)."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
+    for name in option_names():
+        if name in _OWN:
+            options += _OWN[name]
+        elif option_spec(name).flag is not None:
+            options.append(run_option(name))
+    options.append(click.option("--debug", is_flag=True, help="Show tracebacks."))
     for option in reversed(options):
         command = option(command)
     return command
@@ -88,7 +114,7 @@ def _run(**kw: Any) -> None:
     if kw["params_file"]:
         params.update(read_params_file(kw["params_file"]))
     params.update(parse_param_options(kw["param"]))
-    report = kw["report"] or (f"{kw['out']}.report.yaml" if kw["out"] else None)
+    report = kw["report_path"] or (f"{kw['out']}.report.yaml" if kw["out"] else None)
     plugin_options: dict[str, Any] = {}
     if kw["nim_path"]:
         from ..plugins.nim.build import NIM_PATH_ENV
@@ -98,46 +124,18 @@ def _run(**kw: Any) -> None:
             plugin_options["nim_path"] = nim_path  # recorded with the plugin's options (run_config.json)
         # and for a Nim --idsproc module, built in this process too
         os.environ[NIM_PATH_ENV] = os.pathsep.join(nim_path + [p for p in os.environ.get(NIM_PATH_ENV, "").split(os.pathsep) if p])
-    run = BatchRun(
-        kw["plugin"],
-        EntitySource(path=entities, column=kw["column"], pattern=pattern),
-        params=params,
-        backend=kw["backend"],
-        workers=kw["workers"],
-        address=kw["address"],
-        attributes=kw["attributes"],
-        idsproc=kw["idsproc"],
-        skip=kw["skip"],
-        out=kw["out"],
-        log=kw["log"],
+    given = {name: kw[name] for name in option_names() if name in kw and name not in ("report_path", "store")}
+    options = RunOptions(
+        **given,
         report_path=report,
-        user=kw["user"],
-        system=kw["system"],
-        reason=kw["reason"],
+        params=params,
         progress=not kw["no_progress"] and sys.stderr.isatty(),
-        retries=kw["retries"],
-        timeout=kw["timeout"],
-        fail_fast=kw["fail_fast"],
-        max_failures=kw["max_failures"],
-        failures_path=kw["failures_path"],
-        retry_failed=kw["retry_failed"],
-        run_dir=kw["run_dir"],
-        slurm_partition=kw["slurm_partition"],
-        slurm_time=kw["slurm_time"],
-        slurm_mem=kw["slurm_mem"],
-        slurm_chunk=kw["slurm_chunk"],
-        slurm_opt=kw["slurm_opt"],
-        slurm_workdir=kw["slurm_workdir"],
         write_std_streams=True,
         command=list(sys.argv),
         store=kw["store"] or os.environ.get("PROVBATCH_STORE") or None,
-        only_stale=kw["only_stale"],
-        header=kw["header"],
-        limit=kw["limit"],
-        sample=kw["sample"],
-        seed=kw["seed"],
         plugin_options=plugin_options or None,
     )
+    run = BatchRun(kw["plugin"], EntitySource(path=entities, column=kw["column"], pattern=pattern), options)
     if kw["dry_run"]:
         for line in run.plan().lines():
             click.echo(line)

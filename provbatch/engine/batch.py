@@ -14,10 +14,11 @@ retried) -> finalize -> report. The lifecycle and state rules are in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
-from ..execution import registry
 from ..execution.base import NOT_STARTED
 from ..execution.runner import Item
 from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
 from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
+from ..options import OptionError, RunOptions
 from ..outputs import report as reporting
 from ..outputs.failures import FailuresFile
 from ..outputs.identity import ResultsIdentity
@@ -84,116 +85,55 @@ class RetryPolicy:
         return min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
 
 
-@dataclass
 class BatchRun:
     """A batch computation; iterate over it to run it.
 
     Yields ``(entity_id, results, logs)`` for each entity computed, as it
     completes; results are the TSV texts of the values, in OUTPUT order.
     After the iteration, :attr:`failures` and :attr:`report` tell how it went.
+
+    The options are a :class:`~provbatch.options.RunOptions`, or its fields
+    as keyword arguments (which also amend a given ``options``).
     """
 
-    plugin: str | Path | LoadedPlugin
-    entities: EntitySource | Iterable[str]
-    params: Mapping[str, Any] | None = None
-    backend: str = "auto"
-    workers: int | None = None
-    address: str | None = None
-    attributes: str | Path | AttributeDefinitions | None = None
-    idsproc: str | None = None
-    skip: str | Path | None = None
-    out: str | Path | None = None
-    log: str | Path | None = None
-    report_path: str | Path | None = None
-    user: str | None = None
-    system: str | None = None
-    reason: str | None = None
-    progress: bool = False
-    retries: int = 0
-    timeout: float | None = None
-    fail_fast: bool = False
-    max_failures: int | None = None
-    failures_path: str | Path | None = None
-    retry_failed: bool = False
-    run_dir: str | Path | None = None
-    #: write results and logs to stdout/stderr when no file is given (the CLI); the API writes nothing then
-    write_std_streams: bool = False
-    #: the command line, for the run record
-    command: list[str] | None = None
-    #: the uuid of the run this one redoes (``provbatch rerun``), for run_config.json
-    rerun_of: str | None = None
-    #: options for the plugin's loader, e.g. ``{"constants_class": "Meta"}`` (Rust), ``{"const_prefix": "c_"}`` (Nim)
-    plugin_options: Mapping[str, Any] | None = None
-    #: write the OUTPUT names as a first line ``entity<TAB>name...`` into a new results file
-    header: bool = False
-    #: a trial run: compute only the first N entities to compute ...
-    limit: int | None = None
-    #: ... or N of them drawn at random (reproducible with ``seed``)
-    sample: int | None = None
-    seed: int | None = None
-    #: yield values converted by their datatypes (the Python API) instead of their TSV text (the CLI)
-    typed: bool = False
-    #: the results store the values also go to (a SQLAlchemy URL or a SQLite path; see docs/store.md)
-    store: str | None = None
-    #: compute only the entities whose stored values are stale (needs ``store``)
-    only_stale: bool = False
-    #: --backend slurm (docs/slurm.md): sbatch --partition, --time, --mem; entities per array task;
-    #: more sbatch options as one string; the work directory on the shared filesystem (default OUT.slurm)
-    slurm_partition: str | None = None
-    slurm_time: str | None = None
-    slurm_mem: str | None = None
-    slurm_chunk: int | None = None
-    slurm_opt: str | None = None
-    slurm_workdir: str | Path | None = None
-    failures: list[Failure] = field(default_factory=list, init=False)
-    report: reporting.Report = field(default_factory=reporting.Report, init=False)
-
-    def __post_init__(self) -> None:
-        registry.backend(self.backend)  # a usage error naming the choices for an unknown backend
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"--workers must be 1 or more, got {self.workers}")
-        if self.retries < 0:
-            raise UsageError(f"--retries must be 0 or more, got {self.retries}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        if self.max_failures is not None and self.max_failures < 1:
-            raise UsageError(f"--max-failures must be 1 or more, got {self.max_failures}")
-        if self.fail_fast:
-            self.max_failures = 1
-        if self.only_stale and not self.store:
-            raise UsageError("--only-stale needs --store URL (the store whose stale values are recomputed)")
-        if self.limit is not None and self.sample is not None:
-            raise UsageError("--limit and --sample exclude each other: give one")
-        for name in ("limit", "sample"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UsageError(f"--{name} must be 1 or more, got {value}")
-        if self.sample is not None and self.seed is None:
-            import random
-
-            self.seed = random.SystemRandom().randrange(1 << 31)  # recorded, so the same sample can be drawn again
-        reporting.check_reason(self.reason)
+    def __init__(
+        self,
+        plugin: str | Path | LoadedPlugin,
+        entities: EntitySource | Iterable[str],
+        options: RunOptions | None = None,
+        **option_values: Any,
+    ) -> None:
+        if options is None:
+            options = RunOptions(**option_values)
+        elif option_values:
+            options = dataclasses.replace(options, **option_values)
+        self.plugin = plugin
+        self.entities = entities
+        self.options = options
+        self.failures: list[Failure] = []
+        self.report = reporting.Report()
+        self.run_config: dict[str, Any] | None = None
         self.slurm = self._slurm_options()
         # Paths stay as the user gave them (messages and records show them so); files are
         # opened by their absolute path, resolved now: a compute or initialize that changes
         # the working directory must move neither the report nor the failures file nor the record.
         self.start_dir = os.getcwd()
-        self.policy = RetryPolicy(self.retries)
-        self._prepared = self._checked = False
+        self.policy = RetryPolicy(self.options.retries)
+        self._prepared = self._checked = self._report_filled = False
         self._warnings: list[str] = []
         self.record: RunRecord | None = None
         self.n_retried = 0
 
     def _slurm_options(self) -> Any:
-        given = {name: getattr(self, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
-        if self.backend != "slurm":
+        given = {name: getattr(self.options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
+        if self.options.backend != "slurm":
             used = [f"--slurm-{name}" for name, value in given.items() if value is not None]
             if used:
                 raise UsageError(f"{', '.join(used)} only apply to --backend slurm")
             return None
         from ..execution.slurm import SlurmOptions, default_workdir
 
-        given["workdir"] = str(Path(given["workdir"]).resolve()) if given["workdir"] else str(default_workdir(self.out))
+        given["workdir"] = str(Path(given["workdir"]).resolve()) if given["workdir"] else str(default_workdir(self.options.out))
         options = SlurmOptions(**given)
         options.check()
         return options
@@ -205,7 +145,7 @@ class BatchRun:
         if isinstance(self.entities, EntitySource):
             from .progress import count_lines
 
-            return count_lines(self.entities.path) if self.entities.path and not self.retry_failed else None
+            return count_lines(self.entities.path) if self.entities.path and not self.options.retry_failed else None
         return len(self.entities) if hasattr(self.entities, "__len__") else None  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- set-up
@@ -234,19 +174,19 @@ class BatchRun:
 
             self.slurm_config = check_slurm()
         self.loaded = (
-            self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.plugin_options or {}))
+            self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.options.plugin_options or {}))
         )
         definitions = (
-            self.attributes if isinstance(self.attributes, AttributeDefinitions) else resolve_attributes(self.attributes, self.loaded)
+            self.options.attributes if isinstance(self.options.attributes, AttributeDefinitions) else resolve_attributes(self.options.attributes, self.loaded)
         )
         require_valid(self.loaded, definitions)
         self.definitions = definitions
         from ..contract.parameters import resolve_params
 
-        self.resolved = resolve_params(self.params or {}, self.loaded.parameters, origin="parameters")
+        self.resolved = resolve_params(self.options.params or {}, self.loaded.parameters, origin="parameters")
         self._refuse_outputs_that_are_inputs()
         self.entities_scan: ScanResult | None = None
-        if isinstance(self.entities, EntitySource) and not self.retry_failed:
+        if isinstance(self.entities, EntitySource) and not self.options.retry_failed:
             self._check_entities_file(self.entities)
         self.failures_file = self._failures_file()
         self.store_sink = self._open_store(writes)
@@ -265,11 +205,11 @@ class BatchRun:
         attributes from its definitions when the store lacks them, unless
         ``writes`` is False (a dry run, which leaves no trace).
         """
-        if not self.store:
+        if not self.options.store:
             return None
         from ..outputs.store_sink import StoreSink
 
-        return StoreSink(self.store, self.loaded, dict(self.resolved), self.definitions, writes=writes)
+        return StoreSink(self.options.store, self.loaded, dict(self.resolved), self.definitions, writes=writes)
 
     @property
     def header_line(self) -> str:
@@ -279,10 +219,10 @@ class BatchRun:
     @property
     def trial(self) -> str | None:
         """What makes this run a trial run (for the report), or None."""
-        if self.limit is not None:
-            return f"--limit {self.limit}: the first {self.limit} entit{'y' if self.limit == 1 else 'ies'} to compute"
-        if self.sample is not None:
-            return f"--sample {self.sample} --seed {self.seed}: {self.sample} entities drawn at random from those to compute"
+        if self.options.limit is not None:
+            return f"--limit {self.options.limit}: the first {self.options.limit} entit{'y' if self.options.limit == 1 else 'ies'} to compute"
+        if self.options.sample is not None:
+            return f"--sample {self.options.sample} --seed {self.options.seed}: {self.options.sample} entities drawn at random from those to compute"
         return None
 
     def plan(self) -> DryRunPlan:
@@ -299,7 +239,7 @@ class BatchRun:
     # time (outputs/lock.py), and only the computation that wrote them may resume them
     # (outputs/identity.py). Standard streams and devices (/dev/full, a FIFO) have neither.
     def _output_files(self) -> list[tuple[Path, str]]:
-        files = [(self.at_start(path), what) for path, what in ((self.out, "results"), (self.log, "logs"))
+        files = [(self.at_start(path), what) for path, what in ((self.options.out, "results"), (self.options.log, "logs"))
                  if path is not None and str(path) != "-"]
         return [(path, what) for path, what in files if path.is_file() or not path.exists()]
 
@@ -307,10 +247,10 @@ class BatchRun:
         inputs = []
         if isinstance(self.entities, EntitySource) and self.entities.path not in (None, "-"):
             inputs.append((Path(self.entities.path), "the ENTITIES file"))
-        if self.skip is not None:
-            inputs.append((Path(self.skip), "the --skip file"))
+        if self.options.skip is not None:
+            inputs.append((Path(self.options.skip), "the --skip file"))
         outputs = [(Path(path), option) for path, option in
-                   ((self.out, "--out"), (self.log, "--log"), (self.report_path, "--report"), (self.failures_path, "--failures"))
+                   ((self.options.out, "--out"), (self.options.log, "--log"), (self.options.report_path, "--report"), (self.options.failures_path, "--failures"))
                    if path is not None and str(path) != "-"]
         for index, (output, option) in enumerate(outputs):
             real = os.path.realpath(output)
@@ -343,26 +283,26 @@ class BatchRun:
         self.locks = []
 
     def _claim_results(self) -> None:
-        if self.out is None or str(self.out) == "-" or not (self.at_start(self.out).is_file() or not self.at_start(self.out).exists()):
+        if self.options.out is None or str(self.options.out) == "-" or not (self.at_start(self.options.out).is_file() or not self.at_start(self.options.out).exists()):
             return
         plugin = self.loaded
         parameters, unrestorable = provenance.capture_parameters(dict(self.resolved))
         parameters.update({name: f"<{kind}>" for name, kind in unrestorable.items()})  # a state object: by its type
         identity = ResultsIdentity(plugin.id, plugin.version, plugin.sha256() if plugin.path else "", parameters,
                                    tuple(plugin.output))
-        warning = claim_results(self.at_start(self.out), identity)
+        warning = claim_results(self.at_start(self.options.out), identity)
         if warning:
             self.report.remarks.append(warning)
             self._warnings.append(warning)
 
     def _failures_file(self) -> FailuresFile | None:
-        path = self.failures_path or (f"{self.out}.failures.tsv" if self.out else None)
-        if path is None and self.retry_failed:
-            raise UsageError("--retry-failed needs --out (the failures file is OUT.failures.tsv) or --failures FILE")
+        path = self.options.failures_path or (f"{self.options.out}.failures.tsv" if self.options.out else None)
+        if path is None and self.options.retry_failed:
+            raise OptionError("retry_failed", "needs {out} (the failures file is OUT.failures.tsv) or {failures_path}")
         if path is None:
             return None
         failures = FailuresFile(self.at_start(path), shown=path)
-        if self.retry_failed and not failures.entries:
+        if self.options.retry_failed and not failures.entries:
             raise UsageError(f"{path}: no failures to retry (the file is missing or empty)")
         return failures
 
@@ -386,24 +326,24 @@ class BatchRun:
     def _entity_stream(self) -> EntityStream:
         source: EntitySource | Iterable[str] = self.entities
         skip = SeenIds()
-        if self.out is not None and self.at_start(self.out).is_file():
-            existing_ids(self.at_start(self.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
+        if self.options.out is not None and self.at_start(self.options.out).is_file():
+            existing_ids(self.at_start(self.options.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
         self.done_or_skipped = skip
-        if self.skip is not None:
-            if not self.at_start(self.skip).is_file():
-                raise UsageError(f"{self.skip}: skip file not found")
-            for entity_id in iter_column(str(self.at_start(self.skip)), 1, "skip file"):
+        if self.options.skip is not None:
+            if not self.at_start(self.options.skip).is_file():
+                raise UsageError(f"{self.options.skip}: skip file not found")
+            for entity_id in iter_column(str(self.at_start(self.options.skip)), 1, "skip file"):
                 skip.add(entity_id)
         only = None
         if self.store_sink is not None:
-            if self.only_stale:
+            if self.options.only_stale:
                 # a value stale because its input file changed has this run's signature: not "done"
                 only = self.store_sink.stale_ids(self.loaded)
-            elif self.reason != "recompute":  # resume against the store: what the same computation stored is done
+            elif self.options.reason != "recompute":  # resume against the store: what the same computation stored is done
                 for entity_id in self.store_sink.done_ids():
                     skip.add(entity_id)
-        idsproc = load_idsproc(self.idsproc) if self.idsproc else None
-        if self.retry_failed:
+        idsproc = load_idsproc(self.options.idsproc) if self.options.idsproc else None
+        if self.options.retry_failed:
             assert self.failures_file is not None
             for entity in self.failures_file.entities():  # done meanwhile (a run killed before rewriting the file)
                 if (idsproc(entity) if idsproc else entity) in skip:
@@ -411,19 +351,19 @@ class BatchRun:
             source = self.failures_file.entities()
         if isinstance(source, EntitySource) and source.path not in (None, "-") and not source.pattern:
             source = replace(source, path=str(self.at_start(str(source.path))))  # read after initialize, which may chdir
-        return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.limit, sample=self.sample, seed=self.seed,
+        return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.options.limit, sample=self.options.sample, seed=self.options.seed,
                             only=only)
 
     def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
         """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
-        if self.log is not None and self.at_start(self.log).is_file() and len(self.done_or_skipped):
+        if self.options.log is not None and self.at_start(self.options.log).is_file() and len(self.done_or_skipped):
             # log lines of entities that are not done (their results were lost
             # when a run was killed) go: those entities are computed, and logged, again
-            keep_log_lines_of(self.at_start(self.log), self.done_or_skipped)
-        results = (TsvSink(self._opened(self.out), sys.stdout, "results", header=self.header_line if self.header else None)
-                   if self.out or self.write_std_streams else None)
+            keep_log_lines_of(self.at_start(self.options.log), self.done_or_skipped)
+        results = (TsvSink(self._opened(self.options.out), sys.stdout, "results", header=self.header_line if self.options.header else None)
+                   if self.options.out or self.options.write_std_streams else None)
         try:
-            logs = TsvSink(self._opened(self.log), sys.stderr, "logs") if self.log or self.write_std_streams else None
+            logs = TsvSink(self._opened(self.options.log), sys.stderr, "logs") if self.options.log or self.options.write_std_streams else None
         except Exception:
             if results is not None:
                 results.close()
@@ -436,17 +376,17 @@ class BatchRun:
 
     def _open_record(self) -> RunRecord:
         plugin, report = self.loaded, self.report
-        run_dir = Path(self.run_dir) if self.run_dir else default_run_dir(plugin.id, report.uuid)
+        run_dir = Path(self.options.run_dir) if self.options.run_dir else default_run_dir(plugin.id, report.uuid)
         report.run_dir = str(run_dir)
         return RunRecord(self.at_start(run_dir), {
             "uuid": report.uuid,
             "plugin": {"id": plugin.id, "version": plugin.version, "lang": plugin.lang,
                        "path": report.plugin_path, "sha256": report.plugin_sha256},
             "entities": report.entities,
-            "outputs": {**report.outputs, "report": str(self.report_path) if self.report_path else None,
+            "outputs": {**report.outputs, "report": str(self.options.report_path) if self.options.report_path else None,
                         "failures": self.failures_file.shown if self.failures_file else None},
             "parameters": reporting.plain(report.parameters),
-            "command": self.command,
+            "command": self.options.command,
             "counts": {},
         })
 
@@ -475,20 +415,53 @@ class BatchRun:
         self.close()
 
     def _fill_report(self) -> None:
+        if self._report_filled:
+            return
+        self._report_filled = True
         plugin, report = self.loaded, self.report
         report.plugin_id, report.plugin_version, report.plugin_lang = plugin.id, plugin.version, plugin.lang
         report.plugin_sha256 = plugin.sha256() if plugin.path else ""
         report.plugin_path = str(plugin.path or plugin.label)
         report.parameters = dict(self.resolved)
-        report.user_id = self.user or report.user_id
-        report.system_id = self.system or report.system_id
-        report.reason = self.reason
+        report.user_id = self.options.user or report.user_id
+        report.system_id = self.options.system or report.system_id
+        report.reason = self.options.reason
         report.trial = self.trial
-        if self.retry_failed:
+        if self.options.retry_failed:
             report.entities = f"failures of {self.failures_file.shown}"  # type: ignore[union-attr]
         else:
             report.entities = self.entities.describe() if isinstance(self.entities, EntitySource) else "<python iterable>"
-        report.outputs = {"results": str(self.out) if self.out else None, "logs": str(self.log) if self.log else None}
+        report.outputs = {"results": str(self.options.out) if self.options.out else None, "logs": str(self.options.log) if self.options.log else None}
+
+    def _finish_run_config(self) -> None:
+        if self.run_config is None or self.record is None:
+            return
+        report = self.report
+        gap = provenance.finish_run_config(self.run_config, self.record.run_dir, report.time_end, report.backend,
+                                           report.workers, self.stream.digest)
+        if gap is not None:
+            self._provenance_gap(gap)
+
+    def run_start(self) -> provenance.RunStart:
+        """What the run resolved before its first compute, for its run_config.json (the report filled)."""
+        self.prepare()
+        self._fill_report()
+        report = self.report
+        failures = self.failures_file
+        return provenance.RunStart(
+            cwd=self.start_dir, uuid=report.uuid, time_start=report.time_start, user=report.user_id, system=report.system_id,
+            reason=report.reason, trial=self.trial, run_dir=report.run_dir, plugin=self.loaded,
+            plugin_sha256=report.plugin_sha256, parameters=dict(self.resolved), definitions=self.definitions,
+            entities=self.entities, failures_path=failures.shown if failures is not None else None,
+            retried=list(failures.entries) if failures is not None and self.options.retry_failed else None,
+        )
+
+    def _provenance_gap(self, message: str) -> None:
+        """run_config.json could not be written (or completed): say so everywhere, go on computing."""
+        self.report.remarks.append(message)
+        print(f"provbatch: warning: {message}", file=sys.stderr)
+        if self.record is not None:
+            self.record.event("run_config_failed", message=message)
 
     def _counts(self) -> dict[str, int]:
         counts = self.stream.counts
@@ -538,17 +511,19 @@ class BatchRun:
         report = self.report
         results_sink, logs_sink = self.sinks
         self.record = record = self._open_record()
-        self.run_config = provenance.start_run_config(self)  # run_config.json: what rerun needs
+        self.run_config, gap = provenance.start_run_config(self.options, self.run_start(), record.run_dir)  # what rerun needs
+        if gap is not None:
+            self._provenance_gap(gap)
         store_sink = self.store_sink
         if store_sink is not None:
-            store_sink.start(report, self.command)
+            store_sink.start(report, self.options.command)
         progress = None
-        if self.progress:
+        if self.options.progress:
             from .progress import Progress
 
             total = self.entities_scan.lines if self.entities_scan is not None else None
-            if total is not None and (self.limit or self.sample):
-                total = min(total, self.limit or self.sample or total)
+            if total is not None and (self.options.limit or self.options.sample):
+                total = min(total, self.options.limit or self.options.sample or total)
             progress = Progress(total)
         status, failure_text, ran_to_end = "aborted", None, False
         failures_file = self.failures_file
@@ -558,16 +533,16 @@ class BatchRun:
         try:
             self._lifecycle = lifecycle = Lifecycle(
                 self.loaded, self.resolved, self._datatypes(),
-                ExecutionOptions(self.backend, self.workers, self.address, self.timeout, self.slurm,
+                ExecutionOptions(self.options.backend, self.options.workers, self.options.address, self.options.timeout, self.slurm,
                                  self.slurm_config, self._expected_entities()), report, record.event,
             )
             self._write_logs(lifecycle.take_output())  # initialize's own output
-            record.event("launch_started", backend=lifecycle.backend, workers=self.workers or default_workers())
+            record.event("launch_started", backend=lifecycle.backend, workers=self.options.workers or default_workers())
             if progress is not None:
                 progress.status = lambda: lifecycle.pool.status() if lifecycle.pool is not None else ""
             items = self.stream.items()
             parse = None
-            if self.typed:
+            if self.options.typed:
                 from ..outputs.results_reader import row_parser
 
                 parse = row_parser(self._datatypes())
@@ -613,9 +588,9 @@ class BatchRun:
                     progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
                 if keep_rows:
                     yield from done
-                if self.max_failures is not None and len(self.failures) >= self.max_failures:
+                if self.options.max_failures is not None and len(self.failures) >= self.options.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
-                                    f"({'--fail-fast' if self.fail_fast else f'--max-failures {self.max_failures}'})")
+                                    f"({'--fail-fast' if self.options.fail_fast else f'--max-failures {self.options.max_failures}'})")
             status = "partial" if self.failures else "completed"
             ran_to_end = True
             self._warn_skipped()
@@ -669,11 +644,11 @@ class BatchRun:
     def _warn_skipped(self) -> None:
         """The Python API: say that a resume skipped entities (the CLI's summary line says it there)."""
         counts = self.stream.counts
-        if self.write_std_streams or not counts.skipped or self.out is None:
+        if self.options.write_std_streams or not counts.skipped or self.options.out is None:
             return
         import warnings
 
-        where = f"already in {self.out} (a resume)" if self.skip is None else f"already in {self.out} or in the skip file {self.skip}"
+        where = f"already in {self.options.out} (a resume)" if self.options.skip is None else f"already in {self.options.out} or in the skip file {self.options.skip}"
         warnings.warn(f"{counts.skipped} of {counts.read} entities skipped: their results are {where}; read them with "
                       "provbatch.read_results, or use another out= to compute them again", SkippedEntitiesWarning, stacklevel=3)
 
@@ -705,7 +680,7 @@ class BatchRun:
                 if failed is not None:
                     self._record_failure(failed, item[1])
                     log_lines.append(f"{entity_id}\terror\t{one_line(f'{error[0]}: {error[1]}')}\n")
-                    if self.max_failures is not None and len(self.failures) >= self.max_failures:
+                    if self.options.max_failures is not None and len(self.failures) >= self.options.max_failures:
                         break  # stop here: the rest of the chunk is not written (a resume computes it)
             if logs:
                 log_lines.extend(f"{entity_id}\t{message}\n" for message in logs)
@@ -785,11 +760,11 @@ class BatchRun:
         report.n_retried = self.n_retried
         report.comp_status = status
         report.time_end = reporting.now_iso()
-        if self.report_path is not None:
-            attempt(lambda: reporting.write_report(report, self.at_start(self.report_path)))  # type: ignore[arg-type]
+        if self.options.report_path is not None:
+            attempt(lambda: reporting.write_report(report, self.at_start(self.options.report_path)))  # type: ignore[arg-type]
         if self.store_sink is not None:
             attempt(lambda: self.store_sink.close(report))
-        attempt(lambda: provenance.finish_run_config(self))
+        attempt(self._finish_run_config)
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")
             manifest_status = "interrupted" if interrupted else ("failed" if status in ("aborted", "finalize_failed") else "finished")

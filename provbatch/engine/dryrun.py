@@ -63,10 +63,10 @@ def plan_run(run: BatchRun) -> DryRunPlan:
 
     run.check_inputs(writes=False)
     stream = run.stream
-    out = Path(run.out) if run.out is not None else None
+    out = Path(run.options.out) if run.options.out is not None else None
     done_ids = existing_ids(out, header=run.header_line) if out is not None and out.is_file() else SeenIds()
     sink = run.store_sink
-    in_store = set(sink.done_ids()) if sink is not None and not run.only_stale else set()
+    in_store = set(sink.done_ids()) if sink is not None and not run.options.only_stale else set()
     skipped = run.done_or_skipped
     seen: set[str] = set()
     read = done = done_in_file = duplicates = in_skip = 0
@@ -85,17 +85,17 @@ def plan_run(run: BatchRun) -> DryRunPlan:
         else:
             seen.add(entity_id)
     to_compute = len(seen)
-    trial_size = run.limit or run.sample
+    trial_size = run.options.limit or run.options.sample
     loaded = run.loaded
     results = "stdout" if out is None else f"{out} ({'appending' if out.is_file() else 'new file'})"
-    if out is None and not run.write_std_streams:
+    if out is None and not run.options.write_std_streams:
         results = "none (returned to the caller)"
     destinations = [
         ("results", results),
-        ("logs", str(run.log) if run.log else ("stderr" if run.write_std_streams else "none")),
-        ("report", str(run.report_path) if run.report_path else "none"),
+        ("logs", str(run.options.log) if run.options.log else ("stderr" if run.options.write_std_streams else "none")),
+        ("report", str(run.options.report_path) if run.options.report_path else "none"),
         ("failures", run.failures_file.shown if run.failures_file else "none"),
-        ("run record", str(run.run_dir) if run.run_dir else f"under {runs_root()}"),
+        ("run record", str(run.options.run_dir) if run.options.run_dir else f"under {runs_root()}"),
     ]
     if sink is not None:
         sink.close()
@@ -112,6 +112,6 @@ def plan_run(run: BatchRun) -> DryRunPlan:
         read=read, done=done, in_skip_file=in_skip, duplicates=duplicates,
         to_compute=min(to_compute, trial_size) if trial_size else to_compute,
         done_in=", ".join(where_done) or None,
-        trial=run.trial, backend=run.backend + (f", {run.workers} workers" if run.workers else ""),
+        trial=run.trial, backend=run.options.backend + (f", {run.options.workers} workers" if run.options.workers else ""),
         destinations=destinations,
     )

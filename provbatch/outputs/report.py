@@ -17,7 +17,6 @@ from typing import Any
 
 from ..errors import UsageError
 
-REASONS = ("new_entities", "new_attributes", "recompute")
 COMP_STATUSES = ("completed", "partial", "aborted")
 
 
@@ -69,12 +68,6 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def check_reason(reason: str | None) -> str | None:
-    if reason is not None and reason not in REASONS:
-        raise UsageError(f"--reason must be one of {', '.join(REASONS)}, got '{reason}'")
-    return reason
 
 
 def plain(value: Any) -> Any:

@@ -38,14 +38,16 @@ import os
 import platform
 import sys
 from collections.abc import Iterable, Iterator, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..options import RunOptions
 from .rundirs import FORMAT, RUN_CONFIG
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..contract.attributes import AttributeDefinitions
-    from ..engine.batch import BatchRun
+    from ..inputs.entities import EntitySource
     from ..plugins.loading import LoadedPlugin
 
 #: an iterable of entities given to the Python API is stored if it has at most this many
@@ -230,14 +232,16 @@ def _stored_values(values: Iterable[Any]) -> dict[str, Any]:
     return {"count": len(stored), "values": stored, "values_sha256": digest}
 
 
-def capture_entities(run: BatchRun, cwd: str) -> dict[str, Any]:
-    """Where the entities came from, with what rerun needs to check or replay them."""
+def capture_entities(source: EntitySource | Iterable[str], cwd: str,
+                     retried: tuple[str, list[str]] | None = None) -> dict[str, Any]:
+    """Where the entities came from, with what rerun needs to check or replay them.
+
+    ``retried``: the failures file and its entities, for a ``retry_failed`` run.
+    """
     from ..inputs.entities import EntitySource, is_stream
 
-    source = run.entities
-    if run.retry_failed and run.failures_file is not None:
-        return {"kind": "failures_file", "path": run.failures_file.shown, "recheckable": False,
-                **_stored_values(run.failures_file.entries)}
+    if retried is not None:
+        return {"kind": "failures_file", "path": retried[0], "recheckable": False, **_stored_values(retried[1])}
     if isinstance(source, EntitySource):
         if source.pattern:
             files = [file_facts(p, cwd) for p in glob_matches(source.pattern, cwd)]
@@ -374,52 +378,74 @@ def capture_environment(lang: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the whole record
 
 
-def capture_run_config(run: BatchRun) -> dict[str, Any]:
-    """Everything needed to redo ``run`` (prepared, its report filled): see the module docstring."""
-    report = run.report
-    cwd = run.start_dir
-    parameters, unrestorable = capture_parameters(dict(run.resolved))
-    failures = run.failures_file.shown if run.failures_file is not None else None
-    out = run.at_start(run.out) if run.out else None
+@dataclass(frozen=True)
+class RunStart:
+    """What a run resolved from its options before its first compute: the rest of its run_config.json."""
+
+    #: the working directory at the start (relative paths are relative to it)
+    cwd: str
+    uuid: str
+    time_start: str
+    user: str
+    system: str
+    reason: str | None
+    #: what makes the run a trial run (--limit, --sample), or None
+    trial: str | None
+    run_dir: str | None
+    plugin: LoadedPlugin
+    plugin_sha256: str
+    #: the resolved parameters (defaults applied, values converted)
+    parameters: dict[str, Any]
+    definitions: AttributeDefinitions | None
+    entities: EntitySource | Iterable[str]
+    #: the failures file (given, or OUT.failures.tsv), as the user gave it
+    failures_path: str | None = None
+    #: the entities of the failures file, for a retry_failed run
+    retried: list[str] | None = None
+
+
+def capture_run_config(options: RunOptions, start: RunStart) -> dict[str, Any]:
+    """Everything needed to redo a run: see the module docstring."""
+    cwd = start.cwd
+    parameters, unrestorable = capture_parameters(dict(start.parameters))
+    failures = start.failures_path
+    retried = (failures, start.retried) if start.retried is not None and failures is not None else None
+    out = Path(os.path.join(cwd, options.out)) if options.out else None
     resumed = out.stat().st_size if out is not None and out.is_file() else 0
     return {
         "format": FORMAT,
-        "uuid": report.uuid,
-        "rerun_of": run.rerun_of,
-        "time_start": report.time_start,
+        "uuid": start.uuid,
+        "rerun_of": options.rerun_of,
+        "time_start": start.time_start,
         "time_end": None,
-        "user": report.user_id,
-        "system": report.system_id,
-        "reason": report.reason,
-        "trial": run.trial,
-        "command": list(run.command) if run.command else None,
+        "user": start.user,
+        "system": start.system,
+        "reason": start.reason,
+        "trial": start.trial,
+        "command": list(options.command) if options.command else None,
         "cwd": cwd,
-        "run_dir": report.run_dir,
-        "plugin": {**capture_plugin(run.loaded, report.plugin_sha256), **capture_output(run.definitions, run.loaded.output)},
+        "run_dir": start.run_dir,
+        "plugin": {**capture_plugin(start.plugin, start.plugin_sha256), **capture_output(start.definitions, start.plugin.output)},
         "parameters": parameters,
         "unrestorable_parameters": unrestorable,
-        "entities": capture_entities(run, cwd),
-        "idsproc": capture_idsproc(run.idsproc, cwd),
-        "skip": file_facts(str(run.skip), cwd) if run.skip is not None else None,
-        "attributes": capture_attributes(run.definitions, run.loaded.output, cwd),
+        "entities": capture_entities(start.entities, cwd, retried),
+        "idsproc": capture_idsproc(options.idsproc, cwd),
+        "skip": file_facts(str(options.skip), cwd) if options.skip is not None else None,
+        "attributes": capture_attributes(start.definitions, start.plugin.output, cwd),
         "execution": {
-            "backend": run.backend, "workers": run.workers, "address": run.address,
-            "retries": run.retries, "timeout": run.timeout, "fail_fast": run.fail_fast,
-            "max_failures": run.max_failures, "retry_failed": run.retry_failed,
-            "header": run.header, "limit": run.limit, "sample": run.sample, "seed": run.seed,
-            "backend_used": None, "workers_used": None,
+            **options.recorded(), "backend_used": None, "workers_used": None,
             # --backend slurm: the sbatch options (the work directory follows --out on a rerun)
-            "slurm": {name: getattr(run, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt")}
-            if run.backend == "slurm" else None,
+            "slurm": {name: getattr(options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt")}
+            if options.backend == "slurm" else None,
         },
         "outputs": {
-            "results": str(run.out) if run.out else None,
-            "logs": str(run.log) if run.log else None,
-            "report": str(run.report_path) if run.report_path else None,
+            "results": str(options.out) if options.out else None,
+            "logs": str(options.log) if options.log else None,
+            "report": str(options.report_path) if options.report_path else None,
             "failures": str(failures) if failures else None,
             "resumed_bytes": resumed,
         },
-        "environment": capture_environment(run.loaded.lang),
+        "environment": capture_environment(start.plugin.lang),
     }
 
 
@@ -430,45 +456,34 @@ def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
     return atomic_write(Path(run_dir) / RUN_CONFIG, json.dumps(config, indent=1, ensure_ascii=False) + "\n")
 
 
-def _warn(run: BatchRun, what: str, exc: Exception) -> None:
-    message = f"{RUN_CONFIG} {what}: {type(exc).__name__}: {exc}"
-    run.report.remarks.append(message)
-    print(f"provbatch: warning: {message}", file=sys.stderr)
-    if run.record is not None:
-        run.record.event("run_config_failed", message=message)
+def start_run_config(options: RunOptions, start: RunStart, run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Capture and write ``run_config.json`` at the start of a run: ``(config, None)``.
 
-
-def start_run_config(run: BatchRun) -> dict[str, Any] | None:
-    """The start hook of :class:`BatchRun`: capture and write ``run_config.json``.
-
-    Never raises for an ordinary error: a provenance gap is noted (report
-    remarks, an event, stderr) rather than losing the computation.
+    Never raises for an ordinary error: returns ``(None, why)`` instead, for
+    the engine to note the provenance gap (report remarks, an event, stderr)
+    rather than losing the computation.
     """
-    assert run.record is not None
     try:
-        config = capture_run_config(run)
-        write_run_config(run.record.run_dir, config)
+        config = capture_run_config(options, start)
+        write_run_config(run_dir, config)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        _warn(run, "not written", exc)
-        return None
-    return config
+        return None, f"{RUN_CONFIG} not written: {type(exc).__name__}: {exc}"
+    return config, None
 
 
-def finish_run_config(run: BatchRun) -> None:
-    """The end hook of :class:`BatchRun`: add the end time, the backend used and Ray's version if it ran."""
-    config = getattr(run, "run_config", None)
-    if config is None or run.record is None:
-        return
-    report = run.report
+def finish_run_config(config: dict[str, Any], run_dir: str | Path, time_end: str | None, backend_used: str,
+                      workers_used: int, digest: Any) -> str | None:
+    """At the end of a run: add the end time, the digest of a streamed input, the backend used and
+    Ray's version if it ran. Returns why it could not (the results are already written), else None."""
     try:
-        config["time_end"] = report.time_end
+        config["time_end"] = time_end
         entities = config.get("entities") or {}
-        digest = run.stream.digest
         if entities.get("kind") in ("stdin", "stream") and digest.size:
             entities.update(size=digest.size, sha256=digest.sha256, complete=digest.complete)
-        config["execution"].update(backend_used=report.backend, workers_used=report.workers)
+        config["execution"].update(backend_used=backend_used, workers_used=workers_used)
         if config["environment"].get("ray") is None:
             config["environment"]["ray"] = ray_version()
-        write_run_config(run.record.run_dir, config)
+        write_run_config(run_dir, config)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
-        _warn(run, "not completed", exc)
+        return f"{RUN_CONFIG} not completed: {type(exc).__name__}: {exc}"
+    return None

@@ -47,6 +47,7 @@ from typing import Any
 
 from ..errors import ProvBatchError, UnsafePathError, UsageError
 from ..files import check_private, private_dir, safe_component, safe_relative, sha256_file, write_new
+from ..options import RunOptions
 from .capture import absolute, glob_matches, size_and_sha256, source_bytes
 from .rundirs import MANIFEST, RUN_CONFIG, find_run_dir, load_manifest, load_run_config
 from .rundirs import WHAT as RUN_DIR_WHAT
@@ -569,12 +570,11 @@ def prepare_rerun(
     out_path, resuming = choose_out(source_run, out, config)
     chosen_backend = backend or execution["backend"]
     slurm = (execution.get("slurm") or {}) if chosen_backend == "slurm" else {}
-    batch = BatchRun(
-        materialize_plugin(config),
-        entities,
-        params=dict(config["parameters"]),
+    plugin = materialize_plugin(config)
+    options = RunOptions.restored(
+        execution,
         backend=chosen_backend,
-        workers=workers if workers is not None else execution["workers"],
+        workers=workers,
         attributes=materialize_attributes(config),
         idsproc=materialize_idsproc(config),
         skip=skip,
@@ -582,13 +582,6 @@ def prepare_rerun(
         log=f"{out_path}.log.tsv",
         report_path=f"{out_path}.report.yaml",
         reason="recompute",
-        retries=execution.get("retries") or 0,
-        timeout=execution.get("timeout"),
-        max_failures=execution.get("max_failures"),
-        header=bool(execution.get("header")),
-        limit=execution.get("limit"),  # a trial run is redone as the same trial (the same sample: the seed is recorded)
-        sample=execution.get("sample"),
-        seed=execution.get("seed"),
         run_dir=record_dir,
         progress=progress,
         write_std_streams=write_std_streams,
@@ -597,6 +590,7 @@ def prepare_rerun(
         plugin_options=dict(config["plugin"].get("options") or {}),
         **{f"slurm_{name}": value for name, value in slurm.items()},
     )
+    batch = BatchRun(plugin, entities, options, params=dict(config["parameters"]))
     batch.prepare()
     check.notes += _artifact_notes(config, batch)
     return Rerun(source_run, config, batch, out_path, resuming, check)
