@@ -1,8 +1,8 @@
 """provbatch: compute attributes of entities with plugins, in parallel, keeping provenance.
 
 The public API is small: :func:`run_batch` and :func:`iter_batch` run a
-batch, :func:`importer` loads a plugin of any supported language, and the
-error types say what went wrong. Names are imported lazily so that
+batch, :func:`rerun` redoes a recorded one, :func:`importer` loads a plugin
+of any supported language, and the error types say what went wrong. Names are imported lazily so that
 ``import provbatch`` (and ``--help``) stays fast and never imports Ray.
 """
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "run_batch": "provbatch.api",
     "iter_batch": "provbatch.api",
     "BatchResult": "provbatch.api",
+    "rerun": "provbatch.api",
     "BatchRun": "provbatch.engine.batch",
     "Failure": "provbatch.engine.batch",
     "EntitySource": "provbatch.inputs.entities",

@@ -1,8 +1,10 @@
-"""The Python API: :func:`run_batch` and :func:`iter_batch`, and :class:`BatchResult`.
+"""The Python API: :func:`run_batch` and :func:`iter_batch`, and :class:`BatchResult`; :func:`rerun`.
 
 Thin over the engine (:class:`~provbatch.engine.batch.BatchRun`): what a
 caller writes in a script or a notebook, with the same options as the
-command line in Python words.
+command line in Python words. :func:`rerun` runs what
+:func:`provbatch.provenance.rerun.plan_rerun` checked and planned: provenance
+sits below the engine, so running a batch again lives here, above it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .errors import UsageError
 from .inputs.entities import EntitySource
 from .outputs import report as reporting
 from .plugins.loading import LoadedPlugin
+from .provenance.rerun import InputCheck, RerunPlan, artifact_notes, plan_rerun
 
 
 def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | EntitySource, **options: Any) -> BatchRun:
@@ -102,3 +105,68 @@ def run_batch(
     run = iter_batch(plugin, entities, params=params, backend=backend, workers=workers, **options)
     rows = list(run)
     return BatchResult(rows, run.failures, run.report, tuple(run.loaded.output), run.datatypes, run.stream.counts.skipped)
+
+
+@dataclass
+class Rerun:
+    """A prepared rerun (see :mod:`provbatch.provenance.rerun`): the checked plan and its batch,
+    the plugin loaded (built) from the captured source; iterate :attr:`batch` or call :meth:`run`."""
+
+    plan: RerunPlan
+    batch: BatchRun
+
+    @property
+    def source_run(self) -> Path:
+        return self.plan.source_run
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.plan.config
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    @property
+    def resuming(self) -> bool:
+        return self.plan.resuming
+
+    @property
+    def check(self) -> InputCheck:
+        return self.plan.check
+
+    @property
+    def notes(self) -> list[str]:
+        return self.plan.notes
+
+    def run(self) -> Rerun:
+        for _row in self.batch:
+            pass
+        return self
+
+    def same_as_original(self) -> bool | None:
+        """Whether the results equal the original run's results file, as multisets of lines;
+        None when there is nothing to compare with (results went to stdout, or the file is gone)."""
+        return self.plan.same_as_original()
+
+
+def prepare_rerun(run_dir: str | Path, out: str | Path | None = None, allow_changed_inputs: bool = False,
+                  **options: Any) -> Rerun:
+    """Check the record and the inputs, rebuild the plugin from the captured source and prepare the batch.
+
+    ``options`` are those of :func:`~provbatch.provenance.rerun.plan_rerun` (backend, workers,
+    record_dir, command, progress, write_std_streams). Raises
+    :class:`~provbatch.provenance.rerun.InputsChangedError` when inputs differ and
+    ``allow_changed_inputs`` is False; nothing is written then.
+    """
+    plan = plan_rerun(run_dir, out, allow_changed_inputs, **options)
+    batch = BatchRun(plan.plugin, plan.entities, plan.options)
+    batch.prepare()
+    plan.check.notes += artifact_notes(plan.config, batch.loaded.spec)
+    return Rerun(plan, batch)
+
+
+def rerun(run_dir: str | Path, out: str | Path | None = None, allow_changed_inputs: bool = False, **options: Any) -> Rerun:
+    """Redo the run recorded in ``run_dir`` from its run_config.json alone (see
+    :mod:`provbatch.provenance.rerun`); returns the finished :class:`Rerun`."""
+    return prepare_rerun(run_dir, out, allow_changed_inputs, **options).run()

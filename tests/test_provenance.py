@@ -109,7 +109,7 @@ def test_crate_directory_captures_every_source(tmp_path, ids_file):
 
 def test_api_run_stores_a_list_of_entities_and_replays_it(tmp_path, write_plugin, attributes_file):
     from provbatch import run_batch
-    from provbatch.provenance.rerun import rerun
+    from provbatch.api import rerun
 
     plugin = write_plugin(SCALE)
     result = run_batch(plugin, ["x", "yyy"], params={"times": 2}, backend="serial", attributes=attributes_file,
@@ -351,7 +351,7 @@ def test_loader_options_through_the_api_are_captured_and_used_by_rerun(tmp_path,
     from test_rust_plugins import META_PLUGIN
 
     from provbatch import run_batch
-    from provbatch.provenance.rerun import rerun
+    from provbatch.api import rerun
 
     plugin = write_source(tmp_path, "meta.rs", META_PLUGIN)
     result = run_batch(plugin, ["ab", "c"], params={"times": 2}, backend="serial", attributes=attributes_file,

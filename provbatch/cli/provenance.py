@@ -1,7 +1,7 @@
 """The provenance commands: ``provbatch show RUN_DIR`` and ``provbatch rerun RUN_DIR``.
 
 Thin, like the rest of the CLI: parse, call :mod:`provbatch.provenance.show` or
-:mod:`provbatch.provenance.rerun` (imported inside the command, so ``--help`` stays
+:func:`provbatch.api.prepare_rerun` (imported inside the command, so ``--help`` stays
 fast), print; errors are one line, or one line per difference for a refused
 rerun (``friendly_errors``).
 """
@@ -77,7 +77,7 @@ def rerun(run_dir: str, out: str | None, allow_changed_inputs: bool, backend: st
     directory) that records which run it redoes; its logs and report go
     beside the results (OUT.log.tsv, OUT.report.yaml).
     """
-    from ..provenance.rerun import prepare_rerun
+    from ..api import prepare_rerun
 
     def say(text: str) -> None:
         click.echo(f"provbatch rerun: {text}", err=True)

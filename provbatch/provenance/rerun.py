@@ -26,10 +26,12 @@ what the run captured:
    always maps to the same folder, so a compiled plugin is built once for all
    its reruns. The idsproc module and the OUTPUT attribute definitions are
    written there too and used from there.
-3. Compute with the captured parameters and options, as a new run (its own
-   uuid and run directory, ``rerun_of`` in its run_config, reason
-   ``recompute``), into ``out`` (default ``RUN_DIR/rerun-results.tsv``, or
-   ``rerun-results.2.tsv``, ... so that no file is overwritten).
+3. Say what to compute (:func:`plan_rerun`: the captured parameters and
+   options as a :class:`~provbatch.options.RunOptions`): the engine computes
+   it as a new run (:func:`provbatch.api.rerun`; its own uuid and run
+   directory, ``rerun_of`` in its run_config, reason ``recompute``), into
+   ``out`` (default ``RUN_DIR/rerun-results.tsv``, or ``rerun-results.2.tsv``,
+   ... so that no file is overwritten).
 
 The results are then compared with the original run's results file as a
 multiset of lines (the order of completion may differ between runs), in one
@@ -490,12 +492,18 @@ def choose_out(run_dir: Path, out: str | Path | None, config: dict[str, Any]) ->
 
 
 @dataclass
-class Rerun:
-    """A prepared rerun: iterate :attr:`batch` to compute (or call :meth:`run`)."""
+class RerunPlan:
+    """A checked rerun, not started: what to compute (the plugin rebuilt from the captured source,
+    the entities, the options of the run) and where. The engine runs it: :func:`provbatch.api.rerun`
+    (this layer sits below the engine, so it only says what to run)."""
 
     source_run: Path
     config: dict[str, Any]
-    batch: Any  # BatchRun, prepared: the plugin is loaded (built) from the captured source
+    #: the plugin, written again from the captured sources (a file, or a crate directory)
+    plugin: Path
+    entities: Any  # an EntitySource, or the list of entities the run stored
+    #: the run's options, with the captured parameters (the plugin's defaults applied at the run)
+    options: RunOptions
     out: Path
     resuming: bool
     check: InputCheck
@@ -504,21 +512,17 @@ class Rerun:
     def notes(self) -> list[str]:
         return self.check.notes
 
-    def run(self) -> Rerun:
-        for _row in self.batch:
-            pass
-        return self
-
-    def same_as_original(self) -> bool | None:
+    def same_as_original(self, out: Path | None = None) -> bool | None:
         """Whether the results equal the original run's results file, as multisets of lines;
         None when there is nothing to compare with (results went to stdout, or the file is gone)."""
         original = self.config["outputs"].get("results")
         if not original:
             return None
         path = absolute(original, self.config["cwd"])
-        if not path.is_file() or not self.out.is_file():
+        out = out or self.out
+        if not path.is_file() or not out.is_file():
             return None
-        return lines_digest(path) == lines_digest(self.out)
+        return lines_digest(path) == lines_digest(out)
 
 
 def lines_digest(path: Path) -> tuple[int, int]:
@@ -535,7 +539,7 @@ def lines_digest(path: Path) -> tuple[int, int]:
     return count, total
 
 
-def prepare_rerun(
+def plan_rerun(
     run_dir: str | Path,
     out: str | Path | None = None,
     allow_changed_inputs: bool = False,
@@ -545,14 +549,13 @@ def prepare_rerun(
     command: list[str] | None = None,
     progress: bool = False,
     write_std_streams: bool = False,
-) -> Rerun:
-    """Check the inputs, rebuild the plugin from the captured source and prepare the batch.
+) -> RerunPlan:
+    """Check the record and the inputs, write the captured sources again, and say what to compute.
 
-    Raises :class:`InputsChangedError` when inputs differ and
+    Raises :class:`RecordInconsistentError` when the record disagrees with
+    itself, and :class:`InputsChangedError` when inputs differ and
     ``allow_changed_inputs`` is False; nothing is written then.
     """
-    from ..engine.batch import BatchRun
-
     source_run, config, manifest = trusted_record(run_dir)
     inconsistent, record_notes = record_differences(config, manifest)
     if inconsistent:
@@ -588,24 +591,17 @@ def prepare_rerun(
         command=command if command is not None else list(sys.argv),
         rerun_of=config["uuid"],
         plugin_options=dict(config["plugin"].get("options") or {}),
+        params=dict(config["parameters"]),
         **{f"slurm_{name}": value for name, value in slurm.items()},
     )
-    batch = BatchRun(plugin, entities, options, params=dict(config["parameters"]))
-    batch.prepare()
-    check.notes += _artifact_notes(config, batch)
-    return Rerun(source_run, config, batch, out_path, resuming, check)
+    return RerunPlan(source_run, config, plugin, entities, options, out_path, resuming, check)
 
 
-def _artifact_notes(config: dict[str, Any], batch: Any) -> list[str]:
+def artifact_notes(config: dict[str, Any], spec: Any) -> list[str]:
+    """Whether the library rebuilt from the captured sources (``spec``: the loaded plugin's
+    :class:`~provbatch.plugins.base.PluginSpec`) differs from the run's: worth knowing only."""
     before = config["plugin"].get("artifact")
-    spec = batch.loaded.spec
     if before and spec.artifact_sha256 and before.get("sha256") != spec.artifact_sha256 and spec.artifact != spec.source:
         return [f"the rebuilt library differs from the run's (sha256 {str(before.get('sha256'))[:12]}... -> "
                 f"{spec.artifact_sha256[:12]}...): same sources, but compiled builds embed their paths"]
     return []
-
-
-def rerun(run_dir: str | Path, out: str | Path | None = None, allow_changed_inputs: bool = False, **options: Any) -> Rerun:
-    """Redo the run recorded in ``run_dir`` (see the module docstring); returns the finished :class:`Rerun`."""
-    return prepare_rerun(run_dir, out, allow_changed_inputs, **options).run()
-

@@ -1,4 +1,4 @@
-"""The package's layers (docs/architecture.md): no import cycle, and no upward import but the known ones.
+"""The package's layers (docs/architecture.md): no import cycle, and no upward import.
 
 The imports are read from the source (ast), so the test sees imports inside
 functions too. A new upward import fails here; the known ones are listed,
@@ -19,15 +19,13 @@ LAYERS: list[set[str]] = [
     {"plugins", "multiplug"},
     {"inputs"},
     {"execution"},
+    {"options"},  # RunOptions: its choices read the registries (execution's backends)
     {"store", "outputs", "provenance"},
     {"engine"},
     {"api", "cli", "authoring", ""},  # "" is provbatch/__init__.py, the lazy public face
 ]
 #: (importing module, imported module) pairs that break the layers today (docs/architecture.md)
-KNOWN_UPWARD = {
-    ("provbatch.provenance.rerun", "provbatch.engine.batch"),
-    ("provbatch.provenance.capture", "provbatch.engine.batch"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def layer_of(module: str) -> int:
