@@ -57,7 +57,7 @@ class OptionError(UsageError):
         return f"{name(self.option)} {self.problem.format_map(_Names(name))}"
 
 
-class _Names(dict):  # type: ignore[type-arg]
+class _Names(dict):
     def __init__(self, name: Callable[[str], str]) -> None:
         super().__init__()
         self.name = name
