@@ -38,7 +38,7 @@ from .schema import inputs as t_inputs
 from .schema import plugins as t_plugins
 from .schema import values as t_values
 from .url import READ_ONLY, create_engine, display_url, store_url
-from .writer import BATCH_ROWS, Dialect, EntityIds, entity_key, gc_paused, write_values
+from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, entity_key, gc_paused, write_values
 
 #: the definition fields of an attribute besides its name
 ATTRIBUTE_FIELDS = ("datatype", "definition", "unit", "ontology_xref", "related_ontology_terms", "remark", "computation_group")
@@ -342,21 +342,16 @@ class Store:
             raise UsageError(f"{results}: results file not found")
         computation, existed = self.record_computation(record, replace_plugin, replace_report, where=where)
         writer = self.writer(computation, record.output)
-        n_values = n_entities = 0
+        n_values = 0
         with gc_paused(), self.engine.begin() as connection:  # the whole file's rows are live: see gc_paused
             fresh = not existed or not _has_values(connection, computation)
-            batch: list[tuple[str, list[Any]]] = []
-            for row in _read_results(results, writer.codecs, record.output):
-                batch.append(row)
-                if len(batch) * len(record.output) >= BATCH_ROWS:
-                    n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.attribute_ids,
-                                             batch, fresh)
-                    n_entities += len(batch)
-                    batch = []
-            if batch:
+            names, columns = _read_results(results, writer.codecs, record.output)
+            n_entities = len(names)
+            step = max(1, BATCH_ROWS // max(1, len(record.output)))
+            for start in range(0, n_entities, step):
+                batch = (names[start:start + step], [column[start:start + step] for column in columns])
                 n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.attribute_ids,
                                          batch, fresh)
-                n_entities += len(batch)
         return LoadResult(record.uuid, n_values, n_entities, existed)
 
     # ---------------------------------------------------------------- reading
@@ -538,31 +533,40 @@ class ComputationWriter:
         self.entity_ids = EntityIds(store.dialect)
         self.n_values = 0
 
-    def encode(self, entity: str, fields: Sequence[str]) -> list[Any]:
-        """The stored columns of one results row (raises UsageError naming the entity and attribute)."""
-        try:
-            return [codec.encode_text(text) for codec, text in zip(self.codecs, fields)]
-        except ValueTextError:
-            for name, codec, text in zip(self.names, self.codecs, fields):
-                try:
-                    codec.encode_text(text)
-                except ValueTextError as exc:
-                    raise UsageError(f"entity '{entity}', attribute '{name}' ({codec.datatype}): {exc}") from None
-            raise
-
     def write(self, rows: Sequence[tuple[str, Sequence[str]]],
               inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
         """Write rows ``(entity, fields as text)`` in one transaction, retried on a deadlock; returns values written."""
         return self.write_encoded(self.encode_rows(rows), inputs)
 
-    def encode_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[str, list[Any]]]:
-        """Rows checked and in their stored form (raises UsageError naming the entity and attribute)."""
+    def encode_rows(self, rows: Sequence[tuple[str, Sequence[str]]]) -> Columns:
+        """Rows checked and in their stored form, as columns (raises UsageError naming the entity and attribute)."""
+        if not rows:
+            return [], [[] for _name in self.names]
         with gc_paused():
-            return [(entity, self.encode(entity, fields)) for entity, fields in rows]
+            names, *columns = zip(*[(entity, *fields) for entity, fields in rows])
+            return names, self.encode_columns(names, columns)
 
-    def write_encoded(self, encoded: Sequence[tuple[str, Sequence[Any]]],
+    def encode_columns(self, names: Sequence[str], columns: Sequence[Sequence[str]]) -> list[list[Any]]:
+        """Columns of field texts (one per attribute, in OUTPUT order) in their stored form."""
+        if len(columns) != len(self.codecs):
+            raise UsageError(f"{len(columns)} value(s) per entity, the attributes are {len(self.codecs)} "
+                             f"({', '.join(self.names)})")
+        encoded = []
+        for name, codec, column in zip(self.names, self.codecs, columns):
+            try:
+                encoded.append(codec.encode_column(column))
+            except ValueTextError:
+                for entity, text in zip(names, column):
+                    try:
+                        codec.encode_text(text)
+                    except ValueTextError as exc:
+                        raise UsageError(f"entity '{entity}', attribute '{name}' ({codec.datatype}): {exc}") from None
+                raise
+        return encoded
+
+    def write_encoded(self, encoded: Columns,
                       inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
-        """Write rows of :meth:`encode_rows` in one transaction, retried on a deadlock; returns values written.
+        """Write a batch of :meth:`encode_rows` in one transaction, retried on a deadlock; returns values written.
 
         May run in another thread than the one that encoded (the store sink's writer thread), one call at a time."""
         for attempt in range(RETRIES):
@@ -600,33 +604,58 @@ def _field_text(value: Any) -> str | None:
     return str(value)
 
 
-def _read_results(path: Path, codecs: Sequence[Codec], output: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
-    """``(entity, encoded columns)`` of a results TSV; a later row of the same entity replaces an earlier one."""
+def _read_results(path: Path, codecs: Sequence[Codec], output: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """``(entities, encoded columns)`` of a results TSV; a later row of the same entity replaces an earlier one.
+
+    Every line is checked; the check and the encoding run a column at a time
+    (:attr:`.codec.Codec.encode_column`), and a bad value is looked for line by
+    line only once a column is known to hold one.
+    """
     n = len(output)
-    seen: dict[str, list[Any]] = {}
+    rows: list[list[str]] = []
     try:
         handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - opened apart: an open error is not a read error
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the results: {exc.strerror or exc}") from exc
     with handle:
+        add = rows.append
         for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) - 1 != n:
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) - 1 != n or fields == [""]:
+                if fields == [""]:
+                    continue
                 raise UsageError(f"{path}:{number}: {len(fields) - 1} value(s), the plugin's OUTPUT has {n} "
                                  f"({', '.join(output)})")
-            entity = fields[0]
+            add(fields)
+    if not rows:
+        return [], [[] for _codec in codecs]
+    names, *texts = (list(column) for column in zip(*rows))
+    del rows
+    columns: list[list[Any]] = []
+    for index, (codec, column) in enumerate(zip(codecs, texts)):
+        try:
+            columns.append(codec.encode_column(column))
+        except ValueTextError:
+            _raise_first_bad(path, index, codec, output[index])
+            raise
+    if len(set(names)) != len(names):
+        last = list({name: at for at, name in enumerate(names)}.values())  # first position, last row
+        names = [names[at] for at in last]
+        columns = [[column[at] for at in last] for column in columns]
+    return names, columns
+
+
+def _raise_first_bad(path: Path, index: int, codec: Codec, name: str) -> None:
+    """The one-line error of the first line whose field ``index`` does not read as its datatype."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) <= index + 1:
+                continue
             try:
-                seen[entity] = [codec.encode_text(text) for codec, text in zip(codecs, fields[1:])]
-            except ValueTextError:
-                for name, codec, text in zip(output, codecs, fields[1:]):
-                    try:
-                        codec.encode_text(text)
-                    except ValueTextError as exc:
-                        raise UsageError(f"{path}:{number}: attribute '{name}' ({codec.datatype}): {exc}") from None
-    yield from seen.items()
+                codec.encode_text(fields[index + 1])
+            except ValueTextError as exc:
+                raise UsageError(f"{path}:{number}: attribute '{name}' ({codec.datatype}): {exc}") from None
 
 
 def read_definitions(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -137,32 +137,38 @@ class EntityIds:
                 self._ids[keyed[key]] = entity_id
 
 
-def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, computation: int,
-                 attribute_ids: Sequence[int], rows: Sequence[tuple[str, Sequence[Any]]],
-                 fresh: bool, inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
-    """Write encoded rows ``(entity, [stored text per attribute])`` of one computation; returns the values written.
+#: a batch of encoded values: (entity names, one column of stored texts per attribute)
+Columns = tuple[Sequence[str], Sequence[Sequence[Any]]]
 
+
+def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, computation: int,
+                 attribute_ids: Sequence[int], batch: Columns,
+                 fresh: bool, inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
+    """Write a batch ``(entities, [stored texts of each attribute])`` of one computation; returns the values written.
+
+    Columns, not rows: they are encoded column by column (:attr:`.codec.Codec.encode_column`)
+    and written attribute by attribute, so no transposition is needed.
     ``fresh``: the computation has no value
     rows yet (plain inserts, COPY); otherwise rows already there are kept.
-    Rows must name each entity once. Runs in the connection's transaction.
+    The batch must name each entity once. Runs in the connection's transaction.
     """
     raw = connection.connection.driver_connection
     cursor = raw.cursor()
     try:
         with gc_paused():
-            return _write(cursor, dialect, entity_ids, computation, attribute_ids, rows, fresh, inputs)
+            return _write(cursor, dialect, entity_ids, computation, attribute_ids, batch, fresh, inputs)
     finally:
         cursor.close()
 
 
 def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: int, attribute_ids: Sequence[int],
-           rows: Sequence[tuple[str, Sequence[Any]]], fresh: bool,
+           batch: Columns, fresh: bool,
            inputs: Sequence[tuple[str, str, int | None, str | None, float | None]]) -> int:
-    ids = entity_ids.ids(cursor, [name for name, _columns in rows])
+    names, columns = batch
+    ids = entity_ids.ids(cursor, names)
     value_rows: list[tuple[Any, ...]] = []
     current_rows: list[tuple[int, int, int]] = []
     n = len(ids)
-    columns = list(zip(*[texts for _name, texts in rows])) if rows else []
     # attribute by attribute: in primary-key order, so that new rows append to the b-trees
     for attribute_id, column in zip(attribute_ids, columns):
         value_rows.extend(zip(repeat(attribute_id, n), ids, repeat(computation, n), column))
