@@ -794,3 +794,40 @@ def test_show_tells_a_dead_run_from_a_running_one(tmp_path: Path, attributes_fil
         proc.wait()
     dead = run_cli("show", tmp_path / "run", prog="provbatch")
     assert re.search(rf"status\s+died \(process {proc.pid} is gone", dead.stdout), dead.stdout
+
+
+NOISY_SLOW = '''\
+import sys, time
+ID = "noisy_slow"
+VERSION = "1.0.0"
+INPUT = "any entity id"
+OUTPUT = ["length"]
+METHOD = "len() of the id, printing, slow enough for auto to start workers"
+PARAMETERS = []
+
+def compute(entity, **kwargs):
+    print("compute", entity)
+    print("to stderr", entity, file=sys.stderr)
+    time.sleep(0.001)
+    return [len(entity)], []
+'''
+
+
+def test_plugin_output_is_captured_once_when_auto_moves_from_the_driver_to_workers(tmp_path: Path,
+                                                                                    attributes_file: Path) -> None:
+    # the driver holds fds 1 and 2 on its capture while it computes; it lets go before forking the workers,
+    # which capture on their own: every line once, none in the results, none lost at the switch
+    (tmp_path / "noisy_slow.py").write_text(NOISY_SLOW)
+    ids = [f"e{i}" for i in range(1, 1201)]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    result = cli("noisy_slow.py", "ids.txt", "--workers", "2", "--report", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = yaml.safe_load((tmp_path / "r.yaml").read_text())
+    assert "auto (pool)" in json.dumps(report), report
+    assert sorted(result.stdout.splitlines()) == sorted(f"{e}\t{len(e)}" for e in ids)
+    err = result.stderr.splitlines()
+    assert sorted(line for line in err if line.startswith("\t[plugin stdout] ")) == sorted(
+        f"\t[plugin stdout] compute {e}" for e in ids)
+    assert sorted(line for line in err if line.startswith("\t[plugin stderr] ")) == sorted(
+        f"\t[plugin stderr] to stderr {e}" for e in ids)
+    assert err[-1].startswith("batch-compute: 1200 computed, 0 failed, 0 skipped, in ")
