@@ -13,7 +13,10 @@ benchmark plugin, chunks of 256 as the driver computes them):
 - capture, the compute loop alone (11b): the same chunks computed by a ChunkRunner as the
   driver's serial path does (capture held over the whole span, taken after each chunk), and
   (for information, 11b') as workers and the API's iterator do (fds pointed away and back
-  around each chunk), against a runner whose capture does nothing; best of 6 interleaved rounds;
+  around each chunk), against a runner whose capture does nothing, and a second such runner as the control (the
+  noise floor of the machine); the four take turns every
+  40 chunks (so that the load of other processes falls on them alike), best of 5 passes; each
+  turn of the held side starts by pointing the fds at the capture, once (2 dup2 per 40 chunks);
 - resume check (11c, 11d): claiming a results file of N * 35 % rows (identity read and
   compared, or the column check of a file written before identities: the worst case), against
   the time the same run spends reading those rows to skip them (existing_ids, which resume
@@ -35,6 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _scale import PLUGINS, check_results, ids_file, load_average, result  # noqa: E402
+
 import provbatch.engine.lifecycle as lifecycle_module
 from provbatch.execution.capture import OutputCapture
 from provbatch.execution.runner import ChunkRunner, RunnerConfig
@@ -43,11 +48,12 @@ from provbatch.outputs.identity import ResultsIdentity, claim, identity_path
 from provbatch.outputs.tsv import existing_ids
 from provbatch.plugins.loading import load_plugin
 
-from _scale import PLUGINS, check_results, ids_file, load_average, result  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "plugins" / "trivial.py"
 CHUNK = 256
+#: the compute loop's sides take turns every BLOCK chunks; best of ROUNDS passes
+BLOCK = 40
+ROUNDS = 5
 
 
 class NoCapture:
@@ -55,7 +61,7 @@ class NoCapture:
 
     closed = False
 
-    def __enter__(self) -> "NoCapture":
+    def __enter__(self) -> NoCapture:
         return self
 
     def __exit__(self, *_exc: Any) -> None:
@@ -136,18 +142,30 @@ def main() -> None:
     chunks = [[(i, i, 1) for i in ids[start:start + CHUNK]] for start in range(0, n, CHUNK)]
     with_capture = ChunkRunner(config, module=plugin.module)
     without = ChunkRunner(config, module=plugin.module, capture=NoCapture())  # type: ignore[arg-type]
-    best = {side: [float("inf"), float("inf")] for side in ("without", "held", "per chunk")}
-    for round_ in range(6):  # interleaved, the order turning: load from other processes hits all three
-        sides = ["without", "held", "per chunk"]
-        sides = sides[round_ % 3:] + sides[:round_ % 3]
-        for side in sides:
-            runner = without if side == "without" else with_capture
-            wall, cpu = compute_all(runner, chunks, held=side != "per chunk")
-            best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
+    # interleaved finely: blocks of BLOCK chunks (~10-50 ms), each computed by the three sides in turn (the
+    # order turning), times summed per side over a pass; best of ROUNDS passes. Load from other processes then
+    # falls on the three sides alike, which whole passes one after the other (seconds each) do not ensure.
+    blocks = [chunks[start:start + BLOCK] for start in range(0, len(chunks), BLOCK)]
+    # "again": a second runner without capture, the control: how far two identical sides differ here
+    again = ChunkRunner(config, module=plugin.module, capture=NoCapture())  # type: ignore[arg-type]
+    runners = {"without": without, "again": again, "held": with_capture, "per chunk": with_capture}
+    best = {side: [float("inf"), float("inf")] for side in runners}
+    for _round in range(ROUNDS):
+        total = {side: [0.0, 0.0] for side in best}
+        for number, block in enumerate(blocks):
+            sides = list(runners)
+            sides = sides[number % 4:] + sides[:number % 4]
+            for side in sides:
+                runner = runners[side]
+                wall, cpu = compute_all(runner, block, held=side != "per chunk")
+                total[side][0] += wall
+                total[side][1] += cpu
+        for side in best:
+            best[side] = [min(best[side][0], total[side][0]), min(best[side][1], total[side][1])]
     ratios = {side: (best[side][0] / best["without"][0] - 1, best[side][1] / best["without"][1] - 1)
-              for side in ("held", "per chunk")}
+              for side in ("again", "held", "per chunk")}
     per_chunk_us = (best["per chunk"][1] - best["without"][1]) / len(chunks) * 1e6
-    print(f"compute loop, {n} trivial entities in chunks of {CHUNK}, best of 6 (wall / CPU): "
+    print(f"compute loop, {n} trivial entities in chunks of {CHUNK}, four sides in turn every {BLOCK} chunks, best of {ROUNDS} (wall / CPU): "
           f"{best['without'][0]:.3f} / {best['without'][1]:.3f} s without capture; "
           f"{best['held'][0]:.3f} / {best['held'][1]:.3f} s with the capture held (the driver): "
           f"{ratios['held'][0] * 100:+.2f} % / {ratios['held'][1] * 100:+.2f} %; "
@@ -159,6 +177,8 @@ def main() -> None:
            ratios["held"][1] < 0.05)
     print(f"11b' (information) the same, fds pointed away and back around each chunk of {CHUNK}: "
           f"{ratios['per chunk'][1] * 100:+.2f} % CPU, {ratios['per chunk'][0] * 100:+.2f} % wall")
+    print(f"control: a second runner without capture, the same way: {ratios['again'][1] * 100:+.2f} % CPU, "
+          f"{ratios['again'][0] * 100:+.2f} % wall (differences within this are the machine's, not the capture's)")
 
     with tempfile.TemporaryDirectory(prefix="provbatch-bench-") as folder:
         results = Path(folder) / "o.tsv"
