@@ -18,7 +18,7 @@ _EXPORTS = {
     "BatchResult": "provbatch.api",
     "rerun": "provbatch.api",
     "BatchRun": "provbatch.engine.batch",
-    "Failure": "provbatch.engine.batch",
+    "Failure": "provbatch.engine.retry",
     "EntitySource": "provbatch.inputs.entities",
     "read_results": "provbatch.outputs.results_reader",
     "ResultsTable": "provbatch.outputs.results_reader",

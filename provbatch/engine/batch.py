@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
 from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
-from ..execution.base import NOT_STARTED
-from ..execution.runner import Item
 from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
 from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
@@ -43,29 +41,15 @@ from ..provenance import capture as provenance
 from ..provenance.record import RunRecord
 from ..provenance.rundirs import default_run_dir
 from .lifecycle import ExecutionOptions, Lifecycle, default_workers
+from .retry import Failure, RetryPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dryrun import DryRunPlan
 
-#: errors worth no retry: the plugin returned values that do not fit OUTPUT; it would again
-NOT_RETRIED = frozenset({"ResultValueError", "EntityIdError", "UnencodableValue"})
-#: a lost chunk's entities are re-run one per chunk, so a crash is pinned on its cause
-LOST = frozenset({"WorkerLost", "Timeout"})
 TAB = "\t"
 #: parts of an outcome (execution.runner.Outcome), for the C loops of the common chunk
 _ID, _FIELDS, _LOGS = (itemgetter(i) for i in range(3))
 _ENTITY = itemgetter(1)  # of an item (execution.runner.Item)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An entity whose computation failed, after all its attempts."""
-
-    entity: str
-    error_class: str
-    message: str
-    traceback: str = ""
-    attempts: int = 1
 
 
 class StopBatch(Exception):
@@ -73,18 +57,6 @@ class StopBatch(Exception):
 
 
 @dataclass
-class RetryPolicy:
-    """How many times an entity is computed again after a failure, and after what delay."""
-
-    retries: int = 0
-    backoff_seconds: float = 0.5
-    max_backoff_seconds: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """Delay before attempt ``attempt + 1`` (exponential: 0.5 s, 1 s, 2 s, ...)."""
-        return min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
-
-
 class BatchRun:
     """A batch computation; iterate over it to run it.
 
@@ -122,7 +94,6 @@ class BatchRun:
         self._prepared = self._checked = self._report_filled = False
         self._warnings: list[str] = []
         self.record: RunRecord | None = None
-        self.n_retried = 0
 
     def _slurm_options(self) -> Any:
         given = {name: getattr(self.options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
@@ -463,6 +434,11 @@ class BatchRun:
         if self.record is not None:
             self.record.event("run_config_failed", message=message)
 
+    @property
+    def n_retried(self) -> int:
+        """Entities computed again after a failure of their own (the retry policy counts them)."""
+        return self.policy.n_retried
+
     def _counts(self) -> dict[str, int]:
         counts = self.stream.counts
         return {
@@ -471,26 +447,6 @@ class BatchRun:
             "workers_lost": self._lifecycle.workers_lost if hasattr(self, "_lifecycle") else 0,
             "no_value": self.report.n_no_value,  # computed, without a value (no row)
         }
-
-    def _handle_failure(self, scheduler: Any, chunk_size: int, item: Item, error: tuple[str, str, str]) -> Failure | None:
-        """Requeue the entity if it may be tried again; else the final failure."""
-        entity_id, entity, attempt = item
-        error_class, message = error[0], error[1]
-        if error_class == NOT_STARTED:
-            scheduler.requeue(item)  # queued on a worker that died before starting it
-            return None
-        if error_class in LOST and chunk_size > 1:
-            scheduler.requeue(item, alone=True)  # not charged: its chunk died, maybe not because of it
-            return None
-        if error_class not in NOT_RETRIED and attempt <= self.policy.retries:
-            self.n_retried += 1
-            delay = self.policy.delay(attempt)
-            assert self.record is not None
-            self.record.event("entity_retried", entity=entity_id, attempt=attempt, error_class=error_class,
-                              message=message[:500], retry_in_seconds=delay)
-            scheduler.requeue((entity_id, entity, attempt + 1), delay=delay, alone=error_class in LOST)
-            return None
-        return Failure(entity_id, error_class, message, error[2], attempt)
 
     def _write_logs(self, lines: list[str], progress: Any = None) -> None:
         """Log lines (the plugin's own, captured output too) to the logs sink, else to stderr: never to the results."""
@@ -511,6 +467,7 @@ class BatchRun:
         report = self.report
         results_sink, logs_sink = self.sinks
         self.record = record = self._open_record()
+        self.policy.emit = record.event  # entity_retried
         self.run_config, gap = provenance.start_run_config(self.options, self.run_start(), record.run_dir)  # what rerun needs
         if gap is not None:
             self._provenance_gap(gap)
@@ -551,7 +508,7 @@ class BatchRun:
             n_outputs = len(self.loaded.output)
             # without rows to yield (the CLI) no code of the caller runs between chunks, and every write of
             # this loop to stdout/stderr goes through unredirected streams: the capture may be held
-            for scheduler, completed in lifecycle.scheduled(items, hold_capture=not keep_rows):
+            for completed in lifecycle.scheduled(items, self.policy.requeued, hold_capture=not keep_rows):
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 stored: list[tuple[str, list[str], str]] = []
@@ -568,7 +525,7 @@ class BatchRun:
                             done = list(zip(map(_ID, outcomes), map(parse, fields) if parse else fields, map(_LOGS, outcomes)))
                 if lines is None:
                     outcomes = completed.outcomes
-                    lines, done, stored = self._chunk_lines(scheduler, completed, earlier_failures, log_lines, parse, n_outputs,
+                    lines, done, stored = self._chunk_lines(completed, earlier_failures, log_lines, parse, n_outputs,
                                                             store_sink is not None)
                     n_lines = len(lines)
                     # no value for these entities (prenacs: an empty results line): no row, their logs are kept
@@ -652,7 +609,7 @@ class BatchRun:
         warnings.warn(f"{counts.skipped} of {counts.read} entities skipped: their results are {where}; read them with "
                       "provbatch.read_results, or use another out= to compute them again", SkippedEntitiesWarning, stacklevel=3)
 
-    def _chunk_lines(self, scheduler: Any, completed: Any, earlier_failures: Mapping[str, Any], log_lines: list[str],
+    def _chunk_lines(self, completed: Any, earlier_failures: Mapping[str, Any], log_lines: list[str],
                      parse: Any, n_outputs: int, store: bool
                      ) -> tuple[list[str], list[tuple[str, list[Any], list[str]]], list[tuple[str, list[str], str]]]:
         """A chunk's result lines and rows, entity by entity, and its log lines (into ``log_lines``):
@@ -676,7 +633,7 @@ class BatchRun:
                 if earlier_failures and item[1] in earlier_failures:
                     failures_file.succeeded(item[1])  # type: ignore[union-attr]
             else:
-                failed = self._handle_failure(scheduler, size, item, error)
+                failed = self.policy.handle(item, error, size)  # None: requeued by the policy
                 if failed is not None:
                     self._record_failure(failed, item[1])
                     log_lines.append(f"{entity_id}\terror\t{one_line(f'{error[0]}: {error[1]}')}\n")

@@ -29,7 +29,7 @@ from ..execution import registry
 from ..execution.base import Completed, Pool, PoolOptions, default_workers
 from ..execution.capture import OutputCapture
 from ..execution.runner import Item, RunnerConfig
-from ..execution.scheduler import Scheduler
+from ..execution.scheduler import RequeueQueue, Scheduler
 from ..outputs.report import Report
 from ..plugins.loading import LoadedPlugin
 
@@ -94,7 +94,7 @@ class ExecutionOptions:
 
 
 class Lifecycle:
-    """One batch's plugin lifecycle and backend; :meth:`scheduler` gives the chunks to drive."""
+    """One batch's plugin lifecycle and backend; :meth:`scheduled` gives the completed chunks."""
 
     def __init__(
         self,
@@ -228,8 +228,8 @@ class Lifecycle:
         return pool
 
     # ---------------------------------------------------------------- compute
-    def scheduled(self, entities: Iterator[Item], hold_capture: bool = False) -> Iterator[tuple[Scheduler, Completed]]:
-        """Completed chunks, each with the scheduler that can requeue its items.
+    def scheduled(self, entities: Iterator[Item], requeued: RequeueQueue, hold_capture: bool = False) -> Iterator[Completed]:
+        """The completed chunks of ``entities`` and of the items requeued meanwhile (by the retry policy).
 
         ``hold_capture``: the caller writes to stdout/stderr only through
         :func:`~provbatch.execution.capture.unredirected` streams and runs no
@@ -240,12 +240,11 @@ class Lifecycle:
         Workers are started with the real fds 1 and 2 (:meth:`_start_workers`).
         """
         self.pool = self._open_pool()
-        scheduler = Scheduler(entities, self.pool)
+        scheduler = Scheduler(entities, self.pool, requeued=requeued)
         if hold_capture and registry.backend(self.backend).in_driver and not self.isolated:
             self.capture.hold()
         try:
-            for completed in scheduler:
-                yield scheduler, completed
+            yield from scheduler
         finally:
             self.capture.restore()  # also done by close(): a generator left suspended by an exception keeps its finally
 

@@ -10,8 +10,10 @@ entity stream is read only as fast as chunks are submitted.
 
 Entities to compute again (retries after a backoff, or the entities of a
 chunk whose worker died, which are re-run one per chunk so that a crash is
-pinned on the entity that caused it) go through :meth:`Scheduler.requeue`
-and are submitted before new entities.
+pinned on the entity that caused it) wait in a :class:`RequeueQueue` and are
+submitted before new entities. The scheduler only drains that queue: what
+goes into it, and when, is the retry policy's decision
+(:mod:`provbatch.engine.retry`, which owns the queue).
 """
 
 from __future__ import annotations
@@ -47,6 +49,45 @@ class ChunkSizer:
         self.size = max(1, min(wanted, self.size * self.max_growth, self.max_size))
 
 
+class RequeueQueue:
+    """Items to compute again, each ready at a time, some to be computed alone in a chunk.
+
+    The public requeue mechanism: the retry policy pushes, the scheduler takes.
+    Items come out in the order they were pushed among those that are ready.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, bool, Item]] = []  # (ready at, order, alone, item)
+        self._order = itertools.count()
+
+    def push(self, item: Item, delay: float = 0.0, alone: bool = False) -> None:
+        """Compute ``item`` again after ``delay`` seconds; ``alone``: in a chunk of its own."""
+        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), alone, item))
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def seconds_to_next(self) -> float:
+        """How long until the first item is ready (0 when one is, or when the queue is empty)."""
+        return max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else 0.0
+
+    def take(self, limit: int) -> tuple[Chunk, bool]:
+        """The ready items, up to ``limit``, in order, and whether the chunk is closed: an item to
+        compute alone comes in a chunk of its own, which nothing else may join."""
+        now = time.monotonic()
+        chunk: Chunk = []
+        heap = self._heap
+        while heap and heap[0][0] <= now and len(chunk) < limit:
+            _ready, _order, alone, item = heap[0]
+            if alone and chunk:
+                break
+            heapq.heappop(heap)
+            chunk.append(item)
+            if alone:
+                return chunk, True
+        return chunk, False
+
+
 class Scheduler:
     """Submits chunks of ``entities`` (and of requeued items) to ``pool``; iterate to get completed chunks.
 
@@ -54,7 +95,8 @@ class Scheduler:
     then terminates or finishes the pool).
     """
 
-    def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer | None = None) -> None:
+    def __init__(self, entities: Iterator[Item], pool: Pool, sizer: ChunkSizer | None = None,
+                 requeued: RequeueQueue | None = None) -> None:
         self.entities = entities
         #: a whole chunk at a time when the entities can give one (inputs.entities.ItemReader.take)
         self._take = getattr(entities, "take", None) or (lambda n: list(islice(entities, n)))
@@ -67,31 +109,23 @@ class Scheduler:
         else:
             self._follow_pool = False
         self.sizer = sizer
-        self._retries: list[tuple[float, int, bool, Item]] = []  # (ready at, order, alone, item)
-        self._order = itertools.count()
+        #: the items to compute again (the retry policy's queue, when it gives one)
+        self.requeued = requeued if requeued is not None else RequeueQueue()
         self._chunk_ids = itertools.count()
         self.exhausted = False
 
     def requeue(self, item: Item, delay: float = 0.0, alone: bool = False) -> None:
         """Compute ``item`` again after ``delay`` seconds; ``alone``: in a chunk of its own."""
-        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._order), alone, item))
+        self.requeued.push(item, delay, alone)
 
     def pending_retries(self) -> int:
-        return len(self._retries)
+        return len(self.requeued)
 
     def _next_chunk(self) -> Chunk:
-        now = time.monotonic()
-        chunk: Chunk = []
-        while self._retries and self._retries[0][0] <= now and len(chunk) < self.sizer.size:
-            _ready, _order, alone, item = self._retries[0]
-            if alone and chunk:
-                break
-            heapq.heappop(self._retries)
-            chunk.append(item)
-            if alone:
-                return chunk
-        if not self.exhausted and len(chunk) < self.sizer.size:
-            new = self._take(self.sizer.size - len(chunk))
+        size = self.sizer.size
+        chunk, closed = self.requeued.take(size)
+        if not closed and not self.exhausted and len(chunk) < size:
+            new = self._take(size - len(chunk))
             if not new:
                 self.exhausted = True
             chunk.extend(new)
@@ -106,8 +140,8 @@ class Scheduler:
                     break
                 pool.submit(next(self._chunk_ids), chunk)
             if pool.in_flight() == 0:
-                if self._retries:
-                    time.sleep(max(0.0, self._retries[0][0] - time.monotonic()))
+                if len(self.requeued):
+                    time.sleep(self.requeued.seconds_to_next())
                     continue
                 if self.exhausted:
                     return
