@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import GC_EXPECTED, REPO, read_tsv, run_cli
@@ -167,3 +168,24 @@ def test_help_does_not_import_ray():
     code = "import sys; from provbatch.cli import provbatch; import provbatch as p; p.run_batch; assert 'ray' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
     assert run_cli("--help").returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["serial", "pool", "auto"])
+def test_boolean_and_integer_outputs_through_the_compiled_chunk_loop(tmp_path, write_plugin, attributes_file, backend):
+    # the chunk loop is generated source per OUTPUT: a Boolean field beside others must compile on every
+    # supported Python (a nested double quote inside the line's f-string did not before 3.12)
+    write_plugin('''
+        ID = "flags"
+        VERSION = "1.0.0"
+        INPUT = "any entity id"
+        OUTPUT = ["flag", "length", "upper"]
+        METHOD = "a Boolean, an Integer and a String"
+        PARAMETERS = []
+
+        def compute(entity, **kwargs):
+            return [len(entity) > 3, len(entity), entity.upper()], []
+        ''', "flags.py")
+    (tmp_path / "ids.txt").write_text("ab\nabcd\nxyz12\n")
+    result = run_cli("flags.py", "ids.txt", "--backend", backend, "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["ab\tfalse\t2\tAB", "abcd\ttrue\t4\tABCD", "xyz12\ttrue\t5\tXYZ12"]

@@ -269,7 +269,8 @@ def _fast_case(datatype: str | None, v: str) -> tuple[str, str] | None:
     if node.name == datatypes.FLOAT:
         return f"type({v}) is float or type({v}) is int", f"str({v})"
     if node.name == datatypes.BOOLEAN:
-        return f"type({v}) is bool", f'("true" if {v} else "false")'
+        # single quotes: fast_line_source puts the field inside a double-quoted f-string (Python < 3.12)
+        return f"type({v}) is bool", f"('true' if {v} else 'false')"
     if node.name == datatypes.TEXT:
         return _CLEAN_STR.format(v=v), v
     if node.name == datatypes.STRING and node.limit is not None:
