@@ -17,6 +17,7 @@ from typing import Any
 from .engine.batch import BatchRun, Failure
 from .errors import UsageError
 from .inputs.entities import EntitySource
+from .options import OptionError
 from .outputs import report as reporting
 from .plugins.loading import LoadedPlugin
 from .provenance.rerun import InputCheck, RerunPlan, artifact_notes, plan_rerun
@@ -27,12 +28,9 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
 
     ``entities`` is an iterable of entity strings, or an :class:`EntitySource`
     (file, column, glob). ``options`` are the fields of
-    :class:`~provbatch.options.RunOptions` (or ``options=RunOptions(...)`` itself): (params,
-    backend, workers, address, attributes, idsproc, skip, out, log,
-    report_path, user, system, reason, retries, timeout, fail_fast,
-    max_failures, failures_path, retry_failed, run_dir, plugin_options, header, limit, sample,
-    seed; with backend="slurm" also slurm_partition, slurm_time, slurm_mem, slurm_chunk, slurm_opt,
-    slurm_workdir). Values are typed by their datatypes (int, float, bool, str, lists for arrays, tuples
+    :class:`~provbatch.options.RunOptions`, where each is declared once with
+    its help (or ``options=RunOptions(...)`` itself). Values are typed by their
+    datatypes (int, float, bool, str, lists for arrays, tuples
     for composites). Nothing is computed until iterated; bad input raises here. When ``out=``
     already holds some of the entities they are skipped (a resume) and a
     :class:`~provbatch.errors.SkippedEntitiesWarning` says how many.
@@ -40,6 +38,8 @@ def iter_batch(plugin: str | Path | LoadedPlugin, entities: Iterable[str] | Enti
     if isinstance(entities, (str, Path)):
         raise UsageError("entities must be an iterable of entities or an EntitySource, not a single string")
     run = BatchRun(plugin, entities, **{"typed": True, **options})
+    if run.options.dry_run:
+        raise OptionError("dry_run", "is for run_batch, which returns the plan; iter_batch computes")
     run.prepare()
     return run
 

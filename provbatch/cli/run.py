@@ -36,6 +36,8 @@ def run_option(name: str, **overrides: Any) -> Decorator:
     settings: dict[str, Any] = {"help": spec.help}
     if spec.metavar:
         settings["metavar"] = spec.metavar
+    if spec.multiple:
+        settings["multiple"] = True
     if spec.kind is bool:
         settings["is_flag"] = True
     elif spec.choices is not None:
@@ -54,28 +56,13 @@ def run_option(name: str, **overrides: Any) -> Decorator:
     return click.option(spec.flag, name, **settings)
 
 
-#: what the command line declares itself, in the place of the run option it feeds (--param/--params:
-#: params, --nim-path: plugin_options, --no-progress: progress); --allow-failures (the exit code) and
-#: --dry-run (plan only) are modes of the command, not options of the run
+#: what the command line declares itself, in the place of the run option it feeds (each named in
+#: that option's ``Option.cli``): --param/--params -> params, --no-progress -> progress
 _OWN: dict[str, list[Decorator]] = {
     "params": [
         click.option("--param", "param", multiple=True, metavar="KEY=VALUE",
                      help="A computation parameter (repeatable); converted with its PARAMETERS datatype."),
         click.option("--params", "params_file", type=click.Path(dir_okay=False), help="YAML file of computation parameters (--param wins)."),
-    ],
-    "user": [
-        click.option("--nim-path", "nim_path", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
-                     help="Nim plugins: a directory searched for imported modules, e.g. of nimble packages (repeatable; also $PROVBATCH_NIM_PATH)."),
-        run_option("user"),
-    ],
-    "retry_failed": [
-        click.option("--allow-failures", is_flag=True, help="Exit 0 even when some entities failed (they are still listed in the failures file)."),
-        run_option("retry_failed"),
-    ],
-    "limit": [
-        click.option("--dry-run", is_flag=True, help="Load, check and count the entities (to compute, already done, skipped); "
-                     "print what would run and where it would write; compute nothing, write nothing."),
-        run_option("limit"),
     ],
     "progress": [click.option("--no-progress", is_flag=True, help="No progress bar (it is shown only when stderr is a terminal).")],
 }
@@ -115,15 +102,6 @@ def _run(**kw: Any) -> None:
         params.update(read_params_file(kw["params_file"]))
     params.update(parse_param_options(kw["param"]))
     report = kw["report_path"] or (f"{kw['out']}.report.yaml" if kw["out"] else None)
-    plugin_options: dict[str, Any] = {}
-    if kw["nim_path"]:
-        from ..plugins.nim.build import NIM_PATH_ENV
-
-        nim_path = [os.path.abspath(p) for p in kw["nim_path"]]
-        if str(kw["plugin"]).endswith(".nim"):
-            plugin_options["nim_path"] = nim_path  # recorded with the plugin's options (run_config.json)
-        # and for a Nim --idsproc module, built in this process too
-        os.environ[NIM_PATH_ENV] = os.pathsep.join(nim_path + [p for p in os.environ.get(NIM_PATH_ENV, "").split(os.pathsep) if p])
     given = {name: kw[name] for name in option_names() if name in kw and name not in ("report_path", "store")}
     options = RunOptions(
         **given,
@@ -133,10 +111,9 @@ def _run(**kw: Any) -> None:
         write_std_streams=True,
         command=list(sys.argv),
         store=kw["store"] or os.environ.get("PROVBATCH_STORE") or None,
-        plugin_options=plugin_options or None,
     )
     run = BatchRun(kw["plugin"], EntitySource(path=entities, column=kw["column"], pattern=pattern), options)
-    if kw["dry_run"]:
+    if options.dry_run:
         for line in run.plan().lines():
             click.echo(line)
         return
@@ -152,7 +129,7 @@ def _run(**kw: Any) -> None:
     _summary(run, time.monotonic() - started)
     if run.report.comp_status == "aborted":
         _fail("batch-compute", run.report.remarks[-1], 1)
-    if run.failures and not kw["allow_failures"]:
+    if run.failures and not options.allow_failures:
         sys.exit(EXIT_ENTITIES_FAILED)
 
 

@@ -145,7 +145,7 @@ class BatchRun:
 
             self.slurm_config = check_slurm()
         self.loaded = (
-            self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **(self.options.plugin_options or {}))
+            self.plugin if isinstance(self.plugin, LoadedPlugin) else load_plugin(self.plugin, **self._loader_options())
         )
         definitions = (
             self.options.attributes if isinstance(self.options.attributes, AttributeDefinitions) else resolve_attributes(self.options.attributes, self.loaded)
@@ -201,6 +201,23 @@ class BatchRun:
         from .dryrun import plan_run
 
         return plan_run(self)
+
+    def _loader_options(self) -> dict[str, Any]:
+        """The plugin loader's options: ``plugin_options``, with ``nim_path`` for a Nim plugin.
+
+        ``nim_path`` also reaches a Nim idsproc module, built in this process,
+        through ``$PROVBATCH_NIM_PATH`` (its directories first).
+        """
+        options = dict(self.options.plugin_options or {})
+        if self.options.nim_path:
+            from ..plugins.nim.build import NIM_PATH_ENV
+
+            nim_path = [str(self.at_start(path)) for path in self.options.nim_path]
+            if str(self.plugin).endswith(".nim"):
+                options["nim_path"] = nim_path  # recorded with the plugin's options (run_config.json)
+            others = [p for p in os.environ.get(NIM_PATH_ENV, "").split(os.pathsep) if p and p not in nim_path]
+            os.environ[NIM_PATH_ENV] = os.pathsep.join(nim_path + others)
+        return options
 
     def at_start(self, path: str | Path) -> Path:
         """``path`` resolved against the working directory of the run's start (what is opened)."""

@@ -404,6 +404,16 @@ class RunStart:
     retried: list[str] | None = None
 
 
+def recorded_options(options: RunOptions) -> dict[str, Any]:
+    """Every option of the run by API name (:meth:`RunOptions.recorded`), a store URL without its password."""
+    recorded = options.recorded()
+    if options.store:
+        from ..store.url import display_url
+
+        recorded["store"] = display_url(options.store)
+    return recorded
+
+
 def capture_run_config(options: RunOptions, start: RunStart) -> dict[str, Any]:
     """Everything needed to redo a run: see the module docstring."""
     cwd = start.cwd
@@ -433,7 +443,7 @@ def capture_run_config(options: RunOptions, start: RunStart) -> dict[str, Any]:
         "skip": file_facts(str(options.skip), cwd) if options.skip is not None else None,
         "attributes": capture_attributes(start.definitions, start.plugin.output, cwd),
         "execution": {
-            **options.recorded(), "backend_used": None, "workers_used": None,
+            **recorded_options(options), "backend_used": None, "workers_used": None,
             # --backend slurm: the sbatch options (the work directory follows --out on a rerun)
             "slurm": {name: getattr(options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt")}
             if options.backend == "slurm" else None,

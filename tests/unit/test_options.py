@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from provbatch.execution.registry import backend_names
-from provbatch.options import OptionError, RunOptions, flag_of, option_names, rerun_options
+from provbatch.options import OptionError, RunOptions, flag_of, option_names, option_spec, rerun_options
 
 
 @pytest.mark.parametrize("values,api,cli", [
@@ -54,17 +54,56 @@ def test_options_that_go_together(values, api, cli):
 
 
 def test_recorded_and_restored():
-    options = RunOptions(backend="pool", workers=3, retries=2, timeout=1.5, max_failures=4, address="x:1", out="o.tsv")
+    options = RunOptions(backend="pool", workers=3, retries=2, timeout=1.5, max_failures=4, address="x:1", out="o.tsv",
+                         nim_path=(), params={"times": 2})
     recorded = options.recorded()
-    assert recorded == {"backend": "pool", "workers": 3, "address": "x:1", "retries": 2, "timeout": 1.5,
-                        "fail_fast": False, "max_failures": 4, "retry_failed": False,
-                        "header": False, "limit": None, "sample": None, "seed": None}
-    assert rerun_options() == ["backend", "workers", "retries", "timeout", "max_failures", "header", "limit", "sample", "seed"]
+    assert set(recorded) == set(option_names()) - {"params"}  # the parameters have run_config's "parameters"
+    assert (recorded["backend"], recorded["workers"], recorded["address"], recorded["out"], recorded["nim_path"]) == (
+        "pool", 3, "x:1", "o.tsv", None)
+    assert rerun_options() == ["backend", "workers", "retries", "timeout", "fail_fast", "max_failures", "header",
+                               "limit", "sample", "seed"]
     again = RunOptions.restored(recorded, workers=None, out="again.tsv")
     assert (again.backend, again.workers, again.retries, again.timeout, again.max_failures, again.address, again.out) == (
         "pool", 3, 2, 1.5, 4, None, "again.tsv")
     assert RunOptions.restored({"backend": "serial", "workers": None, "retries": None}, backend="pool").backend == "pool"
     assert RunOptions.restored({"retries": None}).retries == 0
+    sampled = RunOptions(sample=2, seed=7, fail_fast=True, header=True).recorded()
+    assert (RunOptions.restored(sampled).sample, RunOptions.restored(sampled).seed) == (2, 7)
+    assert RunOptions.restored(sampled).fail_fast and RunOptions.restored(sampled).header
+
+
+#: options no command-line flag sets: the command line sets them itself (write_std_streams, command),
+#: rerun does (rerun_of), or they are Python's alone (plugin_options, typed)
+API_ONLY = {"write_std_streams", "command", "rerun_of", "plugin_options", "typed"}
+#: batch-compute's own parameters, which are not run options: the plugin and the entities, and --debug
+NOT_RUN_OPTIONS = {"plugin", "entities", "pattern", "column", "debug", "version", "help"}
+
+
+def test_the_command_line_and_run_options_match_one_to_one():
+    """Every flag of batch-compute feeds exactly one run option, and every run option but the
+    API's own has its flag: generated from the declaration (same name) or declared in Option.cli."""
+    from provbatch.cli.run import batch_compute
+
+    flags = {opt: param.name for param in batch_compute.params for opt in param.opts if param.name not in NOT_RUN_OPTIONS}
+    fed: dict[str, str] = {}
+    for name in option_names():
+        spec = option_spec(name)
+        for flag in ([spec.flag] if spec.flag else []) + list(spec.cli):
+            assert flag not in fed, f"{flag} feeds both {fed[flag]} and {name}"
+            fed[flag] = name
+        if spec.flag:
+            assert flags.get(spec.flag) == name, f"{spec.flag} is not generated for {name}"
+    assert set(flags) == set(fed)
+    assert {name for name in option_names() if not option_spec(name).flag and not option_spec(name).cli} == API_ONLY
+    assert len(fed) == 37  # batch-compute --help: 42 flags, less --glob, --col, --debug, --version, --help
+
+
+def test_every_option_is_recorded_and_says_what_a_rerun_does_with_it():
+    for name in option_names():
+        spec = option_spec(name)
+        assert spec.record in ("execution", "parameters"), name
+        assert spec.rerun, f"{name}: Option.rerun must say what provbatch rerun does with it"
+    assert [name for name in option_names() if option_spec(name).record != "execution"] == ["params"]
 
 
 def test_every_option_is_declared_once():
