@@ -84,6 +84,9 @@ class EntityIds:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._ids: dict[str, int] = {}
+        #: ids of the entities the last :meth:`ids` call created itself, in this transaction: no other
+        #: transaction can have rows for them before it commits, so their current pointers are plain inserts
+        self.created: set[int] = set()
 
     def forget(self) -> None:
         """After a rollback: ids created in it are gone."""
@@ -91,6 +94,7 @@ class EntityIds:
 
     def ids(self, cursor: Any, names: Sequence[str]) -> list[int]:
         cache = self._ids
+        self.created = set()
         missing = list(dict.fromkeys(name for name in names if name not in cache))
         if missing:
             keyed = {entity_key(name): name for name in missing}
@@ -104,6 +108,7 @@ class EntityIds:
                 for chunk in _chunks(rows, BATCH_ROWS):
                     cursor.executemany("INSERT INTO provbatch_entities (id, name_key, name) VALUES (?, ?, ?)", chunk)
                 cache.update((name, entity_id) for entity_id, _key, name in rows)
+                self.created = {row[0] for row in rows}
             elif absent and self.dialect.name == "postgresql" and len(absent) > 1000:
                 self._create_postgresql(cursor, absent)
             elif absent:
@@ -122,7 +127,8 @@ class EntityIds:
             for row in absent:
                 copy.write_row(row)
         cursor.execute("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, name FROM provbatch_entities_load "
-                       "ORDER BY name_key ON CONFLICT DO NOTHING")
+                       "ORDER BY name_key ON CONFLICT DO NOTHING RETURNING id")
+        self.created = {entity_id for (entity_id,) in cursor.fetchall()}
         cursor.execute("SELECT l.name, e.id FROM provbatch_entities_load l JOIN provbatch_entities e ON e.name_key = l.name_key")
         self._ids.update(cursor.fetchall())
         cursor.execute("DELETE FROM provbatch_entities_load")
@@ -174,7 +180,11 @@ def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: in
         value_rows.extend(zip(repeat(attribute_id, n), ids, repeat(computation, n), column))
         current_rows.extend(zip(repeat(attribute_id, n), ids, repeat(computation, n)))
     if dialect.name == "postgresql" and fresh and len(value_rows) > 1000:
-        _copy_postgresql(cursor, value_rows, current_rows)
+        created = entity_ids.created
+        new_current = [row for row in current_rows if row[1] in created] if created else []
+        if new_current:
+            current_rows = [row for row in current_rows if row[1] not in created] if len(new_current) < len(current_rows) else []
+        _copy_postgresql(cursor, value_rows, current_rows, new_current)
     elif dialect.name == "mysql" and fresh and len(value_rows) > 1000 and dialect.local_infile:
         _load_data_mysql(cursor, value_rows, current_rows)
     else:
@@ -209,12 +219,20 @@ def _copy_text(rows: Iterable[tuple[Any, ...]]) -> str:
     return "".join(lines)
 
 
-def _copy_postgresql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]]) -> None:
+def _copy_postgresql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]],
+                     new_current: list[tuple[int, int, int]]) -> None:
     """COPY the values in (a text block: psycopg's per-row write costs more than our formatting);
-    the current pointers via a temporary table (COPY cannot upsert)."""
+    the current pointers of the entities this transaction created COPYed in too (none can exist),
+    the others via a temporary table (COPY cannot upsert)."""
     with cursor.copy("COPY provbatch_values (attribute, entity, computation, value) FROM STDIN") as copy:
         for start in range(0, len(value_rows), BATCH_ROWS):
             copy.write(_copy_text(value_rows[start:start + BATCH_ROWS]))
+    if new_current:
+        with cursor.copy("COPY provbatch_current (attribute, entity, computation) FROM STDIN") as copy:
+            for start in range(0, len(new_current), BATCH_ROWS):
+                copy.write(_copy_text(new_current[start:start + BATCH_ROWS]))
+    if not current_rows:
+        return
     cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
                    "(attribute integer, entity bigint, computation integer) ON COMMIT DELETE ROWS")
     with cursor.copy("COPY provbatch_current_load (attribute, entity, computation) FROM STDIN") as copy:
