@@ -1,4 +1,4 @@
-"""All the performance targets (issues 8, 13 and 17), one benchmark script each, then a table.
+"""All the performance targets (issues 8, 13, 16 and 17), one benchmark script each, then a table.
 
 Runs benchmarks/bench_prenacs.py (1), bench_cpu.py (2), bench_ray.py (3), bench_10m.py (4),
 bench_overhead.py (5), bench_state.py (6), bench_nim.py --targets (7: the Nim bridge per
@@ -7,7 +7,9 @@ ids through the CLI against a hand-written loop, peak RSS), bench_pool.py (9: po
 auto vs serial on the benchmark plugins), bench_bash_parallel.py (10: the Bash path against
 GNU parallel) and
 bench_integrity_cost.py (11: issue 13's capture of plugin output and resume check on 1M trivial
-entities) one after the other, shows their output, and
+entities) and bench_store.py (12: issue 16's results store: load rates into SQLite, PostgreSQL
+and MariaDB beside prenacs-load-results, why, export, batch-compute --store) one after the
+other, shows their output, and
 prints every target with its measured value, goal and PASS/FAIL. ``--quick`` passes --quick
 to each (smaller sizes: a smoke run, not the figures of docs/performance.md).
 
@@ -37,6 +39,7 @@ SCRIPTS = {
     "9": "bench_pool.py",
     "10": "bench_bash_parallel.py",
     "11": "bench_integrity_cost.py",
+    "12": "bench_store.py",
 }
 
 
