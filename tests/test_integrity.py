@@ -831,3 +831,58 @@ def test_plugin_output_is_captured_once_when_auto_moves_from_the_driver_to_worke
     assert sorted(line for line in err if line.startswith("\t[plugin stderr] ")) == sorted(
         f"\t[plugin stderr] to stderr {e}" for e in ids)
     assert err[-1].startswith("batch-compute: 1200 computed, 0 failed, 0 skipped, in ")
+
+
+NOISY_PURE = NOISY.replace("import ctypes, os, sys", "import os, sys").replace(
+    '        ctypes.CDLL(None).printf(b"printf %s\\n", entity.encode())\n', "")
+
+
+@pytest.mark.parametrize("backend", ["serial", "auto"])
+def test_plugin_output_in_the_driver_is_captured_over_the_whole_span(tmp_path: Path, attributes_file: Path,
+                                                                     backend: str) -> None:
+    # a pure-Python plugin computes in the driver (NOISY holds ctypes, so it computes in a worker): there
+    # batch-compute keeps fds 1 and 2 on the capture from the first chunk to the last and writes its
+    # results through a dup of stdout; print, print to stderr and a child's output are caught all the same
+    assert "ctypes" not in NOISY_PURE and "os.system" in NOISY_PURE
+    (tmp_path / "noisy.py").write_text(NOISY_PURE)
+    ids = [f"e{i}" for i in range(1, 2001)]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    result = cli("noisy.py", "ids.txt", "--backend", backend, "--report", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "(isolated)" not in (tmp_path / "r.yaml").read_text()
+    assert sorted(result.stdout.splitlines()) == sorted(f"{e}\t{len(e)}" for e in ids)
+    err = result.stderr.splitlines()
+    assert sorted(line for line in err if line.startswith("\t[plugin stdout] compute ")) == sorted(
+        f"\t[plugin stdout] compute {e}" for e in ids)
+    assert sorted(line for line in err if line.startswith("\t[plugin stderr] to stderr ")) == sorted(
+        f"\t[plugin stderr] to stderr {e}" for e in ids)
+    tens = sorted(e for e in ids if e.endswith("0"))
+    assert sorted(line for line in err if "] child " in line) == sorted(f"\t[plugin stdout] child {e}" for e in tens)
+    assert err.count("\t[plugin stdout] init says hello") == 1 and err.count("\t[plugin stdout] finalize says bye") == 1
+    assert err[-1].startswith("batch-compute: 2000 computed, 0 failed, 0 skipped, in ")
+    assert len(err) == 2 * len(ids) + len(tens) + 3
+
+
+def test_the_callers_own_output_between_rows_of_iter_batch_is_not_captured(tmp_path: Path, attributes_file: Path) -> None:
+    # batch-compute holds the capture over its compute span; the API must not: its caller's code runs
+    # between rows, and what the caller prints is the caller's, never "[plugin stdout]" in the logs
+    (tmp_path / "noisy.py").write_text(NOISY_PURE)
+    ids = [f"e{i}" for i in range(1, 601)]
+    (tmp_path / "caller.py").write_text(
+        "import sys\n"
+        "import provbatch\n"
+        f"ids = {ids!r}\n"
+        "with provbatch.iter_batch('noisy.py', ids, backend='serial', log='o.log', run_dir='run') as run:\n"
+        "    for entity, values, _logs in run:\n"
+        "        print('caller got', entity, values[0], flush=True)\n"
+        "        print('caller err', entity, file=sys.stderr)\n")
+    result = subprocess.run([str(BIN / "python"), "caller.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"caller got {e} {len(e)}" for e in ids]
+    assert [line for line in result.stderr.splitlines() if line.startswith("caller")] == [f"caller err {e}" for e in ids]
+    log = (tmp_path / "o.log").read_text().splitlines()
+    assert "caller" not in "".join(log)
+    assert sorted(line for line in log if line.startswith("\t[plugin stdout] compute ")) == sorted(
+        f"\t[plugin stdout] compute {e}" for e in ids)
+    assert sorted(line for line in log if line.startswith("\t[plugin stderr] to stderr ")) == sorted(
+        f"\t[plugin stderr] to stderr {e}" for e in ids)
