@@ -35,6 +35,7 @@ from ..outputs.failures import FailuresFile
 from ..outputs.identity import ResultsIdentity
 from ..outputs.identity import claim as claim_results
 from ..outputs.lock import OutputLock
+from ..outputs.sink import ResultChunk, ResultSink, RowsSink
 from ..outputs.tsv import TsvSink, existing_ids, keep_log_lines_of
 from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_attributes
 from ..provenance import capture as provenance
@@ -489,8 +490,12 @@ class BatchRun:
         if gap is not None:
             self._provenance_gap(gap)
         store_sink = self.store_sink
-        if store_sink is not None:
-            store_sink.start(report, self.options.command)
+        #: where each chunk's results go (outputs/sink.py); the caller's rows last
+        rows_sink = RowsSink() if keep_rows else None
+        result_sinks: list[ResultSink] = [sink for sink in (results_sink, store_sink, rows_sink) if sink is not None]
+        for sink in result_sinks:
+            sink.start(report, self.options.command)
+        wants_rows = any(sink.needs_rows for sink in result_sinks)
         progress = None
         if self.options.progress:
             from .progress import Progress
@@ -533,9 +538,9 @@ class BatchRun:
                 text = completed.lines  # the common chunk: every entity succeeded with a value, without logs
                 if text is not None and not earlier_failures and rows_are_clean(text, len(completed.chunk), n_outputs):
                     lines, n_lines = [text], len(completed.chunk)
-                    if store_sink is not None or keep_rows:
+                    if wants_rows or keep_rows:
                         outcomes = completed.outcomes
-                        if store_sink is not None:
+                        if wants_rows:
                             stored = list(zip(map(_ID, outcomes), map(_FIELDS, outcomes), map(_ENTITY, completed.chunk)))
                         if keep_rows:
                             fields = map(_FIELDS, outcomes)
@@ -543,16 +548,15 @@ class BatchRun:
                 if lines is None:
                     outcomes = completed.outcomes
                     lines, done, stored = self._chunk_lines(completed, earlier_failures, log_lines, parse, n_outputs,
-                                                            store_sink is not None)
+                                                            wants_rows)
                     n_lines = len(lines)
                     # no value for these entities (prenacs: an empty results line): no row, their logs are kept
                     n_no_value += sum(1 for outcome in outcomes if outcome[3] is None and not outcome[1])
                 # logs first: a kill between the two leaves logs that resume drops
                 self._write_logs(log_lines, progress)
-                if results_sink is not None:
-                    results_sink.write_lines(lines)
-                if store_sink is not None:
-                    store_sink.write(stored)
+                chunk_results = ResultChunk(lines, stored, done)
+                for sink in result_sinks:
+                    sink.write(chunk_results)
                 n_done += n_lines
                 report.n_units = n_done + n_no_value
                 report.n_no_value = n_no_value
@@ -560,8 +564,8 @@ class BatchRun:
                 if progress is not None:
                     counts = self.stream.counts
                     progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
-                if keep_rows:
-                    yield from done
+                if rows_sink is not None:
+                    yield from rows_sink.take()
                 if self.options.max_failures is not None and len(self.failures) >= self.options.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
                                     f"({'--fail-fast' if self.options.fail_fast else f'--max-failures {self.options.max_failures}'})")

@@ -25,12 +25,16 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from .sink import ResultChunk, ResultSink
+
 FLUSH_VALUES = 20_000
 FLUSH_SECONDS = 2.0
 
 
-class StoreSink:
+class StoreSink(ResultSink):
     """Writes one run's values into a store; ``open`` checks everything before the run starts."""
+
+    needs_rows = True
 
     def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any, writes: bool = True) -> None:
         """Open the store at ``url`` and check the plugin's attributes against it.
@@ -98,7 +102,11 @@ class StoreSink:
         self.writer = self.store.writer(self.computation, record.output, fresh=True)
 
     # ---------------------------------------------------------------- during
-    def write(self, rows: Sequence[tuple[str, Sequence[str], str]]) -> None:
+    def write(self, chunk: ResultChunk) -> None:
+        """A chunk's rows (:attr:`ResultChunk.stored`)."""
+        self.write_rows(chunk.stored)
+
+    def write_rows(self, rows: Sequence[tuple[str, Sequence[str], str]]) -> None:
         """Rows ``(entity_id, fields, entity)`` of one chunk; written when the buffer is full or old."""
         if not rows:
             return
@@ -112,6 +120,7 @@ class StoreSink:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the buffered rows to the writer thread (one transaction); the previous batch is written first."""
         if self.rows:
             encoded = self.writer.encode_rows(self.rows)
             self._wait()

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import OutputClosed, OutputWriteError, UsageError
 from ..execution.capture import unredirected
 from ..inputs.seen_ids import SeenIds
+from .sink import ResultChunk, ResultSink
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -64,8 +65,11 @@ def existing_ids(path: Path, into: SeenIds | None = None, header: str | None = N
     return seen
 
 
-class TsvSink:
-    """Appends lines to a file (or writes to a standard stream), flushing after each batch."""
+class TsvSink(ResultSink):
+    """Appends lines to a file (or writes to a standard stream), flushing after each batch.
+
+    The results sink (:meth:`write` takes a chunk's TSV lines) and the logs sink (:meth:`write_lines`).
+    """
 
     def __init__(self, path: str | Path | None, default: IO[str], what: str, header: str | None = None) -> None:
         """``header``: a first line written when the file is new or empty (``--header``); never into an existing file."""
@@ -96,6 +100,10 @@ class TsvSink:
             raise UsageError(f"{self.path}: cannot write the {what}: {exc.strerror or exc}") from exc
         self._owned = True
 
+    def write(self, chunk: ResultChunk) -> None:
+        """A chunk's result lines, appended and flushed (whole lines: a kill leaves at most one torn line)."""
+        self.write_lines(chunk.lines)
+
     def write_lines(self, lines: Iterable[str]) -> None:
         text = "".join(lines)
         if not text:
@@ -116,7 +124,11 @@ class TsvSink:
             where = self.path if self.path is not None else f"<std{'out' if self.what == 'results' else 'err'}>"
             raise OutputWriteError(f"{where}: cannot write the {self.what}: {exc.strerror or exc}") from exc
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Nothing waits: every write is flushed."""
+
+    def close(self, report: Any = None) -> None:
+        """Close the file (a standard stream stays open)."""
         if self._dup:
             self._dup = False
             try:
