@@ -137,6 +137,18 @@ def finalize(state):
 '''
 
 
+def assert_each_line_captured_once(err: list[str], ids: list[str]) -> list[str]:
+    """The noisy plugins' lines on stderr, marked, each exactly once: compute's print and its print to
+    stderr for every entity, a child process's echo for every tenth; returns those tenth ids."""
+    assert sorted(line for line in err if line.startswith("\t[plugin stdout] compute ")) == sorted(
+        f"\t[plugin stdout] compute {e}" for e in ids)
+    assert sorted(line for line in err if line.startswith("\t[plugin stderr] to stderr ")) == sorted(
+        f"\t[plugin stderr] to stderr {e}" for e in ids)
+    tens = sorted(e for e in ids if e.endswith("0"))
+    assert sorted(line for line in err if "] child " in line) == sorted(f"\t[plugin stdout] child {e}" for e in tens)
+    return tens
+
+
 @pytest.mark.parametrize("backend", ["serial", "pool", "auto"])
 def test_plugin_output_never_reaches_the_results_stream(tmp_path: Path, attributes_file: Path, backend: str) -> None:
     (tmp_path / "noisy.py").write_text(NOISY)
@@ -148,12 +160,7 @@ def test_plugin_output_never_reaches_the_results_stream(tmp_path: Path, attribut
     assert sorted(result.stdout.splitlines()) == sorted(f"{e}\t{len(e)}" for e in ids)
     err = result.stderr.splitlines()
     # every line the plugin wrote is on stderr, marked, exactly once
-    assert sorted(line for line in err if line.startswith("\t[plugin stdout] compute ")) == sorted(
-        f"\t[plugin stdout] compute {e}" for e in ids)
-    assert sorted(line for line in err if line.startswith("\t[plugin stderr] to stderr ")) == sorted(
-        f"\t[plugin stderr] to stderr {e}" for e in ids)
-    tens = sorted(e for e in ids if e.endswith("0"))
-    assert sorted(line for line in err if "] child " in line) == sorted(f"\t[plugin stdout] child {e}" for e in tens)
+    tens = assert_each_line_captured_once(err, ids)
     assert sorted(line for line in err if "] printf " in line) == sorted(f"\t[plugin stdout] printf {e}" for e in tens)
     assert err.count("\t[plugin stdout] finalize says bye") >= 1
     assert err.count("\t[plugin stdout] init says hello") >= 1
@@ -852,12 +859,7 @@ def test_plugin_output_in_the_driver_is_captured_over_the_whole_span(tmp_path: P
     assert "(isolated)" not in (tmp_path / "r.yaml").read_text()
     assert sorted(result.stdout.splitlines()) == sorted(f"{e}\t{len(e)}" for e in ids)
     err = result.stderr.splitlines()
-    assert sorted(line for line in err if line.startswith("\t[plugin stdout] compute ")) == sorted(
-        f"\t[plugin stdout] compute {e}" for e in ids)
-    assert sorted(line for line in err if line.startswith("\t[plugin stderr] to stderr ")) == sorted(
-        f"\t[plugin stderr] to stderr {e}" for e in ids)
-    tens = sorted(e for e in ids if e.endswith("0"))
-    assert sorted(line for line in err if "] child " in line) == sorted(f"\t[plugin stdout] child {e}" for e in tens)
+    tens = assert_each_line_captured_once(err, ids)
     assert err.count("\t[plugin stdout] init says hello") == 1 and err.count("\t[plugin stdout] finalize says bye") == 1
     assert err[-1].startswith("batch-compute: 2000 computed, 0 failed, 0 skipped, in ")
     assert len(err) == 2 * len(ids) + len(tens) + 3
