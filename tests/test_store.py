@@ -67,10 +67,10 @@ def test_migrated_schema_equals_the_tables_module(store_url: str) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
         differences = [d for d in compare_metadata(context, schema.metadata)]
-        assert migrate.current_revision(connection) == "0001"
+        assert migrate.current_revision(connection) == "0002"
     engine.dispose()
     assert differences == []
-    assert Store.init(store_url)[1:] == ("0001", "0001")  # init again: nothing to do
+    assert Store.init(store_url)[1:] == ("0002", "0002")  # init again: nothing to do
 
 
 def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
@@ -86,7 +86,7 @@ def test_open_refuses_an_older_schema(store_url: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0001: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0002: run 'provbatch store init'"):
         Store(store_url)
 
 
@@ -285,3 +285,94 @@ def test_every_datatype_of_the_grammar_is_stored_and_read_back_exactly(store: St
         with pytest.raises(UsageError) as info:
             store.load(bad, record(U[i], f"bad{i}", "1", [names[datatype]]))
         assert str(info.value) == f"{bad}:1: attribute '{names[datatype]}' ({datatype}): {problem}"
+
+
+def _insert(connection, table: str, **row) -> None:
+    connection.execute(sa.text(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + key for key in row)})"), row)
+
+
+def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_current(store_url: str, tmp_path: Path) -> None:
+    """A store at revision 0001 (values in provbatch_values, pointers in provbatch_current), written as 0001's
+    writer wrote it: computation 1 loads e1, e2; computation 2 recomputes part of it; 1 is loaded again;
+    3 recomputes e2's gc. Migrated to 0002, every answer is what it was, and writing goes on."""
+    import json
+
+    from provbatch.store.records import canonical_json
+    from provbatch.store.url import create_engine
+    from provbatch.store.writer import entity_key
+
+    engine = create_engine(store_url)
+    assert migrate.upgrade(engine, to="0001") == (None, "0001")
+    records = {1: record(U[1], "seq", "1.0", ["gc", "length"]), 2: record(U[2], "quick", "0.1", ["gc", "length"], sha="q1"),
+               3: record(U[3], "seq", "2.0", ["gc"], sha="s2")}
+    values = [  # (attribute, entity, computation, stored text), every row of 0001's provbatch_values
+        (1, 1, 1, "0.5"), (1, 2, 1, "0.25"), (2, 1, 1, "100"), (2, 2, 1, "8"),
+        (1, 1, 2, "0.52"), (2, 1, 2, "101"), (1, 2, 2, "0.3"),
+        (1, 2, 3, "0.35"),
+    ]
+    pointers = [(1, 1, 1), (2, 1, 1), (1, 2, 3), (2, 2, 1)]  # after the reload of 1 and the recompute by 3
+    with engine.begin() as connection:
+        for pk, name, datatype in ((1, "gc", "Float"), (2, "length", "Integer")):
+            _insert(connection, "provbatch_attributes", id=pk, name=name, datatype=datatype,
+                    computation_group="seqstats")
+        plugins: dict[tuple[str, str], int] = {}
+        for pk, rec in records.items():
+            key = (rec.plugin.plugin_id, rec.plugin.version)
+            if key not in plugins:
+                plugins[key] = len(plugins) + 1
+                _insert(connection, "provbatch_plugins", id=plugins[key], plugin_id=key[0], version=key[1],
+                        lang=rec.plugin.lang, sha256=rec.plugin.sha256, description=canonical_json(rec.plugin.description),
+                        recorded_at="2026-01-01T00:00:00+00:00")
+            _insert(connection, "provbatch_computations", id=pk, uuid=rec.uuid, plugin=plugins[key],
+                    plugin_sha256=rec.plugin_sha256, parameters=canonical_json(rec.parameters), signature=rec.signature,
+                    output=json.dumps(rec.output), comp_status=rec.comp_status, origin=rec.origin,
+                    loaded_at="2026-01-01T00:00:00+00:00")
+        for pk, name in ((1, "e1"), (2, "e2")):
+            _insert(connection, "provbatch_entities", id=pk, name_key=entity_key(name), name=name)
+        for attribute, entity, computation, value in values:
+            _insert(connection, "provbatch_values", attribute=attribute, entity=entity, computation=computation, value=value)
+        for attribute, entity, computation in pointers:
+            _insert(connection, "provbatch_current", attribute=attribute, entity=entity, computation=computation)
+    engine.dispose()
+    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0002: run 'provbatch store init'"):
+        Store(store_url)
+
+    assert Store.init(store_url)[1:] == ("0001", "0002")
+    engine = create_engine(store_url)
+    with engine.connect() as connection:
+        assert not sa.inspect(connection).has_table("provbatch_values")
+        assert sorted(connection.execute(sa.text("SELECT attribute, entity, computation, value FROM provbatch_current"))) == [
+            (1, 1, 1, "0.5"), (1, 2, 3, "0.35"), (2, 1, 1, "100"), (2, 2, 1, "8")]
+        assert sorted(connection.execute(sa.text("SELECT attribute, entity, computation, value FROM provbatch_history"))) == [
+            (1, 1, 2, "0.52"), (1, 2, 1, "0.25"), (1, 2, 2, "0.3"), (2, 1, 2, "101")]
+    engine.dispose()
+
+    with Store(store_url) as store:
+        state = {("e1", "gc"): (0.5, U[1]), ("e1", "length"): (100, U[1]), ("e2", "gc"): (0.35, U[3]),
+                 ("e2", "length"): (8, U[1])}
+        assert current(store) == state
+        history = [(v["entity"], v["attribute"], v["value"], v["computation"], v["current"], v["plugin_id"], v["plugin_version"])
+                   for v in store.iter_values(history=True)]
+        assert history == [  # by attribute, entity, computation
+            ("e1", "gc", 0.5, U[1], True, "seq", "1.0"), ("e1", "gc", 0.52, U[2], False, "quick", "0.1"),
+            ("e2", "gc", 0.25, U[1], False, "seq", "1.0"), ("e2", "gc", 0.3, U[2], False, "quick", "0.1"),
+            ("e2", "gc", 0.35, U[3], True, "seq", "2.0"),
+            ("e1", "length", 100, U[1], True, "seq", "1.0"), ("e1", "length", 101, U[2], False, "quick", "0.1"),
+            ("e2", "length", 8, U[1], True, "seq", "1.0"),
+        ]
+        answers = {(entity, attribute): (why["value"], why["computation"], why["plugin_id"], why["n_values"])
+                   for entity, attribute in state for why in [store.why(entity, attribute)]}
+        assert answers == {("e1", "gc"): (0.5, U[1], "seq", 2), ("e1", "length"): (100, U[1], "seq", 2),
+                           ("e2", "gc"): (0.35, U[3], "seq", 3), ("e2", "length"): (8, U[1], "seq", 1)}
+        # writing goes on: computation 2 loaded again makes its values current again, from history, as stored
+        again = store.load(tsv(tmp_path / "b.tsv", [["e1", "0.52", "101"], ["e2", "0.3", ""]]), records[2])
+        assert again.already_loaded
+        state.update({("e1", "gc"): (0.52, U[2]), ("e1", "length"): (101, U[2]), ("e2", "gc"): (0.3, U[2]),
+                      ("e2", "length"): (None, U[2])})
+        assert current(store) == state
+        assert [(why["n_values"], why["computation"]) for why in [store.why("e2", "gc"), store.why("e2", "length")]] == [
+            (3, U[2]), (2, U[2])]
+        assert sorted((v["entity"], v["attribute"], v["computation"], v["current"]) for v in store.iter_values(history=True)) == sorted([
+            ("e1", "gc", U[1], False), ("e1", "gc", U[2], True), ("e2", "gc", U[1], False), ("e2", "gc", U[2], True),
+            ("e2", "gc", U[3], False), ("e1", "length", U[1], False), ("e1", "length", U[2], True),
+            ("e2", "length", U[1], False), ("e2", "length", U[2], True)])

@@ -51,15 +51,18 @@ def jsonl(store: str, *args: str) -> list[dict]:
 
 
 def orphans(url: str) -> int:
-    """Values without their computation row, and current pointers without their value: must be none."""
+    """Values without their computation row, and (attribute, entity, computation) stored twice (in current and
+    in history): must be none."""
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        n = connection.execute(sa.text(
-            "SELECT COUNT(*) FROM provbatch_values v LEFT JOIN provbatch_computations c ON c.id = v.computation "
-            "WHERE c.id IS NULL")).scalar()
+        n = 0
+        for table in ("provbatch_current", "provbatch_history"):
+            n += connection.execute(sa.text(
+                f"SELECT COUNT(*) FROM {table} v LEFT JOIN provbatch_computations c ON c.id = v.computation "
+                "WHERE c.id IS NULL")).scalar()
         n += connection.execute(sa.text(
-            "SELECT COUNT(*) FROM provbatch_current p LEFT JOIN provbatch_values v ON v.attribute = p.attribute "
-            "AND v.entity = p.entity AND v.computation = p.computation WHERE v.entity IS NULL")).scalar()
+            "SELECT COUNT(*) FROM provbatch_current p JOIN provbatch_history h ON h.attribute = p.attribute "
+            "AND h.entity = p.entity AND h.computation = p.computation")).scalar()
     engine.dispose()
     return n
 
@@ -120,7 +123,7 @@ def test_sigkill_leaves_a_consistent_store_and_the_rerun_completes_it(store_url:
     while time.monotonic() < deadline and process.poll() is None:
         try:
             with engine.connect() as connection:
-                stored = connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_values")).scalar() or 0
+                stored = connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_current")).scalar() or 0
         except sa.exc.DBAPIError:
             stored = 0  # the tables are not there yet
         if stored > 0:

@@ -165,6 +165,42 @@ def _column(node: datatypes.Datatype, normalise: Callable[[str], str]) -> Column
     return encode
 
 
+ColumnDecoder = Callable[[Sequence[str | None]], list[Any]]
+#: stored booleans are normalised to these two (other spellings go the per-value way)
+_STORED_BOOLEAN = {"true": True, "false": False}
+
+
+def _decoder(node: datatypes.Datatype, parse: Callable[[str], Any]) -> ColumnDecoder:
+    """A column of stored texts -> their Python values, as :meth:`Codec.decode` of each.
+
+    On the export's hot path: a stored text was checked when it was written, so
+    a scalar column is decoded by the builtin (``int``, ``float``, a dict
+    lookup for booleans; strings are already what they are) in a C loop; a
+    column with a missing value, an array or a composite goes value by value.
+    """
+    fast: Callable[[str], Any] | None = None
+    text = False
+    if isinstance(node, datatypes.Scalar):
+        kind, _parse = _scalar(node)
+        fasts: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _STORED_BOOLEAN.__getitem__}
+        fast = fasts.get(kind)
+        text = kind == "text"
+
+    def decode(stored: Sequence[str | None]) -> list[Any]:
+        if None in stored:
+            return [None if item is None else parse(item) for item in stored]
+        if text:
+            return list(stored)  # no None in it
+        if fast is not None:
+            try:
+                return list(map(fast, stored))  # type: ignore[arg-type]
+            except (ValueError, KeyError):
+                pass  # e.g. a boolean stored by another writer's spelling: the exact rule below
+        return list(map(parse, stored))  # type: ignore[arg-type]
+
+    return decode
+
+
 @dataclass(frozen=True)
 class Codec:
     """How one datatype is checked and read back."""
@@ -176,6 +212,8 @@ class Codec:
     normalise: Callable[[str], str]
     #: a column of texts -> their stored forms, as :meth:`encode_text` of each (raises ValueTextError)
     encode_column: ColumnEncoder
+    #: a column of stored texts -> their Python values, as :meth:`decode` of each
+    decode_column: ColumnDecoder
 
     def encode_text(self, text: str) -> str | None:
         """The stored form of a results field: None for no value."""
@@ -192,7 +230,7 @@ def codec_for(datatype: str) -> Codec:
     node = parse_datatype(datatype)
     if not isinstance(node, datatypes.Composite):
         parse, normalise = _component(node)
-        return Codec(datatype, parse, normalise, _column(node, normalise))
+        return Codec(datatype, parse, normalise, _column(node, normalise), _decoder(node, parse))
     components = [_component(part) for part in node.parts]
 
     def split(text: str) -> list[str]:
@@ -207,4 +245,5 @@ def codec_for(datatype: str) -> Codec:
     def normalise_composite(text: str) -> str:
         return ";".join("" if field == "" else norm(field) for (_p, norm), field in zip(components, split(text)))
 
-    return Codec(datatype, parse_composite, normalise_composite, _per_value(normalise_composite))
+    return Codec(datatype, parse_composite, normalise_composite, _per_value(normalise_composite),
+                 _decoder(node, parse_composite))

@@ -50,8 +50,9 @@ _LOCK_NAME = "provbatch_store_schema"
 _PG_LOCK_KEY = 0x70726F76  # "prov"
 
 
-def upgrade(engine: Any) -> tuple[str | None, str]:
-    """Create the store, or migrate it to the newest revision; returns (before, after).
+def upgrade(engine: Any, to: str = "head") -> tuple[str | None, str]:
+    """Create the store, or migrate it to the newest revision (or ``to``: tests build old stores); returns
+    (before, after).
 
     Two processes may do it at once (two ``batch-compute --store`` on a new
     database): the migration runs under a lock, and the second finds the
@@ -70,7 +71,7 @@ def upgrade(engine: Any) -> tuple[str | None, str]:
             connection.execute(sa.text(f"SELECT GET_LOCK('{_LOCK_NAME}', 300)"))
         try:
             before = current_revision(connection)
-            command.upgrade(_config(connection), "head")
+            command.upgrade(_config(connection), to)
             after = current_revision(connection)
         finally:
             if name in ("mysql", "mariadb"):

@@ -1,16 +1,19 @@
-"""The tables of the results store (SQLAlchemy Core), revision 1.
+"""The tables of the results store (SQLAlchemy Core), revision 0002.
 
 Long and narrow, so that thousands of attributes need no schema change: one
-row per value in ``provbatch_values``, keyed by (attribute, entity,
-computation), the value in one text column in its results-file form,
+row per value, the value in one text column in its results-file form,
 checked against the attribute's datatype when written and typed again when
-read (:mod:`.codec`). Values are never updated or
-deleted by a computation: a recomputation adds rows, and
-``provbatch_current`` points each (attribute, entity) at the computation
-whose value is current. The two big tables carry no secondary index and no
-foreign key: each would be one more b-tree (or trigger) per value written;
-the writer guarantees what a foreign key would (a computation row is
-committed before its values, entities are created in the values'
+read (:mod:`.codec`). The value *now* of each (attribute, entity) is its row
+in ``provbatch_current`` (with the computation that produced it); a value a
+later computation replaced moves to ``provbatch_history``, keyed by
+(attribute, entity, computation). Each (attribute, entity, computation) is
+stored exactly once across the two tables, and nothing a computation wrote
+is deleted (only ``attributes drop`` deletes values). A first load is one
+b-tree insert per value, and reading the current values is one range scan
+without a join to the values. The two big tables carry no secondary index
+and no foreign key: each would be one more b-tree (or trigger) per value
+written; the writer guarantees what a foreign key would (a computation row
+is committed before its values, entities are created in the values'
 transaction). See docs/store.md for the reasons.
 
 Every change of these tables is an Alembic revision in ``migrations/versions``;
@@ -24,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 #: the Alembic revision these tables correspond to (the newest migration)
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 #: Alembic's bookkeeping table, prefixed like ours so that a store can share a database
 VERSION_TABLE = "provbatch_alembic_version"
 
@@ -109,20 +112,23 @@ entities = sa.Table(
     **_MYSQL,
 )
 
-values = sa.Table(
-    "provbatch_values", metadata,
-    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("value", sa.Text),
-    **_CLUSTERED,
-)
-
+#: the value now of each (attribute, entity), and the computation that produced it
 current = sa.Table(
     "provbatch_current", metadata,
     sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("computation", sa.Integer, nullable=False),
+    sa.Column("value", sa.Text),
+    **_CLUSTERED,
+)
+
+#: the values that were current once and were replaced by another computation's
+history = sa.Table(
+    "provbatch_history", metadata,
+    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.Text),
     **_CLUSTERED,
 )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,9 @@ from .schema import attributes as t_attributes
 from .schema import computations as t_computations
 from .schema import current as t_current
 from .schema import entities as t_entities
+from .schema import history as t_history
 from .schema import inputs as t_inputs
 from .schema import plugins as t_plugins
-from .schema import values as t_values
 from .url import READ_ONLY, create_engine, display_url, store_url
 from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, entity_key, gc_paused, write_values
 
@@ -46,6 +46,8 @@ ATTRIBUTE_FIELDS = ("datatype", "definition", "unit", "ontology_xref", "related_
 FIXED_FIELDS = ("datatype", "computation_group")
 #: how often a writer retries a transaction that lost a deadlock or a lock wait
 RETRIES = 8
+#: rows fetched at a time by an export
+_PARTITION = 20_000
 
 
 class StoreConflict(ProvBatchError):
@@ -243,10 +245,10 @@ class Store:
 
     @staticmethod
     def _drop(connection: Any, attribute_id: int) -> int:
-        deleted = connection.execute(t_values.delete().where(t_values.c.attribute == attribute_id)).rowcount
-        connection.execute(t_current.delete().where(t_current.c.attribute == attribute_id))
+        deleted = connection.execute(t_current.delete().where(t_current.c.attribute == attribute_id)).rowcount or 0
+        deleted += connection.execute(t_history.delete().where(t_history.c.attribute == attribute_id)).rowcount or 0
         connection.execute(t_attributes.delete().where(t_attributes.c.id == attribute_id))
-        return deleted or 0
+        return deleted
 
     # --------------------------------------------------------------- records
     def _record_plugin(self, connection: Any, plugin: PluginRecord, replace: bool, where: str) -> int:
@@ -373,71 +375,101 @@ class Store:
                     history: bool = False, provenance: bool = False, as_text: bool = False) -> Iterator[dict[str, Any]]:
         """The values, typed: dicts with entity, attribute, value (+ computation, plugin_id, plugin_version,
         time_end with ``provenance``; + current with ``history``, which includes every earlier value).
-        ``as_text``: the value in its results-file text ('' for none) instead of a Python value."""
-        known = self.attributes()
+        ``as_text``: the value in its results-file text ('' for none) instead of a Python value.
+
+        Ordered by attribute name, then entity (in the order they were first stored), then computation.
+        On the export's hot path: one query per attribute on the driver's cursor (no join but to the
+        entity names), a partition of rows at a time, values decoded a column at a time
+        (:attr:`.codec.Codec.decode_column`), provenance from a map of the computations read once.
+        """
+        known = self._attribute_ids()
         unknown = [name for name in attributes if name not in known]
         if unknown:
             raise UsageError(f"attribute(s) {', '.join(unknown)} are not in the store ({display_url(self.url)})")
-        v, cur, e, a, c, p = t_values, t_current, t_entities, t_attributes, t_computations, t_plugins
-        if history:
-            source = v.outerjoin(cur, sa.and_(cur.c.attribute == v.c.attribute, cur.c.entity == v.c.entity,
-                                              cur.c.computation == v.c.computation))
-            base = v
-            columns = [e.c.name, a.c.name, a.c.datatype, v.c.value, cur.c.computation.is_not(None).label("current")]
-        else:
-            source = cur.join(v, sa.and_(v.c.attribute == cur.c.attribute, v.c.entity == cur.c.entity,
-                                         v.c.computation == cur.c.computation))
-            base = cur
-            columns = [e.c.name, a.c.name, a.c.datatype, v.c.value]
-        source = source.join(e, e.c.id == base.c.entity).join(a, a.c.id == base.c.attribute)
-        if provenance or history:
-            source = source.join(c, c.c.id == v.c.computation).join(p, p.c.id == c.c.plugin)
-            columns += [c.c.uuid, p.c.plugin_id, p.c.version, c.c.time_end]
-        query = sa.select(*columns).select_from(source)
-        if attributes:
-            query = query.where(a.c.name.in_(list(attributes)))
-        order = [a.c.name, base.c.entity] + ([c.c.id] if history else [])  # the entity id of the clustered key: no sort
-        chunks: Iterable[list[str] | None] = [None]
-        if entities is not None:
-            keys = list(dict.fromkeys(entity_key(name) for name in entities))
-            chunks = [keys[i:i + 500] for i in range(0, len(keys), 500)]
-        parsers: dict[str, Any] = {}
+        selected = sorted(set(attributes) if attributes else known)
+        p = self.dialect.p
         with self._read() as connection:
-            for chunk in chunks:
-                selected = query if chunk is None else query.where(e.c.name_key.in_(chunk))
-                result = connection.execution_options(yield_per=20_000).execute(selected.order_by(*order))
-                # a partition at a time, parsers looked up once per datatype: the per-value work is the dict
-                for partition in result.partitions():
-                    for row in partition:
-                        stored = row[3]
-                        if as_text:
-                            value = stored or ""
-                        elif stored is None:
-                            value = None
-                        else:
-                            parse = parsers.get(row[2])
-                            if parse is None:
-                                parse = parsers[row[2]] = self.codec(row[2]).parse
-                            value = parse(stored)
-                        item = {"entity": row[0], "attribute": row[1], "value": value}
+            provenance_of = self._provenance(connection) if provenance or history else {}
+            id_chunks: list[list[int] | None] = [None]
+            if entities is not None:
+                id_chunks = [chunk for chunk in _chunked(self._entity_ids(connection, entities), 500)]
+            for name in selected:
+                attribute_id, datatype = known[name]
+                decode = None if as_text else self.codec(datatype).decode_column
+                for chunk in id_chunks:
+                    where = "" if chunk is None else f" AND entity IN ({', '.join([p] * len(chunk))})"
+                    params: tuple[Any, ...] = () if chunk is None else tuple(chunk)
+                    if history:
+                        sql = (f"SELECT e.name, x.value, x.computation, x.is_current FROM (SELECT entity, computation, value, "
+                               f"1 AS is_current FROM provbatch_current WHERE attribute = {attribute_id}{where} UNION ALL "
+                               f"SELECT entity, computation, value, 0 FROM provbatch_history WHERE attribute = {attribute_id}"
+                               f"{where}) x JOIN provbatch_entities e ON e.id = x.entity ORDER BY x.entity, x.computation")
+                        params = params * 2
+                    else:
+                        sql = (f"SELECT e.name, c.value{', c.computation' if provenance else ''} FROM provbatch_current c "
+                               f"JOIN provbatch_entities e ON e.id = c.entity WHERE c.attribute = {attribute_id}"
+                               f"{where.replace('entity', 'c.entity')} ORDER BY c.entity")
+                    for rows in self._partitions(connection, sql, params):
+                        texts = [row[1] for row in rows]
+                        values = [text or "" for text in texts] if decode is None else decode(texts)
                         if history:
-                            item["current"] = bool(row[4])
-                        if provenance or history:
-                            offset = 5 if history else 4
-                            item.update(computation=row[offset], plugin_id=row[offset + 1], plugin_version=row[offset + 2],
-                                        time_end=row[offset + 3])
-                        yield item
+                            for row, value in zip(rows, values):
+                                yield {"entity": row[0], "attribute": name, "value": value, "current": bool(row[3]),
+                                       **provenance_of[row[2]]}
+                        elif provenance:
+                            for row, value in zip(rows, values):
+                                yield {"entity": row[0], "attribute": name, "value": value, **provenance_of[row[2]]}
+                        else:
+                            yield from [{"entity": row[0], "attribute": name, "value": value} for row, value in zip(rows, values)]
+
+    def _attribute_ids(self) -> dict[str, tuple[int, str]]:
+        """name -> (id, datatype)."""
+        with self._read() as connection:
+            return {name: (attribute_id, datatype) for attribute_id, name, datatype in connection.execute(
+                sa.select(t_attributes.c.id, t_attributes.c.name, t_attributes.c.datatype))}
+
+    @staticmethod
+    def _provenance(connection: Any) -> dict[int, dict[str, Any]]:
+        """computation id -> its provenance fields of an exported value (the computations table is small)."""
+        c, p = t_computations, t_plugins
+        rows = connection.execute(sa.select(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.time_end)
+                                  .select_from(c.join(p, p.c.id == c.c.plugin)))
+        return {pk: {"computation": uuid, "plugin_id": plugin_id, "plugin_version": version, "time_end": time_end}
+                for pk, uuid, plugin_id, version, time_end in rows}
+
+    @staticmethod
+    def _entity_ids(connection: Any, names: Sequence[str]) -> list[int]:
+        """The ids of the named entities that are stored, ascending (the order values are exported in)."""
+        keys = list(dict.fromkeys(entity_key(name) for name in names))
+        found: list[int] = []
+        for chunk in _chunked(keys, 500):
+            found.extend(connection.execute(sa.select(t_entities.c.id).where(t_entities.c.name_key.in_(chunk))).scalars())
+        return sorted(found)
+
+    def _partitions(self, connection: Any, sql: str, params: tuple[Any, ...]) -> Iterator[Sequence[Any]]:
+        """The rows of a query, a partition at a time: on SQLite from the driver's cursor (SQLAlchemy's
+        result rows cost more than the rest of an export), elsewhere a server-side (streamed) result."""
+        if self.dialect.name == "sqlite":
+            cursor = connection.connection.driver_connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(_PARTITION):
+                    yield rows
+            finally:
+                cursor.close()
+            return
+        result = connection.execution_options(stream_results=True, yield_per=_PARTITION).exec_driver_sql(sql, params)
+        yield from result.partitions()
 
     def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
-        v, cur, e, a, c, p, i = t_values, t_current, t_entities, t_attributes, t_computations, t_plugins, t_inputs
+        cur, h, e, a, c, p, i = t_current, t_history, t_entities, t_attributes, t_computations, t_plugins, t_inputs
         query = (
-            sa.select(a.c.datatype, v.c.value, c, p.c.plugin_id, p.c.version, p.c.lang,
+            sa.select(a.c.datatype, cur.c.value, c, p.c.plugin_id, p.c.version, p.c.lang,
                       i.c.path.label("input_path"), i.c.size.label("input_size"), i.c.sha256.label("input_sha256"),
                       e.c.id.label("entity_pk"), a.c.id.label("attribute_pk"))
             .select_from(
                 cur.join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute)
-                .join(v, sa.and_(v.c.attribute == cur.c.attribute, v.c.entity == cur.c.entity, v.c.computation == cur.c.computation))
                 .join(c, c.c.id == cur.c.computation).join(p, p.c.id == c.c.plugin)
                 .outerjoin(i, sa.and_(i.c.computation == cur.c.computation, i.c.entity == cur.c.entity))
             )
@@ -447,8 +479,9 @@ class Store:
             row = connection.execute(query).mappings().first()
             if row is None:
                 return None
-            n_values = connection.execute(sa.select(sa.func.count()).select_from(v).where(
-                v.c.attribute == row["attribute_pk"], v.c.entity == row["entity_pk"])).scalar()
+            earlier = connection.execute(sa.select(sa.func.count()).select_from(h).where(
+                h.c.attribute == row["attribute_pk"], h.c.entity == row["entity_pk"])).scalar()
+        n_values = 1 + (earlier or 0)
         codec = self.codec(row["datatype"])
         value = codec.decode(row["value"])
         return {
@@ -585,7 +618,14 @@ class ComputationWriter:
 
 
 def _has_values(connection: Any, computation: int) -> bool:
-    return connection.execute(sa.select(t_values.c.entity).where(t_values.c.computation == computation).limit(1)).first() is not None
+    """Whether the computation has values stored (current or history): a scan, for a reload only."""
+    return any(connection.execute(sa.select(table.c.entity).where(table.c.computation == computation).limit(1)).first()
+               is not None for table in (t_current, t_history))
+
+
+def _chunked(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
 
 
 def _valid(datatype: str) -> bool:

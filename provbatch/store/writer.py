@@ -1,11 +1,22 @@
-"""Bulk writing of values: entities created as needed, value rows added, current pointers moved.
+"""Bulk writing of values: entities created as needed, current values inserted or replaced, replaced ones kept.
 
 On the hot path of ``provbatch load`` and ``batch-compute --store``, so it
 talks to the driver directly (``executemany`` of tuples, in batches of
 :data:`BATCH_ROWS`; PostgreSQL ``COPY`` through psycopg 3), bypassing
 SQLAlchemy's per-row parameter processing. Everything written for a batch
 goes in the caller's transaction: a value never exists without its
-computation row (written and committed before) and its current pointer.
+computation row (written and committed before).
+
+Schema revision 0002 (see :mod:`.schema`): the value now is the row of
+``provbatch_current``; writing a computation C's value of (attribute, entity)
+
+- for an entity this transaction created: a plain insert (no other
+  transaction can hold rows for it before this one commits);
+- otherwise: a current row of another computation moves to
+  ``provbatch_history``; C's own row in history (a reload of an earlier
+  computation) moves back to current, with its stored value; else C's value
+  becomes current. A current row that already is C's stays as it is
+  (a reload changes nothing).
 """
 
 from __future__ import annotations
@@ -40,17 +51,8 @@ class Dialect:
         else:
             ignore, tail = "INSERT IGNORE INTO", ""
         self.insert_entity = f"{ignore} provbatch_entities (name_key, name) VALUES ({p}, {p}){tail}"
-        self.insert_value_new = f"INSERT INTO provbatch_values (attribute, entity, computation, value) VALUES ({p}, {p}, {p}, {p})"
-        self.insert_value_ignore = (f"{ignore} provbatch_values (attribute, entity, computation, value) "
-                                    f"VALUES ({p}, {p}, {p}, {p}){tail}")
         self.insert_input = (f"{ignore} provbatch_inputs (computation, entity, path, size, sha256, mtime) "
                              f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}){tail}")
-        if self.name == "mysql":
-            self.upsert_current = (f"INSERT INTO provbatch_current (attribute, entity, computation) VALUES ({p}, {p}, {p}) "
-                                   "ON DUPLICATE KEY UPDATE computation = VALUES(computation)")
-        else:
-            self.upsert_current = (f"INSERT INTO provbatch_current (attribute, entity, computation) VALUES ({p}, {p}, {p}) "
-                                   "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
         self.select_chunk = _SELECT_CHUNK[self.name]
         #: MySQL/MariaDB: the connection may LOAD DATA LOCAL INFILE (set by the store after a probe)
         self.local_infile = False
@@ -154,9 +156,10 @@ def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, compu
 
     Columns, not rows: they are encoded column by column (:attr:`.codec.Codec.encode_column`)
     and written attribute by attribute, so no transposition is needed.
-    ``fresh``: the computation has no value
-    rows yet (plain inserts, COPY); otherwise rows already there are kept.
-    The batch must name each entity once. Runs in the connection's transaction.
+    ``fresh``: the computation has no value rows yet, so none of its rows can
+    wait in history (a reload's two statements are skipped); rows already
+    there are kept either way. The batch must name each entity once. Runs in
+    the connection's transaction.
     """
     raw = connection.connection.driver_connection
     cursor = raw.cursor()
@@ -171,100 +174,209 @@ def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: in
            batch: Columns, fresh: bool,
            inputs: Sequence[tuple[str, str, int | None, str | None, float | None]]) -> int:
     names, columns = batch
+    if not names:
+        return 0
+    if dialect.name != "sqlite":
+        _lock_attributes(cursor, dialect, attribute_ids)
     ids = entity_ids.ids(cursor, names)
-    value_rows: list[tuple[Any, ...]] = []
-    current_rows: list[tuple[int, int, int]] = []
-    n = len(ids)
-    # attribute by attribute: in primary-key order, so that new rows append to the b-trees
-    for attribute_id, column in zip(attribute_ids, columns):
-        value_rows.extend(zip(repeat(attribute_id, n), ids, repeat(computation, n), column))
-        current_rows.extend(zip(repeat(attribute_id, n), ids, repeat(computation, n)))
-    if dialect.name == "postgresql" and fresh and len(value_rows) > 1000:
-        created = entity_ids.created
-        new_current = [row for row in current_rows if row[1] in created] if created else []
-        if new_current:
-            current_rows = [row for row in current_rows if row[1] not in created] if len(new_current) < len(current_rows) else []
-        _copy_postgresql(cursor, value_rows, current_rows, new_current)
-    elif dialect.name == "mysql" and fresh and len(value_rows) > 1000 and dialect.local_infile:
-        _load_data_mysql(cursor, value_rows, current_rows)
+    created = entity_ids.created
+    new_ids: Sequence[int]
+    old_ids: Sequence[int]
+    new_columns: Sequence[Sequence[Any]]
+    old_columns: Sequence[Sequence[Any]]
+    if len(created) == len(ids):
+        new_ids, old_ids, new_columns, old_columns = ids, [], columns, [[] for _column in columns]
+    elif not created:
+        new_ids, old_ids, new_columns, old_columns = [], ids, [[] for _column in columns], columns
     else:
-        insert = dialect.insert_value_new if fresh else dialect.insert_value_ignore
-        for chunk in _chunks(value_rows, BATCH_ROWS):
-            cursor.executemany(insert, chunk)
-        for chunk in _chunks(current_rows, BATCH_ROWS):
-            cursor.executemany(dialect.upsert_current, chunk)
+        is_new = [entity_id in created for entity_id in ids]
+        new_ids = [entity_id for entity_id, new in zip(ids, is_new) if new]
+        old_ids = [entity_id for entity_id, new in zip(ids, is_new) if not new]
+        new_columns = [[value for value, new in zip(column, is_new) if new] for column in columns]
+        old_columns = [[value for value, new in zip(column, is_new) if not new] for column in columns]
+    computation = int(computation)
+    attribute_ids = [int(attribute_id) for attribute_id in attribute_ids]
+    if new_ids:
+        _insert_new(cursor, dialect, computation, attribute_ids, new_ids, new_columns)
+    if old_ids:
+        if dialect.name == "sqlite":
+            _replace_sqlite(cursor, computation, attribute_ids, old_ids, old_columns, fresh)
+        else:
+            _replace_set_based(cursor, dialect, computation, attribute_ids, old_ids, old_columns, fresh)
     if inputs:
         input_ids = entity_ids.ids(cursor, [row[0] for row in inputs])
         cursor.executemany(dialect.insert_input, [(computation, entity_id, *row[1:])
                                                  for entity_id, row in zip(input_ids, inputs)])
-    return len(value_rows)
+    return len(ids) * len(attribute_ids)
 
 
-def _copy_text(rows: Iterable[tuple[Any, ...]]) -> str:
-    """Rows in the text format of PostgreSQL COPY and MySQL LOAD DATA: tab-separated, \\N for NULL.
+def _lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int]) -> None:
+    """Server databases: the attributes' rows locked for the transaction, in id order.
 
-    Only the value (last column) can hold text; it has no tab or newline (it
-    comes from a TSV field), so only backslashes need escaping.
+    Writers of one attribute then take turns a transaction at a time, so that
+    the current row a writer moves to history is the one it replaces (two
+    writers replacing the same value at once would otherwise lose one);
+    writers of different attributes do not wait for each other. SQLite's
+    write lock already serialises writers.
+    """
+    marks = ", ".join([dialect.p] * len(attribute_ids))
+    cursor.execute(f"SELECT id FROM provbatch_attributes WHERE id IN ({marks}) ORDER BY id FOR UPDATE",
+                   tuple(sorted(attribute_ids)))
+    cursor.fetchall()
+
+
+def _insert_new(cursor: Any, dialect: Dialect, computation: int, attribute_ids: Sequence[int],
+                ids: Sequence[int], columns: Sequence[Sequence[Any]]) -> None:
+    """The values of entities this transaction created: plain inserts (COPY on PostgreSQL), attribute by
+    attribute, so that in primary-key order the rows append to the b-tree."""
+    if dialect.name == "postgresql":
+        with cursor.copy("COPY provbatch_current (attribute, entity, computation, value) FROM STDIN") as copy:
+            for attribute_id, column in zip(attribute_ids, columns):
+                for start in range(0, len(ids), BATCH_ROWS):
+                    copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
+                                          column[start:start + BATCH_ROWS]))
+        return
+    p = dialect.p
+    for attribute_id, column in zip(attribute_ids, columns):
+        # the attribute and computation as literals (our own integers): two parameters per row
+        insert = (f"INSERT INTO provbatch_current (attribute, entity, computation, value) "
+                  f"VALUES ({attribute_id}, {p}, {computation}, {p})")
+        if dialect.name == "sqlite":
+            cursor.executemany(insert, zip(ids, column))  # the driver takes an iterator: no list of tuples
+        else:
+            for start in range(0, len(ids), BATCH_ROWS):
+                cursor.executemany(insert, list(zip(ids[start:start + BATCH_ROWS], column[start:start + BATCH_ROWS])))
+
+
+def _replace_sqlite(cursor: Any, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
+                    columns: Sequence[Sequence[Any]], fresh: bool) -> None:
+    """Existing entities on SQLite: a few primary-key statements per value, run by ``executemany`` (the
+    write lock is held: nothing changes between them). ``fresh``: the computation has no rows yet,
+    so none can wait in history."""
+    keys = [(entity_id,) for entity_id in ids]
+    for attribute_id, column in zip(attribute_ids, columns):
+        same = f"attribute = {attribute_id} AND entity = ? AND computation"
+        cursor.executemany("INSERT INTO provbatch_history (attribute, entity, computation, value) "
+                           f"SELECT attribute, entity, computation, value FROM provbatch_current WHERE {same} <> {computation}",
+                           keys)
+        if not fresh:
+            # a reload of an earlier computation: its values come back from history, as they were stored
+            cursor.executemany("INSERT INTO provbatch_current (attribute, entity, computation, value) "
+                               f"SELECT attribute, entity, computation, value FROM provbatch_history WHERE {same} = {computation} "
+                               "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, "
+                               "value = excluded.value", keys)
+            cursor.executemany(f"DELETE FROM provbatch_history WHERE {same} = {computation}", keys)
+        cursor.executemany("INSERT INTO provbatch_current (attribute, entity, computation, value) "
+                           f"VALUES ({attribute_id}, ?, {computation}, ?) "
+                           "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, "
+                           "value = excluded.value WHERE provbatch_current.computation <> excluded.computation",
+                           zip(ids, column))
+
+
+#: the rows of a batch for existing entities, before they are merged (PostgreSQL, MySQL/MariaDB)
+_LOAD_TABLE = {
+    "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load "
+                  "(attribute integer, entity bigint, computation integer, value text) ON COMMIT DELETE ROWS",
+    "mysql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load "
+             "(attribute integer, entity bigint, computation integer, value text, PRIMARY KEY (attribute, entity)) "
+             "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+}
+_JOIN_CURRENT = "c.attribute = l.attribute AND c.entity = l.entity"
+_JOIN_HISTORY = "h.attribute = l.attribute AND h.entity = l.entity AND h.computation = l.computation"
+#: the merge, set-based: replaced current rows to history; rows of this computation in history back to
+#: current (a reload); the batch's values made current where the current row is another computation's
+_MERGE = {
+    "postgresql": (
+        "INSERT INTO provbatch_history (attribute, entity, computation, value) SELECT c.attribute, c.entity, "
+        f"c.computation, c.value FROM provbatch_current c JOIN provbatch_load l ON {_JOIN_CURRENT} "
+        "WHERE c.computation <> l.computation",
+        "INSERT INTO provbatch_current (attribute, entity, computation, value) SELECT h.attribute, h.entity, "
+        f"h.computation, h.value FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY} "
+        "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, value = excluded.value",
+        f"DELETE FROM provbatch_history h USING provbatch_load l WHERE {_JOIN_HISTORY}",
+        "INSERT INTO provbatch_current (attribute, entity, computation, value) "
+        "SELECT attribute, entity, computation, value FROM provbatch_load "
+        "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, value = excluded.value "
+        "WHERE provbatch_current.computation <> excluded.computation",
+    ),
+    "mysql": (
+        "INSERT INTO provbatch_history (attribute, entity, computation, value) SELECT c.attribute, c.entity, "
+        f"c.computation, c.value FROM provbatch_current c JOIN provbatch_load l ON {_JOIN_CURRENT} "
+        "WHERE c.computation <> l.computation",
+        "INSERT INTO provbatch_current (attribute, entity, computation, value) SELECT h.attribute, h.entity, "
+        f"h.computation, h.value FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY} "
+        "ON DUPLICATE KEY UPDATE computation = VALUES(computation), value = VALUES(value)",
+        f"DELETE h FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY}",
+        # the value first: MySQL assigns left to right, and it is compared with the computation before
+        "INSERT INTO provbatch_current (attribute, entity, computation, value) "
+        "SELECT attribute, entity, computation, value FROM provbatch_load l ON DUPLICATE KEY UPDATE "
+        "value = IF(provbatch_current.computation <> VALUES(computation), VALUES(value), provbatch_current.value), "
+        "computation = VALUES(computation)",
+    ),
+}
+
+
+def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
+                       columns: Sequence[Sequence[Any]], fresh: bool) -> None:
+    """Existing entities on PostgreSQL and MySQL/MariaDB: the batch into a temporary table (COPY, LOAD DATA
+    or executemany), then four set-based statements (:data:`_MERGE`; the two of a reload skipped when
+    ``fresh``). The attributes are locked (:func:`_lock_attributes`)."""
+    cursor.execute(_LOAD_TABLE[dialect.name])
+    n_rows = len(ids) * len(attribute_ids)
+    if dialect.name == "postgresql":
+        with cursor.copy("COPY provbatch_load (attribute, entity, computation, value) FROM STDIN") as copy:
+            for attribute_id, column in zip(attribute_ids, columns):
+                for start in range(0, len(ids), BATCH_ROWS):
+                    copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
+                                          column[start:start + BATCH_ROWS]))
+        cursor.execute("ANALYZE provbatch_load")  # else the planner guesses its size, and may scan provbatch_current
+    elif n_rows > 1000 and dialect.local_infile:
+        _load_data_mysql(cursor, computation, attribute_ids, ids, columns)
+    else:
+        insert = f"INSERT INTO provbatch_load (attribute, entity, computation, value) VALUES (%s, %s, {computation}, %s)"
+        for attribute_id, column in zip(attribute_ids, columns):
+            cursor.executemany(insert, list(zip(repeat(attribute_id, len(ids)), ids, column)))
+    to_history, back_from_history, delete_from_history, upsert = _MERGE[dialect.name]
+    cursor.execute(to_history)
+    if not fresh:
+        cursor.execute(back_from_history)
+        cursor.execute(delete_from_history)
+    cursor.execute(upsert)
+    if dialect.name == "postgresql":
+        cursor.execute("DELETE FROM provbatch_load")
+    else:
+        # dropped, not emptied: DELETE of a batch's rows cost a tenth of a load; a temporary table's DROP
+        # does not commit the transaction (MySQL/MariaDB), and the next batch creates it again
+        cursor.execute("DROP TEMPORARY TABLE provbatch_load")
+
+
+def _copy_text(attribute_id: int, computation: int, ids: Sequence[int], values: Sequence[str | None]) -> str:
+    """Rows (attribute, entity, computation, value) in the text format of PostgreSQL COPY and MySQL LOAD DATA:
+    tab-separated, \\N for NULL.
+
+    The value has no tab or newline (it comes from a TSV field), so only
+    backslashes need escaping.
     """
     null, backslash, escaped = "\\N", "\\", "\\\\"
-    lines: list[str] = []
-    add = lines.append
-    for row in rows:
-        if len(row) == 4:
-            value = row[3]
-            text = null if value is None else (value.replace(backslash, escaped) if backslash in value else value)
-            add(f"{row[0]}\t{row[1]}\t{row[2]}\t{text}\n")
-        else:
-            add(f"{row[0]}\t{row[1]}\t{row[2]}\n")  # the current pointers: three integers
-    return "".join(lines)
+    head, middle = f"{attribute_id}\t", f"\t{computation}\t"
+    return "".join([
+        f"{head}{entity_id}{middle}{null if value is None else (value.replace(backslash, escaped) if backslash in value else value)}\n"
+        for entity_id, value in zip(ids, values)])
 
 
-def _copy_postgresql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]],
-                     new_current: list[tuple[int, int, int]]) -> None:
-    """COPY the values in (a text block: psycopg's per-row write costs more than our formatting);
-    the current pointers of the entities this transaction created COPYed in too (none can exist),
-    the others via a temporary table (COPY cannot upsert)."""
-    with cursor.copy("COPY provbatch_values (attribute, entity, computation, value) FROM STDIN") as copy:
-        for start in range(0, len(value_rows), BATCH_ROWS):
-            copy.write(_copy_text(value_rows[start:start + BATCH_ROWS]))
-    if new_current:
-        with cursor.copy("COPY provbatch_current (attribute, entity, computation) FROM STDIN") as copy:
-            for start in range(0, len(new_current), BATCH_ROWS):
-                copy.write(_copy_text(new_current[start:start + BATCH_ROWS]))
-    if not current_rows:
-        return
-    cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
-                   "(attribute integer, entity bigint, computation integer) ON COMMIT DELETE ROWS")
-    with cursor.copy("COPY provbatch_current_load (attribute, entity, computation) FROM STDIN") as copy:
-        for start in range(0, len(current_rows), BATCH_ROWS):
-            copy.write(_copy_text(current_rows[start:start + BATCH_ROWS]))
-    cursor.execute("INSERT INTO provbatch_current (attribute, entity, computation) "
-                   "SELECT attribute, entity, computation FROM provbatch_current_load "
-                   "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation")
-    cursor.execute("DELETE FROM provbatch_current_load")
-
-
-def _load_data_mysql(cursor: Any, value_rows: list[tuple[Any, ...]], current_rows: list[tuple[int, int, int]]) -> None:
-    """LOAD DATA LOCAL INFILE from temporary files (as prenacs loads), the current pointers via a temporary table."""
+def _load_data_mysql(cursor: Any, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
+                     columns: Sequence[Sequence[Any]]) -> None:
+    """The batch into the temporary table by LOAD DATA LOCAL INFILE from a temporary file (as prenacs loads)."""
     import os
     import tempfile
 
     fields = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
     with tempfile.TemporaryDirectory(prefix="provbatch-load-") as folder:
-        values_file, current_file = os.path.join(folder, "values.tsv"), os.path.join(folder, "current.tsv")
-        with open(values_file, "w", encoding="utf-8", newline="") as handle:
-            handle.writelines(_copy_text(value_rows[start:start + BATCH_ROWS]) for start in range(0, len(value_rows), BATCH_ROWS))
-        with open(current_file, "w", encoding="utf-8", newline="") as handle:
-            handle.writelines(_copy_text(current_rows[start:start + BATCH_ROWS]) for start in range(0, len(current_rows), BATCH_ROWS))
-        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_values CHARACTER SET utf8mb4 {fields} "
-                       "(attribute, entity, computation, value)", (values_file,))
-        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_current_load "
-                       "(attribute integer, entity bigint, computation integer)")
-        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_current_load {fields} "
-                       "(attribute, entity, computation)", (current_file,))
-    cursor.execute("INSERT INTO provbatch_current (attribute, entity, computation) "
-                   "SELECT attribute, entity, computation FROM provbatch_current_load "
-                   "ON DUPLICATE KEY UPDATE computation = VALUES(computation)")
-    # dropped, not emptied: DELETE of a batch's rows cost a tenth of a load; a temporary table's DROP
-    # does not commit the transaction (MySQL/MariaDB), and the next batch creates it again
-    cursor.execute("DROP TEMPORARY TABLE provbatch_current_load")
+        load_file = os.path.join(folder, "load.tsv")
+        with open(load_file, "w", encoding="utf-8", newline="") as handle:
+            for attribute_id, column in zip(attribute_ids, columns):
+                for start in range(0, len(ids), BATCH_ROWS):
+                    handle.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
+                                            column[start:start + BATCH_ROWS]))
+        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_load CHARACTER SET utf8mb4 {fields} "
+                       "(attribute, entity, computation, value)", (load_file,))
