@@ -103,7 +103,7 @@ def run_batch(
     if options.pop("dry_run", False):
         return BatchRun(plugin, entities, params=params, backend=backend, workers=workers, **options).plan()  # type: ignore[return-value]
     run = iter_batch(plugin, entities, params=params, backend=backend, workers=workers, **options)
-    rows = list(run)
+    rows = run.rows_to_end()
     return BatchResult(rows, run.failures, run.report, tuple(run.loaded.output), run.datatypes, run.stream.counts.skipped)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -53,6 +54,64 @@ def test_iter_batch_stopped_early_still_finalizes(tmp_path, write_plugin, attrib
                 break
     assert journal.read_text() == "finalized\n"
     assert run.report.comp_status == "partial" and run.report.n_units >= 11
+
+
+def test_iter_batch_row_iterator_closed_stops_the_run(tmp_path, write_plugin, attributes_file):
+    journal = tmp_path / "journal"
+    plugin = write_plugin(f"""
+        ID = "p"; VERSION = "1"; INPUT = "x"; OUTPUT = ["length"]
+        def initialize(**kw):
+            return None
+        def compute(entity, **kw):
+            return [len(entity)], []
+        def finalize(state):
+            open({str(journal)!r}, "a").write("finalized\\n")
+        """)
+    run = provbatch.iter_batch(plugin, [str(i) for i in range(5000)], backend="serial", attributes=attributes_file)
+    rows = iter(run)
+    assert next(rows) == ("0", [1], [])
+    rows.close()  # the caller's own iterator closed, without run.close()
+    assert journal.read_text() == "finalized\n"
+    assert run.report.comp_status == "partial" and "stopped by the caller before the end" in run.report.remarks
+
+
+def test_run_batch_keeps_callers_collector_settings_and_collects_plugin_cycles(tmp_path, write_plugin, attributes_file):
+    """run_batch defers the collector's full passes while it keeps rows: the caller's thresholds
+    come back (also after a failed finalize), and the plugin's cyclic garbage is collected meanwhile."""
+    plugin = write_plugin("""
+        ID = "p"; VERSION = "1"; INPUT = "x"; OUTPUT = ["length"]
+        collected = [0]
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                collected[0] += 1
+        def compute(entity, **kw):
+            Cycle()
+            return [collected[0]], []
+        """)
+    failing = write_plugin("""
+        ID = "p"; VERSION = "1"; INPUT = "x"; OUTPUT = ["length"]
+        def initialize(**kw):
+            return None
+        def compute(entity, **kw):
+            return [len(entity)], []
+        def finalize(state):
+            raise RuntimeError("finalize broke")
+        """, name="failing.py")
+    before = gc.get_threshold()
+    gc.set_threshold(500, 7, 9)
+    try:
+        result = provbatch.run_batch(plugin, [str(i) for i in range(4000)], backend="serial", attributes=attributes_file)
+        assert gc.get_threshold() == (500, 7, 9)
+        counts = [values[0] for _entity, values, _logs in result]
+        assert len(counts) == 4000 and counts == sorted(counts)
+        assert counts[-1] > 3000  # collected during the run, not only after it
+        with pytest.raises(provbatch.errors.FinalizeError, match="finalize broke"):
+            provbatch.run_batch(failing, ["a", "bb"], backend="serial", attributes=attributes_file)
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*before)
 
 
 @pytest.mark.ray

@@ -15,9 +15,11 @@ retried) -> finalize -> report. The lifecycle and state rules are in
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
@@ -51,6 +53,36 @@ TAB = "\t"
 #: parts of an outcome (execution.runner.Outcome), for the C loops of the common chunk
 _ID, _FIELDS, _LOGS = (itemgetter(i) for i in range(3))
 _ENTITY = itemgetter(1)  # of an item (execution.runner.Item)
+#: a collection threshold never reached (the collector's thresholds are C ints)
+_NEVER = 2**31 - 1
+
+
+def _each_row(chunks: Generator[list[tuple[str, list[Any], list[str]]], None, None]) -> Iterator[tuple[str, list[Any], list[str]]]:
+    """The rows of the chunks, one at a time (iterating a :class:`BatchRun`); closing it stops the run."""
+    try:
+        for rows in chunks:
+            yield from rows
+    finally:
+        chunks.close()
+
+
+@contextmanager
+def _full_collections_deferred() -> Iterator[None]:
+    """No automatic full (oldest-generation) collection inside the block; the young ones go on.
+
+    For :meth:`BatchRun.rows_to_end`, where no code of the caller runs until it returns. The
+    caller's thresholds are restored at the end, also after an error; with the collector
+    disabled or thresholds that are not CPython's three, nothing is changed.
+    """
+    thresholds = gc.get_threshold()
+    if not gc.isenabled() or len(thresholds) != 3 or not thresholds[0]:
+        yield
+        return
+    gc.set_threshold(thresholds[0], thresholds[1], _NEVER)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class StopBatch(Exception):
@@ -382,7 +414,7 @@ class BatchRun:
     # -------------------------------------------------------------- execution
     def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
         self._iterator = self._execute()
-        return self._iterator
+        return _each_row(self._iterator)
 
     def run_to_end(self) -> None:
         """Run the whole batch to its outputs, without handing each row to the caller (the CLI):
@@ -390,6 +422,21 @@ class BatchRun:
         self._iterator = self._execute(keep_rows=False)
         for _nothing in self._iterator:
             pass
+
+    def rows_to_end(self) -> list[tuple[str, list[Any], list[str]]]:
+        """Run the whole batch and return every row, in the order iterating gives them (``run_batch``).
+
+        The rows are taken a chunk at a time (no generator step per row), and the collector's full
+        passes wait until the end: each would walk every row kept so far (three containers per
+        entity, none of which can be part of a cycle), and as the kept rows grow CPython makes
+        one each time they grow by a quarter, which cost more than computing trivial entities.
+        The young generations are still collected, so the plugin's cyclic garbage goes as usual."""
+        rows: list[tuple[str, list[Any], list[str]]] = []
+        self._iterator = chunks = self._execute()
+        with _full_collections_deferred():
+            for chunk_rows in chunks:
+                rows.extend(chunk_rows)
+        return rows
 
     def close(self) -> None:
         """Stop a run that is being iterated: workers stop, finalize runs, the records are written."""
@@ -479,7 +526,8 @@ class BatchRun:
             sys.stderr.write("".join(lines))
             sys.stderr.flush()
 
-    def _execute(self, keep_rows: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
+    def _execute(self, keep_rows: bool = True) -> Generator[list[tuple[str, list[Any], list[str]]], None, None]:
+        """The batch, yielding each completed chunk's rows (``keep_rows``) or nothing (the CLI)."""
         self.prepare()
         self._fill_report()
         report = self.report
@@ -565,7 +613,7 @@ class BatchRun:
                     counts = self.stream.counts
                     progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
                 if rows_sink is not None:
-                    yield from rows_sink.take()
+                    yield rows_sink.take()
                 if self.options.max_failures is not None and len(self.failures) >= self.options.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
                                     f"({'--fail-fast' if self.options.fail_fast else f'--max-failures {self.options.max_failures}'})")
