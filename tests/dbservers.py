@@ -127,8 +127,12 @@ def start_postgresql(fast: bool = True) -> Server:
     return server
 
 
-def start_mariadb(fast: bool = True) -> Server:
-    """mariadb-install-db in a temp dir, then ``mariadbd`` on a free port, without grant tables (loopback only)."""
+def start_mariadb(fast: bool = True, options: tuple[str, ...] = ()) -> Server:
+    """mariadb-install-db in a temp dir, then ``mariadbd`` on a free port, without grant tables (loopback only).
+
+    ``fast`` turns the redo log's flush at each commit and the doublewrite buffer off (tests);
+    ``options`` are more server options, after ours (the benchmarks' server settings).
+    """
     root = Path(tempfile.mkdtemp(prefix="provbatch-mariadb-"))
     data, log = root / "data", root / "server.log"
     user = ["--user=root"] if os.geteuid() == 0 else []
@@ -142,7 +146,7 @@ def start_mariadb(fast: bool = True) -> Server:
         ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={root / 'mysqld.sock'}", f"--port={port}",
          "--bind-address=127.0.0.1", f"--pid-file={root / 'mysqld.pid'}", "--skip-grant-tables", "--skip-name-resolve",
          "--local-infile=1", "--innodb-buffer-pool-size=256M", "--max-connections=200", "--skip-log-bin",
-         f"--log-error={log}", *settings, *user],
+         f"--log-error={log}", *settings, *options, *user],
         stdout=handle, stderr=subprocess.STDOUT, cwd=root,
     )
     handle.close()
