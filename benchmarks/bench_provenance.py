@@ -76,7 +76,7 @@ def main() -> None:
                        out=tmp / "out.tsv", run_dir=tmp / "run")
         start = run.run_start()
         capture_s, config = timed(provenance.capture_run_config, run.options, start)
-        for sink in run.sinks:
+        for sink in [*run.sinks, run.logs]:
             if sink is not None:
                 sink.close()
         stream_s, n = timed(lambda: sum(1 for _ in EntityStream(EntitySource(path=str(ids)))))

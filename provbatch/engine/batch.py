@@ -37,8 +37,8 @@ from ..outputs.failures import FailuresFile
 from ..outputs.identity import ResultsIdentity
 from ..outputs.identity import claim as claim_results
 from ..outputs.lock import OutputLock
-from ..outputs.sink import ResultChunk, ResultSink, RowsSink
-from ..outputs.tsv import TsvSink, existing_ids, keep_log_lines_of
+from ..outputs.sink import ResultChunk, ResultSink, SinkPlan, open_sinks
+from ..outputs.tsv import TsvSink, keep_log_lines_of
 from ..plugins.loading import LoadedPlugin, load_plugin, require_valid, resolve_attributes
 from ..provenance import capture as provenance
 from ..provenance.record import RunRecord
@@ -127,6 +127,13 @@ class BatchRun:
         self._prepared = self._checked = self._report_filled = False
         self._warnings: list[str] = []
         self.record: RunRecord | None = None
+        #: the result sinks the options ask for (outputs/sink.py: the registry), opened by check_inputs
+        self.sinks: list[ResultSink] = []
+        #: the logs TSV (or stderr), opened by prepare: the engine's own output, not a result sink
+        self.logs: TsvSink | None = None
+        self.locks: list[OutputLock] = []
+        #: the plugin's lifecycle and backend, once the run computes
+        self.lifecycle: Lifecycle | None = None
 
     def _slurm_options(self) -> Any:
         given = {name: getattr(self.options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
@@ -161,7 +168,7 @@ class BatchRun:
         self.locks = self._lock_outputs()
         try:
             self._claim_results()
-            self.sinks = self._open_sinks()
+            self._open_outputs()
         except BaseException:
             self._release_locks()
             raise
@@ -169,7 +176,8 @@ class BatchRun:
 
     def check_inputs(self, writes: bool = True) -> None:
         """The part of :meth:`prepare` that writes no output: load and check the plugin, the parameters, the
-        entities, and open the store (``writes=False``, a dry run: without creating it or adding attributes)."""
+        entities, and open the result sinks to be checked (``writes=False``, a dry run: a store is neither
+        created nor given attributes)."""
         if self._checked:
             return
         self.slurm_config = None
@@ -193,27 +201,15 @@ class BatchRun:
         if isinstance(self.entities, EntitySource) and not self.options.retry_failed:
             self._check_entities_file(self.entities)
         self.failures_file = self._failures_file()
-        self.store_sink = self._open_store(writes)
+        self.sinks = open_sinks(SinkPlan(self.options, self.loaded, dict(self.resolved), self.definitions,
+                                         self.header_line, self._opened, writes=writes))
         try:
             self.stream = self._entity_stream()
         except BaseException:
-            if self.store_sink is not None:
-                self.store_sink.close()
+            for sink in self.sinks:
+                sink.close()
             raise
         self._checked = True
-
-    def _open_store(self, writes: bool) -> Any:
-        """The store sink (``store``), opened and checked before anything runs; None without a store.
-
-        Opening creates the schema in an empty database and adds the plugin's
-        attributes from its definitions when the store lacks them, unless
-        ``writes`` is False (a dry run, which leaves no trace).
-        """
-        if not self.options.store:
-            return None
-        from ..outputs.store_sink import StoreSink
-
-        return StoreSink(self.options.store, self.loaded, dict(self.resolved), self.definitions, writes=writes)
 
     @property
     def header_line(self) -> str:
@@ -299,7 +295,7 @@ class BatchRun:
         return locks
 
     def _release_locks(self) -> None:
-        for lock in getattr(self, "locks", []):
+        for lock in self.locks:
             lock.release()
         self.locks = []
 
@@ -347,22 +343,18 @@ class BatchRun:
     def _entity_stream(self) -> EntityStream:
         source: EntitySource | Iterable[str] = self.entities
         skip = SeenIds()
-        if self.options.out is not None and self.at_start(self.options.out).is_file():
-            existing_ids(self.at_start(self.options.out), into=skip, header=self.header_line)  # resume: what the results file holds is done
+        only: set[str] | None = None
+        for sink in self.sinks:  # resume: what a sink holds from this computation is done
+            sink.add_done_ids(skip)
+            sink_only = sink.only_ids()  # only_stale: the store's stale entities
+            if sink_only is not None:
+                only = sink_only if only is None else only & sink_only
         self.done_or_skipped = skip
         if self.options.skip is not None:
             if not self.at_start(self.options.skip).is_file():
                 raise UsageError(f"{self.options.skip}: skip file not found")
             for entity_id in iter_column(str(self.at_start(self.options.skip)), 1, "skip file"):
                 skip.add(entity_id)
-        only = None
-        if self.store_sink is not None:
-            if self.options.only_stale:
-                # a value stale because its input file changed has this run's signature: not "done"
-                only = self.store_sink.stale_ids(self.loaded)
-            elif self.options.reason != "recompute":  # resume against the store: what the same computation stored is done
-                for entity_id in self.store_sink.done_ids():
-                    skip.add(entity_id)
         idsproc = load_idsproc(self.options.idsproc) if self.options.idsproc else None
         if self.options.retry_failed:
             assert self.failures_file is not None
@@ -375,21 +367,23 @@ class BatchRun:
         return EntityStream(source, idsproc=idsproc, skip=skip, limit=self.options.limit, sample=self.options.sample, seed=self.options.seed,
                             only=only)
 
-    def _open_sinks(self) -> tuple[TsvSink | None, TsvSink | None]:
-        """Results and logs destinations: the files given, else stdout/stderr for the CLI, else none."""
+    def _open_outputs(self) -> None:
+        """Open the result sinks for writing, then the logs: the file given, else stderr for the CLI, else none."""
         if self.options.log is not None and self.at_start(self.options.log).is_file() and len(self.done_or_skipped):
             # log lines of entities that are not done (their results were lost
             # when a run was killed) go: those entities are computed, and logged, again
             keep_log_lines_of(self.at_start(self.options.log), self.done_or_skipped)
-        results = (TsvSink(self._opened(self.options.out), sys.stdout, "results", header=self.header_line if self.options.header else None)
-                   if self.options.out or self.options.write_std_streams else None)
+        opened: list[ResultSink] = []
         try:
-            logs = TsvSink(self._opened(self.options.log), sys.stderr, "logs") if self.options.log or self.options.write_std_streams else None
+            for sink in self.sinks:
+                sink.open()
+                opened.append(sink)
+            if self.options.log or self.options.write_std_streams:
+                self.logs = TsvSink(self._opened(self.options.log), sys.stderr, "logs")
         except Exception:
-            if results is not None:
-                results.close()
+            for sink in opened:
+                sink.end()
             raise
-        return results, logs
 
     def _opened(self, path: str | Path | None) -> str | Path | None:
         """A file option as opened: absolute; None and "-" (a standard stream) as they are."""
@@ -509,7 +503,7 @@ class BatchRun:
         return {
             "computed": self.report.n_units, "failed": len(self.failures), "retried": self.n_retried,
             "skipped": counts.skipped, "duplicates": counts.duplicates, "id_collisions": counts.id_collisions,
-            "workers_lost": self._lifecycle.workers_lost if hasattr(self, "_lifecycle") else 0,
+            "workers_lost": self.lifecycle.workers_lost if self.lifecycle is not None else 0,
             "no_value": self.report.n_no_value,  # computed, without a value (no row)
         }
 
@@ -517,7 +511,7 @@ class BatchRun:
         """Log lines (the plugin's own, captured output too) to the logs sink, else to stderr: never to the results."""
         if not lines:
             return
-        sink = self.sinks[1]
+        sink = self.logs
         if progress is not None and (sink is None or sink.path is None):
             progress.clear()
         if sink is not None:
@@ -531,19 +525,17 @@ class BatchRun:
         self.prepare()
         self._fill_report()
         report = self.report
-        results_sink, logs_sink = self.sinks
         self.record = record = self._open_record()
         self.policy.emit = record.event  # entity_retried
         self.run_config, gap = provenance.start_run_config(self.options, self.run_start(), record.run_dir)  # what rerun needs
         if gap is not None:
             self._provenance_gap(gap)
-        store_sink = self.store_sink
-        #: where each chunk's results go (outputs/sink.py); the caller's rows last
-        rows_sink = RowsSink() if keep_rows else None
-        result_sinks: list[ResultSink] = [sink for sink in (results_sink, store_sink, rows_sink) if sink is not None]
+        #: where each chunk's results go (outputs/sink.py), in registration order; the caller's rows last
+        result_sinks = self.sinks
         for sink in result_sinks:
             sink.start(report, self.options.command)
         wants_rows = any(sink.needs_rows for sink in result_sinks)
+        handing = [sink for sink in result_sinks if sink.hands_rows] if keep_rows else []
         progress = None
         if self.options.progress:
             from .progress import Progress
@@ -558,7 +550,7 @@ class BatchRun:
         propagating = False
         items: Any = None
         try:
-            self._lifecycle = lifecycle = Lifecycle(
+            self.lifecycle = lifecycle = Lifecycle(
                 self.loaded, self.resolved, self._datatypes(),
                 ExecutionOptions(self.options.backend, self.options.workers, self.options.address, self.options.timeout, self.slurm,
                                  self.slurm_config, self._expected_entities()), report, record.event,
@@ -612,8 +604,8 @@ class BatchRun:
                 if progress is not None:
                     counts = self.stream.counts
                     progress.update(n_done, len(self.failures), counts.skipped, counts.duplicates)
-                if rows_sink is not None:
-                    yield rows_sink.take()
+                for sink in handing:
+                    yield sink.take()
                 if self.options.max_failures is not None and len(self.failures) >= self.options.max_failures:
                     raise StopBatch(f"stopped after {len(self.failures)} failed entit{'y' if len(self.failures) == 1 else 'ies'} "
                                     f"({'--fail-fast' if self.options.fail_fast else f'--max-failures {self.options.max_failures}'})")
@@ -649,9 +641,9 @@ class BatchRun:
             if items is not None and hasattr(items, "close"):
                 items.close()  # the entities file, when the run stopped before its end
             try:
-                if hasattr(self, "_lifecycle"):
+                if self.lifecycle is not None:
                     try:
-                        self._lifecycle.close(abandon=not ran_to_end)
+                        self.lifecycle.close(abandon=not ran_to_end)
                     except Exception as exc:  # finalize, merge or a worker's finalize raised
                         finalize_error = exc
                         failure_text = f"finalize failed: {type(exc).__name__}: {exc}"
@@ -659,9 +651,9 @@ class BatchRun:
                         report.remarks.append(failure_text)
                     finally:
                         try:
-                            self._write_logs(self._lifecycle.take_output())  # finalize's own output
+                            self._write_logs(self.lifecycle.take_output())  # finalize's own output
                         finally:
-                            self._lifecycle.release()
+                            self.lifecycle.release()
             finally:
                 self._close_outputs(progress, status, failure_text, propagating)
             if finalize_error is not None and not propagating:
@@ -767,8 +759,9 @@ class BatchRun:
         if progress is not None:
             attempt(progress.close)
         for sink in self.sinks:
-            if sink is not None:
-                attempt(sink.close)
+            attempt(sink.end)
+        if self.logs is not None:
+            attempt(self.logs.close)
         if self.failures_file is not None:
             attempt(self.failures_file.close)
         if errors and not propagating and status not in ("aborted", "finalize_failed"):
@@ -788,8 +781,8 @@ class BatchRun:
         report.time_end = reporting.now_iso()
         if self.options.report_path is not None:
             attempt(lambda: reporting.write_report(report, self.at_start(self.options.report_path)))  # type: ignore[arg-type]
-        if self.store_sink is not None:
-            attempt(lambda: self.store_sink.close(report))
+        for sink in self.sinks:  # with the finished report (the store records how the run ended)
+            attempt(lambda sink=sink: sink.close(report))  # type: ignore[misc]
         attempt(self._finish_run_config)
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")

@@ -11,7 +11,6 @@ again) is the price of a trial that leaves no trace.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,51 +57,50 @@ def plan_run(run: BatchRun) -> DryRunPlan:
     """Check and count ``run`` (not prepared: no output is opened)."""
     from ..inputs.entities import EntitySource
     from ..inputs.seen_ids import SeenIds
-    from ..outputs.tsv import existing_ids
     from ..provenance.rundirs import runs_root
 
     run.check_inputs(writes=False)
     stream = run.stream
-    out = Path(run.options.out) if run.options.out is not None else None
-    done_ids = existing_ids(out, header=run.header_line) if out is not None and out.is_file() else SeenIds()
-    sink = run.store_sink
-    in_store = set(sink.done_ids()) if sink is not None and not run.options.only_stale else set()
+    #: per result sink (outputs/sink.py), the ids it holds from this computation: "already done"
+    done_in_sinks = [(sink, SeenIds()) for sink in run.sinks]
+    for sink, ids in done_in_sinks:
+        sink.add_done_ids(ids)
     skipped = run.done_or_skipped
     seen: set[str] = set()
-    read = done = done_in_file = duplicates = in_skip = 0
+    done_by = [0] * len(done_in_sinks)
+    read = done = duplicates = in_skip = 0
     for entity in stream.raw():
         read += 1
         entity_id = stream.idsproc(entity) if stream.idsproc else entity
-        if entity_id in done_ids:
-            done += 1
-            done_in_file += 1
-        elif entity_id in in_store:
-            done += 1
-        elif entity_id in skipped:
-            in_skip += 1
-        elif entity_id in seen:
-            duplicates += 1
+        for index, (_sink, ids) in enumerate(done_in_sinks):
+            if entity_id in ids:
+                done += 1
+                done_by[index] += 1
+                break
         else:
-            seen.add(entity_id)
+            if entity_id in skipped:
+                in_skip += 1
+            elif entity_id in seen:
+                duplicates += 1
+            else:
+                seen.add(entity_id)
     to_compute = len(seen)
     trial_size = run.options.limit or run.options.sample
     loaded = run.loaded
-    results = "stdout" if out is None else f"{out} ({'appending' if out.is_file() else 'new file'})"
-    if out is None and not run.options.write_std_streams:
-        results = "none (returned to the caller)"
+    # each sink says where it would write: the results first, the run's own files next, the other sinks after
+    said = [destination for sink in run.sinks if (destination := sink.destination()) is not None]
+    results = [where for what, where in said if what == "results"]
     destinations = [
-        ("results", results),
+        ("results", results[0] if results else "none (returned to the caller)"),
         ("logs", str(run.options.log) if run.options.log else ("stderr" if run.options.write_std_streams else "none")),
         ("report", str(run.options.report_path) if run.options.report_path else "none"),
         ("failures", run.failures_file.shown if run.failures_file else "none"),
         ("run record", str(run.options.run_dir) if run.options.run_dir else f"under {runs_root()}"),
+        *[(what, where) for what, where in said if what != "results"],
     ]
-    if sink is not None:
+    for sink in run.sinks:
         sink.close()
-        destinations.append(("store", f"{sink.url} ({'existing' if sink.exists else 'new: would be created'})"))
-    where_done = [str(out)] if done_in_file else []
-    if done > done_in_file:
-        where_done.append("in the store")
+    where_done = [sink.done_where() for (sink, _ids), count in zip(done_in_sinks, done_by, strict=True) if count]
     source = run.entities
     described = source.describe() if isinstance(source, EntitySource) else "<python iterable>"
     return DryRunPlan(

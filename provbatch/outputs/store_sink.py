@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .sink import ResultChunk, ResultSink
+from .sink import ResultChunk, ResultSink, SinkPlan
 
 FLUSH_VALUES = 20_000
 FLUSH_SECONDS = 2.0
@@ -73,11 +73,42 @@ class StoreSink(ResultSink):
         self.files_mode: bool | None = None
         self.last_flush = time.monotonic()
         self.n_outputs = max(1, len(loaded.output))
+        #: what the run takes from the store before it starts (set by open_for): its done entities
+        #: are skipped (a resume), or only its stale ones computed (None: not that run)
+        self.resumes = True
+        self.only_stale_of: Any = None
+
+    @classmethod
+    def open_for(cls, plan: SinkPlan) -> StoreSink | None:
+        """The run's store (``store``), opened and checked before anything runs; None without a store.
+
+        Opening creates the schema in an empty database and adds the plugin's
+        attributes from its definitions when the store lacks them, unless the
+        plan ``writes`` nothing (a dry run, which leaves no trace).
+        """
+        options = plan.options
+        if not options.store:
+            return None
+        sink = cls(options.store, plan.plugin, dict(plan.parameters), plan.definitions, writes=plan.writes)
+        # a value stale because its input file changed has this run's signature: not "done" for only_stale
+        sink.resumes = options.reason != "recompute" and not options.only_stale
+        sink.only_stale_of = plan.plugin if options.only_stale else None
+        return sink
+
+    def only_ids(self) -> set[str] | None:
+        """``only_stale``: the entities with a stale value (:meth:`stale_ids`); else None (all)."""
+        return self.stale_ids(self.only_stale_of) if self.only_stale_of is not None else None
+
+    def done_where(self) -> str:
+        return "in the store"
+
+    def destination(self) -> tuple[str, str]:
+        return "store", f"{self.url} ({'existing' if self.exists else 'new: would be created'})"
 
     # ---------------------------------------------------------------- before
     def done_ids(self) -> Any:
         """Entity ids whose current values all come from this very computation (for resume)."""
-        if not self.exists:
+        if not self.exists or not self.resumes:
             return set()
         return self.store.done_entities(self.record.signature, self.record.output)
 

@@ -9,6 +9,7 @@ torn last line, which :func:`repair_torn_tail` removes before appending again.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +17,7 @@ from typing import IO, Any
 from ..errors import OutputClosed, OutputWriteError, UsageError
 from ..execution.capture import unredirected
 from ..inputs.seen_ids import SeenIds
-from .sink import ResultChunk, ResultSink
+from .sink import ResultChunk, ResultSink, SinkPlan
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -69,16 +70,58 @@ class TsvSink(ResultSink):
     """Appends lines to a file (or writes to a standard stream), flushing after each batch.
 
     The results sink (:meth:`write` takes a chunk's TSV lines) and the logs sink (:meth:`write_lines`).
+    Made directly, it opens its file at once; a run's results sink (:meth:`open_for`) opens it
+    when the engine opens the outputs (:meth:`open`), after it locked and claimed them.
     """
 
-    def __init__(self, path: str | Path | None, default: IO[str], what: str, header: str | None = None) -> None:
+    def __init__(self, path: str | Path | None, default: IO[str], what: str, header: str | None = None,
+                 *, open_now: bool = True) -> None:
         """``header``: a first line written when the file is new or empty (``--header``); never into an existing file."""
         self.path = Path(path) if path is not None and str(path) != "-" else None
         self.what = what
+        self.header = header
+        self._default = default
+        #: the header line a resume recognises as no entity (this computation's, written or not)
+        self.known_header = header
+        #: how messages show the file: as the user gave it (the path opened is absolute)
+        self.shown = str(self.path) if self.path is not None else "-"
+        self._dup = self._owned = False
+        if open_now:
+            self.open()
+
+    @classmethod
+    def open_for(cls, plan: SinkPlan) -> TsvSink | None:
+        """The results TSV: ``out``, else stdout for the command line (``write_std_streams``), else none."""
+        options = plan.options
+        if not (options.out or options.write_std_streams):
+            return None
+        sink = cls(plan.opened(options.out), sys.stdout, "results", header=plan.header_line if options.header else None,
+                   open_now=False)
+        sink.known_header = plan.header_line
+        if sink.path is not None:
+            sink.shown = str(Path(options.out))  # type: ignore[arg-type]
+        return sink
+
+    def add_done_ids(self, into: SeenIds) -> None:
+        """The ids the results file holds (a resume skips them), read into ``into`` as they are read
+        (millions of them: no other copy); none for a new file or a stream."""
+        if self.path is not None and self.path.is_file():
+            existing_ids(self.path, into=into, header=self.known_header)
+
+    def done_where(self) -> str:
+        return self.shown
+
+    def destination(self) -> tuple[str, str]:
+        where = "stdout" if self.path is None else f"{self.shown} ({'appending' if self.path.is_file() else 'new file'})"
+        return "results", where
+
+    def open(self) -> None:
+        """Open the file for appending (a torn last line cut first), or dup the standard stream."""
+        header, what = self.header, self.what
         if self.path is None:
             # a dup of stdout/stderr: the driver may hold fds 1 and 2 on the plugin-output capture meanwhile
-            self._handle: IO[str] = unredirected(default)
-            self._dup = self._handle is not default
+            self._handle: IO[str] = unredirected(self._default)
+            self._dup = self._handle is not self._default
             self._owned = False
             if header is not None:
                 self._handle.write(header)
@@ -126,6 +169,13 @@ class TsvSink(ResultSink):
 
     def flush(self) -> None:
         """Nothing waits: every write is flushed."""
+
+    def end(self) -> None:
+        """The computing is over: close the file (an error makes the run aborted; :meth:`close` is then a no-op)."""
+        try:
+            self.close()
+        finally:
+            self._owned = self._dup = False
 
     def close(self, report: Any = None) -> None:
         """Close the file (a standard stream stays open)."""

@@ -1,4 +1,4 @@
-"""Unit tests of the result sinks (outputs/sink.py): the exact bytes each writes, and when.
+"""Unit tests of the result sinks (outputs/sink.py): the exact bytes each writes, and when; the registry.
 
 Every sink is the real one: the TSV sink on real files and a real full
 device, the store sink on a real SQLite database read back with sqlite3.
@@ -9,13 +9,25 @@ from __future__ import annotations
 import io
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from provbatch.api import run_batch
 from provbatch.contract.attributes import load_attribute_definitions
-from provbatch.errors import OutputWriteError
+from provbatch.errors import OutputWriteError, SkippedEntitiesWarning
 from provbatch.outputs.report import Report
-from provbatch.outputs.sink import SINKS, ResultChunk, ResultSink, RowsSink, sink_class
+from provbatch.outputs.sink import (
+    SINKS,
+    ResultChunk,
+    ResultSink,
+    RowsSink,
+    SinkPlan,
+    register_sink,
+    sink_class,
+    sink_names,
+    unregister_sink,
+)
 from provbatch.outputs.store_sink import StoreSink
 from provbatch.outputs.tsv import TsvSink
 from provbatch.plugins.loading import load_plugin
@@ -102,3 +114,127 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
     assert stored_values() == [("a", "1"), ("bb", "2"), ("ccc", "3")]
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT comp_status, n_units FROM provbatch_computations").fetchall() == [("completed", 3)]
+
+
+# ----------------------------------------------------------------------------- the registry
+#: what the test sink saw, in order (the sink of a real run, registered by one line below)
+EVENTS: list[tuple[Any, ...]] = []
+
+
+class MemorySink(ResultSink):
+    """A sink of this test module: records each call of the engine (a database sink would write instead)."""
+
+    needs_rows = True
+
+    def __init__(self, plan: SinkPlan) -> None:
+        self.done = plan.options.user == "resume"  # the test's way to say "this sink holds entity bb"
+
+    @classmethod
+    def open_for(cls, plan: SinkPlan) -> MemorySink | None:
+        EVENTS.append(("open_for", plan.writes, list(plan.plugin.output), plan.options.backend))
+        return cls(plan)
+
+    def done_ids(self) -> list[str]:
+        return ["bb"] if self.done else []
+
+    def destination(self) -> tuple[str, str]:
+        return "memory", "this process"
+
+    def open(self) -> None:
+        EVENTS.append(("open",))
+
+    def start(self, report: Any, command: list[str] | None) -> None:
+        EVENTS.append(("start", len(report.uuid)))
+
+    def write(self, chunk: ResultChunk) -> None:
+        EVENTS.append(("write", "".join(chunk.lines), [tuple(row) for row in chunk.stored]))
+
+    def end(self) -> None:
+        EVENTS.append(("end",))
+
+    def close(self, report: Any = None) -> None:
+        EVENTS.append(("close", report.comp_status if report is not None else None))
+
+
+@pytest.fixture
+def memory_sink():
+    EVENTS.clear()
+    register_sink("memory", f"{__name__}:MemorySink")  # the one line that adds a sink
+    yield EVENTS
+    unregister_sink("memory")
+    EVENTS.clear()
+
+
+@pytest.fixture
+def lengths(tmp_path: Path) -> tuple[Path, Path]:
+    plugin_path = tmp_path / "lengths.py"
+    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
+                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
+    definitions_path = tmp_path / "attribute_definitions.yaml"
+    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    return plugin_path, definitions_path
+
+
+def test_a_sink_registered_by_one_line_receives_the_rows_of_a_run(memory_sink, lengths, tmp_path: Path):
+    plugin, definitions = lengths
+    assert sink_names() == ("tsv", "store", "rows", "memory")
+    result = run_batch(plugin, ["a", "bb", "ccc"], attributes=str(definitions), backend="serial", run_dir=tmp_path / "run")
+    assert result.rows == [("a", [1], []), ("bb", [2], []), ("ccc", [3], [])]  # the caller's rows: the rows sink
+    writes = [event for event in memory_sink if event[0] == "write"]
+    assert "".join(event[1] for event in writes) == "a\t1\nbb\t2\nccc\t3\n"
+    assert [row for event in writes for row in event[2]] == [("a", ["1"], "a"), ("bb", ["2"], "bb"), ("ccc", ["3"], "ccc")]
+    assert [event for event in memory_sink if event[0] != "write"] == [
+        ("open_for", True, ["length"], "serial"), ("open",), ("start", 36), ("end",), ("close", "completed")]
+
+
+def test_what_a_sink_holds_is_skipped_and_a_dry_run_opens_it_without_writes(memory_sink, lengths, tmp_path: Path):
+    plugin, definitions = lengths
+    with pytest.warns(SkippedEntitiesWarning):  # out= is given: the API says a resume skipped entities
+        result = run_batch(plugin, ["a", "bb", "ccc"], attributes=str(definitions), backend="serial", user="resume",
+                           out=tmp_path / "out.tsv", run_dir=tmp_path / "run")
+    assert result.rows == [("a", [1], []), ("ccc", [3], [])]
+    assert (tmp_path / "out.tsv").read_text() == "a\t1\nccc\t3\n"
+    memory_sink.clear()
+    plan = run_batch(plugin, ["a", "bb", "ccc", "dddd"], attributes=str(definitions), backend="serial", user="resume",
+                     out=tmp_path / "out.tsv", dry_run=True)
+    assert memory_sink == [("open_for", False, ["length"], "serial"), ("close", None)]  # nothing opened, started, written
+    assert (plan.done, plan.to_compute, plan.done_in) == (3, 1, f"{tmp_path / 'out.tsv'}, in MemorySink")
+    assert plan.destinations[0] == ("results", f"{tmp_path / 'out.tsv'} (appending)")
+    assert plan.destinations[-1] == ("memory", "this process")
+
+
+def test_the_registry_errors():
+    with pytest.raises(LookupError) as info:
+        sink_class("parquet")
+    assert str(info.value) == "no sink named 'parquet': the sinks are tsv, store, rows"
+    with pytest.raises(ValueError) as value_info:
+        register_sink("parquet", "provbatch.outputs.parquet_sink")
+    assert str(value_info.value) == "sink parquet: the target must be 'module:Class', got 'provbatch.outputs.parquet_sink'"
+    assert "parquet" not in SINKS
+    register_sink("report", "provbatch.outputs.report:Report")
+    try:
+        with pytest.raises(TypeError) as type_info:
+            sink_class("report")
+        assert str(type_info.value) == "sink report: provbatch.outputs.report:Report is not a ResultSink subclass"
+    finally:
+        unregister_sink("report")
+    assert sink_names() == ("tsv", "store", "rows")
+
+
+class FailingSink(ResultSink):
+    @classmethod
+    def open_for(cls, plan: SinkPlan) -> ResultSink | None:
+        raise OSError("the database is down")
+
+
+def test_a_sink_that_cannot_open_closes_those_opened_before(memory_sink, lengths, tmp_path: Path):
+    plugin, definitions = lengths
+    register_sink("failing", f"{__name__}:FailingSink")
+    try:
+        with pytest.raises(OSError) as info:
+            run_batch(plugin, ["a"], attributes=str(definitions), backend="serial", run_dir=tmp_path / "run")
+    finally:
+        unregister_sink("failing")
+    assert str(info.value) == "the database is down"
+    assert memory_sink == [("open_for", True, ["length"], "serial"), ("close", None)]
+    assert not (tmp_path / "run").exists()  # bad input: nothing written
