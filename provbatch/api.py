@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .engine.batch import BatchRun, Failure
-from .errors import UsageError
+from .errors import OptionError, UsageError
 from .inputs.entities import EntitySource
-from .options import OptionError
 from .outputs import report as reporting
 from .plugins.loading import LoadedPlugin
 from .provenance.rerun import InputCheck, RerunPlan, artifact_notes, plan_rerun

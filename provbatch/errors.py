@@ -8,6 +8,8 @@ line can print it as-is (no traceback) and exit with :attr:`exit_code`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ProvBatchError(Exception):
     """Base of all errors reported to the user as one line."""
@@ -53,6 +55,34 @@ class PluginValidationError(PluginError):
         first = problems[0] if problems else "invalid plugin"
         more = f" (and {len(problems) - 1} more problem(s); run 'provbatch check')" if len(problems) > 1 else ""
         super().__init__(f"{filename}: {first}{more}")
+
+
+class OptionError(UsageError):
+    """A run option has a bad value (or options that do not go together).
+
+    The message names options in API words, the fields of
+    :class:`~provbatch.options.RunOptions` (``workers must be 1 or more``);
+    ``problem`` may name other options as ``{name}``. :meth:`spelled` words it
+    for another audience: the command line gives
+    :func:`~provbatch.options.flag_of` (``--workers must be 1 or more``).
+    """
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(self.spelled(str))
+
+    def spelled(self, name: Callable[[str], str]) -> str:
+        return f"{name(self.option)} {self.problem.format_map(_Names(name))}"
+
+
+class _Names(dict):
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, key: str) -> str:
+        return self.name(key)
 
 
 class AttributeDefinitionsError(UsageError):

@@ -20,7 +20,7 @@ Adding an option is one field here plus its use; tests/unit/test_options.py
 fails until the command line, the record and rerun agree with it. Errors name options in API
 words (``workers must be 1 or more``); the command line, at its edge,
 names the flag instead (``--workers must be 1 or more``; see
-:class:`OptionError` and :func:`flag_of`). What a run records about itself
+:class:`~provbatch.errors.OptionError`, imported here too, and :func:`flag_of`). What a run records about itself
 (the report's remarks and ``trial``) names the flags, for every run, as it
 always did.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import OptionError
 from .execution.registry import backend_names
 
 #: why a computation is run (the report's ``reason``)
@@ -50,32 +50,6 @@ _BESIDE = "beside the rerun's results (provbatch rerun --out, default RUN_DIR/re
 _SLURM = "restored from execution.slurm when the rerun's backend is slurm"
 #: a rerun checks a run against its record; it writes into no store
 _NO_STORE = "not restored: a rerun checks a run against its record and writes into no store"
-
-
-class OptionError(UsageError):
-    """A run option has a bad value.
-
-    The message names options in API words; ``problem`` may name other
-    options as ``{name}``. :meth:`spelled` words it for another audience:
-    the command line gives :func:`flag_of`.
-    """
-
-    def __init__(self, option: str, problem: str) -> None:
-        self.option = option
-        self.problem = problem
-        super().__init__(self.spelled(str))
-
-    def spelled(self, name: Callable[[str], str]) -> str:
-        return f"{name(self.option)} {self.problem.format_map(_Names(name))}"
-
-
-class _Names(dict):
-    def __init__(self, name: Callable[[str], str]) -> None:
-        super().__init__()
-        self.name = name
-
-    def __missing__(self, key: str) -> str:
-        return self.name(key)
 
 
 @dataclass(frozen=True)

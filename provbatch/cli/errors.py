@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from ..errors import ProvBatchError
-from ..options import OptionError, flag_of
+from ..errors import OptionError, ProvBatchError
+from ..options import flag_of
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
-from ..errors import FinalizeError, OutputClosed, SkippedEntitiesWarning, UsageError
+from ..errors import FinalizeError, OptionError, OutputClosed, SkippedEntitiesWarning, UsageError
 from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
 from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
-from ..options import OptionError, RunOptions
+from ..options import RunOptions
 from ..outputs import report as reporting
 from ..outputs.failures import FailuresFile
 from ..outputs.identity import ResultsIdentity
