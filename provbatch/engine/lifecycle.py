@@ -15,7 +15,6 @@ Keeps the state rules in one place (docs/user-guide.md, "State"):
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 import sys
 import types
@@ -71,14 +70,6 @@ def picklable(state: Any) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "cannot travel"
         return False
-
-
-def ray_requested_by_environment(address: str | None) -> bool:
-    """Whether ``auto`` should be Ray: an address, RAY_ADDRESS, or a Ray the caller initialized (never imports Ray)."""
-    if address or os.environ.get("RAY_ADDRESS"):
-        return True
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
 @dataclass
@@ -145,9 +136,8 @@ class Lifecycle:
 
     # ---------------------------------------------------------------- backend
     def _choose_backend(self) -> str:
-        requested = registry.backend(self.options.backend).name  # a usage error for an unknown name
-        if requested == "auto" and ray_requested_by_environment(self.options.address):
-            requested = "ray"
+        # an error naming the choices for an unknown name; auto decides here between Ray, serial and itself
+        requested = registry.chosen_backend(self.options.backend, self.options.address, self.workers)
         entry = registry.backend(requested)
         why = registry.import_problem(requested)
         if why is not None and entry.fallback is not None:
@@ -157,8 +147,6 @@ class Lifecycle:
             self.report.remarks.append(message)
             self.emit("backend_fallback", requested=requested, used=fallback.name, reason=why)
             requested = fallback.name
-        if requested == "auto" and self.workers == 1:
-            requested = "serial"
         self.report.backend = requested
         return requested
 
@@ -220,7 +208,7 @@ class Lifecycle:
         self.report.workers = 1
         self.report.state_mode = "shared" if self.uses_state else None
         state = self.driver_state
-        if self.backend == "auto" and self.has_merge and self.uses_state:
+        if registry.backend(self.backend).copies_state and self.has_merge and self.uses_state:
             state = copy.deepcopy(self.driver_state)  # workers it may start must start from the pristine state
         pool = registry.make_pool(self.backend, self.workers, self._config(False, in_worker=False), state,
                                   self._pool_options())

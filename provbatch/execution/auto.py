@@ -19,6 +19,8 @@ whichever pool computes next. The report says what was decided and why
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
@@ -32,6 +34,24 @@ AUTO_PROBE_SECONDS = 0.2
 AUTO_MIN_SECONDS_PER_ENTITY = 50e-6
 #: the probe's chunks are small, so that the decision comes on time
 PROBE_TARGET_SECONDS = 0.02
+
+
+def ray_requested_by_environment(address: str | None) -> bool:
+    """Whether ``auto`` should be Ray: an address, RAY_ADDRESS, or a Ray the caller initialized (never imports Ray)."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return True
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+def choose_backend(address: str | None, workers: int) -> str:
+    """What a run asking for ``auto`` uses (the registry's ``chooser`` of auto): Ray when a Ray cluster is
+    named or initialized (the user meant it), the serial backend for one worker (nothing to decide), else auto."""
+    if ray_requested_by_environment(address):
+        return "ray"
+    if workers == 1:
+        return "serial"
+    return "auto"
 
 
 class AutoPool(Pool):

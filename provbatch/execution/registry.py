@@ -42,21 +42,29 @@ class Backend:
     requires: str | None = None
     #: the backend used instead when ``requires`` does not import (said in the report)
     fallback: str | None = None
+    #: ``"module:function"`` deciding, at the start of a run, which backend the run uses when this
+    #: one is asked for: ``function(address, workers) -> name`` (auto: Ray when a Ray cluster is named,
+    #: serial for one worker); None: this one
+    chooser: str | None = None
+    #: computes in the driver and may start workers later (auto): it gets a copy of the driver's
+    #: state, so that those workers start from the state initialize made, not one computed on
+    copies_state: bool = False
 
 
 _BACKENDS: dict[str, Backend] = {}
 
 
 def register_backend(name: str, target: str, summary: str, *, title: str | None = None, in_driver: bool = False,
-                     requires: str | None = None, fallback: str | None = None) -> None:
+                     requires: str | None = None, fallback: str | None = None, chooser: str | None = None,
+                     copies_state: bool = False) -> None:
     """Register (or replace) a backend; ``target`` is ``"module:Class"`` of its pool (or of a function
     of the same shape that returns one)."""
-    _BACKENDS[name] = Backend(name, target, summary, title or name, in_driver, requires, fallback)
+    _BACKENDS[name] = Backend(name, target, summary, title or name, in_driver, requires, fallback, chooser, copies_state)
 
 
 register_backend("auto", "provbatch.execution.auto:AutoPool",
-                 "in the driver, or local worker processes when that pays off; Ray when --address/RAY_ADDRESS is set",
-                 in_driver=True)
+                 "in the driver, or local worker processes when that pays off; Ray when address/RAY_ADDRESS is set",
+                 in_driver=True, chooser="provbatch.execution.auto:choose_backend", copies_state=True)
 register_backend("serial", "provbatch.execution.serial:serial_backend", "in the driver, one chunk at a time",
                  in_driver=True)
 register_backend("pool", "provbatch.execution.local_pool:LocalPool", "worker processes on this machine",
@@ -82,6 +90,19 @@ def backend(name: str) -> Backend:
         return _BACKENDS[name]
     except KeyError:
         raise UsageError(f"--backend must be one of {', '.join(_BACKENDS)}, got '{name}'") from None
+
+
+def chosen_backend(name: str, address: str | None, workers: int) -> str:
+    """The backend a run asking for ``name`` uses (its ``chooser`` decides; never imports the backend's module).
+
+    ``address``: a Ray cluster's (``address``, else None); ``workers``: the number of workers the run uses.
+    """
+    entry = backend(name)
+    if entry.chooser is None:
+        return entry.name
+    module_name, _, attribute = entry.chooser.partition(":")
+    chooser: Callable[[str | None, int], str] = getattr(importlib.import_module(module_name), attribute)
+    return backend(chooser(address, workers)).name
 
 
 def import_problem(name: str) -> str | None:
