@@ -1,34 +1,52 @@
 """``batch-compute --store URL``: the results go into the results store as they are computed.
 
 Beside the TSV sink (:mod:`.tsv`), with the same rhythm: the engine hands
-over each completed chunk; the sink buffers rows and writes them in one
-transaction per :data:`FLUSH_VALUES` values or :data:`FLUSH_SECONDS`
-seconds, and at the end. The computation's row is committed before any of
-its values (status ``running``, completed at the end), so a run killed at
-any moment leaves only values with their computation; a resumed run skips
-the entities whose values already come from the same computation (plugin
-id, version, source hash and parameters), and ``--only-stale`` computes only
-the entities with stale values (:mod:`provbatch.store.staleness`).
+over each completed chunk, and its values are written in one transaction per
+:data:`~.store_process.FLUSH_VALUES` values or :data:`~.store_process.FLUSH_SECONDS`
+seconds, and at the end. The computation's row is committed by this sink,
+in the engine's process, before any of its values (status ``running``,
+completed at the end, after the last value), so a run killed at any moment
+leaves only values with their computation; a resumed run skips the entities
+whose values already come from the same computation (plugin id, version,
+source hash and parameters), and ``--only-stale`` computes only the entities
+with stale values (:mod:`provbatch.store.staleness`).
 
-The values are checked and encoded in the engine's thread (a bad value is
-reported where it is met), and written by one writer thread, at most one
-batch in flight: the engine computes the next chunks while the database
-works (SQLite and the drivers release the GIL while they wait). An error of
-the writer is raised at the next flush or at close.
+The values are written by a child process (:mod:`.store_process`), started
+when the sink opens, so that its start-up (an interpreter, SQLAlchemy)
+overlaps the engine's own: the engine hands it each chunk's TSV text through
+a pipe (one ``writev``), and the child parses, checks, encodes and writes it on
+the other core, with no GIL shared with the engine. What the child reports
+(a value the store refuses: ``entity 'x', attribute 'a' (String(3)): ...``, a
+database error) is raised here, unchanged, at the next chunk, flush or close;
+a child that dies without a word is an :class:`~provbatch.errors.OutputWriteError`.
+A dry run (``writes=False``) starts no child.
+
+Measured (docs/store.md, Performance): ... filled in below.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import weakref
 from typing import Any
 
 from .sink import ResultChunk, ResultSink, SinkPlan
-
-FLUSH_VALUES = 20_000
-FLUSH_SECONDS = 2.0
+from .store_process import (
+    DATA,
+    DONE,
+    END,
+    FAILED,
+    FLUSH,
+    FLUSHED,
+    INPUTS,
+    OPEN,
+    START,
+    WriterDied,
+    WriterProcess,
+    raise_failure,
+    reap,
+)
 
 
 class StoreSink(ResultSink):
@@ -47,10 +65,13 @@ class StoreSink(ResultSink):
         from ..store.url import display_url, store_url
 
         self.url = display_url(store_url(url) or url)
-        opened = Store(url, create=True) if writes else Store.open_existing(url)
-        self.exists = opened is not None
-        self.store: Any = opened
+        # the writer process starts first: its interpreter and imports overlap everything until the first chunk
+        self.process: WriterProcess | None = WriterProcess() if writes else None
+        opened = None
         try:
+            opened = Store(url, create=True) if writes else Store.open_existing(url)
+            self.exists = opened is not None
+            self.store: Any = opened
             attributes = definitions.attributes if definitions is not None else {}
             source = str(definitions.path) if definitions is not None else "attribute definitions"
             if opened is not None:
@@ -64,19 +85,28 @@ class StoreSink(ResultSink):
         except BaseException:
             if opened is not None:
                 opened.close()
+            if self.process is not None:
+                self.process.abandon()
             raise
-        self.writer: Any = None
-        self.thread: ThreadPoolExecutor | None = None
-        self.pending: Future[int] | None = None
-        self.rows: list[tuple[str, Sequence[str]]] = []
-        self.inputs: list[tuple[str, str, int | None, str | None, float | None]] = []
+        self.computation: int | None = None
         self.files_mode: bool | None = None
-        self.last_flush = time.monotonic()
         self.n_outputs = max(1, len(loaded.output))
+        self._failure: BaseException | None = None
+        self._raised = False
         #: what the run takes from the store before it starts (set by open_for): its done entities
         #: are skipped (a resume), or only its stale ones computed (None: not that run)
         self.resumes = True
         self.only_stale_of: Any = None
+        if self.process is not None:
+            assert opened is not None
+            # a sink dropped without close (a set-up error after it opened): its child goes too
+            self._reaper = weakref.finalize(self, reap, self.process.process)
+            try:
+                self._send(OPEN, opened.url.encode("utf-8", "surrogatepass"))  # created, with the attributes, above
+            except BaseException:
+                self.process.abandon()
+                opened.close()
+                raise
 
     @classmethod
     def open_for(cls, plan: SinkPlan) -> StoreSink | None:
@@ -122,7 +152,7 @@ class StoreSink(ResultSink):
         return {value.entity for value in stale_values(self.store, self.record.output, now)}
 
     def start(self, report: Any, command: list[str] | None) -> None:
-        """Commit the computation's row (status running) before any value."""
+        """Commit the computation's row (status running) before any value; then the child may write."""
         record = self.record
         record.uuid = report.uuid
         record.user_id, record.system_id, record.reason = report.user_id, report.system_id, report.reason
@@ -130,72 +160,105 @@ class StoreSink(ResultSink):
         record.run_dir = os.path.abspath(report.run_dir) if report.run_dir else None
         record.comp_status, record.origin = "running", "batch-compute"
         self.computation, _existed = self.store.record_computation(record, where="--store")
-        self.writer = self.store.writer(self.computation, record.output, fresh=True)
+        self._send(START, json.dumps({"computation": self.computation, "attributes": list(record.output),
+                                      "fresh": True}).encode())
 
     # ---------------------------------------------------------------- during
     def write(self, chunk: ResultChunk) -> None:
-        """A chunk's rows (:attr:`ResultChunk.stored`)."""
-        self.write_rows(chunk.stored)
-
-    def write_rows(self, rows: Sequence[tuple[str, Sequence[str], str]]) -> None:
-        """Rows ``(entity_id, fields, entity)`` of one chunk; written when the buffer is full or old."""
-        if not rows:
+        """A chunk's TSV text to the child (and, files mode, its input files), after the child's news."""
+        self._check(wait=False)
+        if not chunk.lines:
             return
-        if self.files_mode is None:
+        rows = chunk.stored
+        if self.files_mode is None and rows:
             self.files_mode = os.path.isfile(rows[0][2])
-        self.rows.extend((entity_id, fields) for entity_id, fields, _entity in rows)
-        if self.files_mode:
-            facts = (_input_facts(entity_id, entity) for entity_id, _fields, entity in rows)
-            self.inputs.extend(fact for fact in facts if fact is not None)
-        if len(self.rows) * self.n_outputs >= FLUSH_VALUES or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
+        if self.files_mode and rows:
+            # before the values: the facts travel in the same transaction as the values of their entities
+            self._send(INPUTS, json.dumps([(entity_id, os.path.abspath(entity)) for entity_id, _fields, entity in rows],
+                                          ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        self._send(DATA, "".join(chunk.lines).encode("utf-8", "surrogatepass"))
 
     def flush(self) -> None:
-        """Hand the buffered rows to the writer thread (one transaction); the previous batch is written first."""
-        if self.rows:
-            encoded = self.writer.encode_rows(self.rows)
-            self._wait()
-            if self.thread is None:
-                self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provbatch-store")
-            self.pending = self.thread.submit(self.writer.write_encoded, encoded, self.inputs)
-            self.rows, self.inputs = [], []
-        self.last_flush = time.monotonic()
+        """What was written so far is committed when this returns (the child says so)."""
+        self._check(wait=False)
+        if self.process is None or self.computation is None:
+            return
+        self._send(FLUSH, b"")
+        self._check(wait=True, until=FLUSHED)
 
-    def _wait(self) -> None:
-        """The batch in flight is written (its error, if any, raised here)."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        if self._failure is not None:
+            self._raise()
+        assert self.process is not None
+        try:
+            self.process.send(kind, payload)
+        except BrokenPipeError:
+            self._check(wait=True)  # the child said why before it went, or it died: raised there
+            raise
+
+    def _check(self, wait: bool, until: bytes | None = None) -> None:
+        """Read the child's answers; its failure (or death) is raised here. ``wait``: until ``until``."""
+        if self._failure is not None:
+            self._raise()
+        if self.process is None:
+            return
+        while True:
+            try:
+                answer = self.process.answer(wait)
+            except WriterDied as died:
+                from ..errors import OutputWriteError
+
+                self._failure = OutputWriteError(f"{self.url}: cannot write the results: {died}; the values it had "
+                                                 "not committed are not in the store")
+                self._raise()
+            if answer is None:
+                return
+            kind, payload = answer
+            if kind == FAILED:
+                try:
+                    raise_failure(payload, self.url)
+                except BaseException as exc:  # noqa: BLE001 - kept, raised now and not again at close
+                    self._failure = exc
+                self._raise()
+            if wait and kind == until:
+                return
+
+    def _raise(self) -> None:
+        self._raised = True
+        assert self._failure is not None
+        raise self._failure
 
     # ----------------------------------------------------------------- after
     def close(self, report: Any | None = None) -> None:
-        """Write what is buffered; then the end of the computation's record (when the run got that far)."""
+        """The child writes what it holds and exits; then the end of the computation's record (when the run
+        got that far): its status is ``aborted`` when the child failed. A failure not raised yet is raised."""
+        raised_before = self._raised  # the engine saw the failure already: not raised twice
         try:
-            if self.writer is not None:
-                self.flush()
-                self._wait()
-                if report is not None:
-                    remarks = "; ".join(report.remarks) if report.remarks else None
-                    self.store.finish_computation(self.computation, time_end=report.time_end, comp_status=report.comp_status,
-                                                  n_units=report.n_units, remarks=remarks)
+            if self.process is not None:
+                try:
+                    if self.computation is not None and self._failure is None:
+                        try:
+                            self._send(END, b"")  # the child writes what it holds, says DONE, exits
+                            self._check(wait=True, until=DONE)
+                        except BaseException as exc:  # noqa: BLE001 - the record is finished first
+                            if self._failure is None:
+                                self._failure = exc
+                finally:
+                    self.process.abandon()
+                    self._reaper.detach()
+            if report is not None and self.computation is not None:
+                remarks = list(report.remarks) if report.remarks else []
+                status = report.comp_status
+                if self._failure is not None and not raised_before:
+                    status = "aborted"
+                    remarks.append(f"store: {' '.join(str(self._failure).split())}")
+                self.store.finish_computation(self.computation, time_end=report.time_end, comp_status=status,
+                                              n_units=report.n_units, remarks="; ".join(remarks) or None)
         finally:
-            if self.thread is not None:
-                self.thread.shutdown(wait=True)
             if self.exists:
                 self.store.close()
-
-
-def _input_facts(entity_id: str, entity: str) -> tuple[str, str, int | None, str | None, float | None] | None:
-    """(entity id, absolute path, size, sha256, mtime) of an input file; None if it is not readable now."""
-    from ..provenance.capture import size_and_sha256
-
-    path = os.path.abspath(entity)
-    try:
-        mtime = os.stat(path).st_mtime
-        size, sha256 = size_and_sha256(path)
-    except OSError:
-        return None
-    return entity_id, path, size, sha256, mtime
+        if self._failure is not None and not raised_before:
+            self._raise()
 
 
 def _plain(parameters: dict[str, Any]) -> dict[str, Any]:
