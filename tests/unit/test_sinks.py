@@ -7,6 +7,7 @@ device, the store sink on a real SQLite database read back with sqlite3.
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,29 @@ def test_a_sink_that_cannot_open_closes_those_opened_before(memory_sink, lengths
     assert str(info.value) == "the database is down"
     assert memory_sink == [("open_for", True, ["length"], "serial"), ("close", None)]
     assert not (tmp_path / "run").exists()  # bad input: nothing written
+
+
+def test_store_sink_writes_through_its_writer_process_flush_commits_and_a_dry_run_starts_none(tmp_path: Path):
+    plugin_path = tmp_path / "lengths.py"
+    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
+                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
+    definitions_path = tmp_path / "attribute_definitions.yaml"
+    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    database = tmp_path / "store.sqlite"
+    plugin, definitions = load_plugin(plugin_path), load_attribute_definitions(definitions_path)
+    dry = StoreSink(str(database), plugin, {}, definitions, writes=False)
+    assert (dry.exists, dry.process) == (False, None)
+    dry.close()
+    assert not database.exists()
+    sink = StoreSink(str(database), plugin, {}, definitions)
+    child = sink.process.pid
+    assert Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[-2] == str(os.getpid()).encode()  # its parent's pid
+    report = Report()
+    sink.start(report, ["batch-compute", "lengths.py"])
+    sink.write(ResultChunk(["a\t1\nbb\t2\n"], stored=[("a", ["1"], "a"), ("bb", ["2"], "bb")]))
+    sink.flush()  # returns when the child has committed them
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM provbatch_entities").fetchall() == [(2,)]
+    report.comp_status, report.n_units, report.time_end = "completed", 2, report.time_start
+    sink.close(report)
+    assert sink.process.process.returncode == 0  # reaped: no process left
