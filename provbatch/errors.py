@@ -9,12 +9,46 @@ line can print it as-is (no traceback) and exit with :attr:`exit_code`:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 
 class ProvBatchError(Exception):
-    """Base of all errors reported to the user as one line."""
+    """Base of all errors reported to the user as one line.
+
+    A message that names run options (or other arguments of the API) names
+    them in API words, the fields of :class:`~provbatch.options.RunOptions`
+    (``backend``, ``slurm_chunk``, the entity source's ``column``): an error
+    made by :meth:`naming` keeps its message as a template in which
+    ``{workers}`` is the option ``workers``, and the command line, at its edge
+    (:mod:`provbatch.cli.errors`), spells the same message with its own flags
+    (``--workers``) through :meth:`spelled`.
+    """
 
     exit_code: int = 1
+    #: the message, naming options as ``{field}`` (see :meth:`naming`); None: it names none
+    template: str | None = None
+
+    @classmethod
+    def naming(cls, template: str) -> Self:
+        """The error whose message is ``template`` with each ``{option}`` in API words (the option's name).
+
+        Text that comes from elsewhere (a path, a value, another error) goes
+        into the template through :func:`literal`, so that its braces stay text.
+        """
+        error = cls(template.format_map(_Names(str)))
+        error.template = template
+        return error
+
+    def spelled(self, name: Callable[[str], str]) -> str:
+        """The message with each option it names spelled by ``name`` (the command line: its flag)."""
+        if self.template is None:
+            return str(self)
+        return self.template.format_map(_Names(name))
+
+
+def literal(text: object) -> str:
+    """``text`` as part of a :meth:`ProvBatchError.naming` template: its braces are text, not options."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class UsageError(ProvBatchError):
@@ -70,10 +104,8 @@ class OptionError(UsageError):
     def __init__(self, option: str, problem: str) -> None:
         self.option = option
         self.problem = problem
+        self.template = f"{{{option}}} {problem}"
         super().__init__(self.spelled(str))
-
-    def spelled(self, name: Callable[[str], str]) -> str:
-        return f"{name(self.option)} {self.problem.format_map(_Names(name))}"
 
 
 class _Names(dict):

@@ -20,7 +20,8 @@ Adding an option is one field here plus its use; tests/unit/test_options.py
 fails until the command line, the record and rerun agree with it. Errors name options in API
 words (``workers must be 1 or more``); the command line, at its edge,
 names the flag instead (``--workers must be 1 or more``; see
-:class:`~provbatch.errors.OptionError`, imported here too, and :func:`flag_of`). What a run records about itself
+:class:`~provbatch.errors.OptionError`, imported here too, and :func:`flag_of`; every
+layer's errors name options so, :meth:`~provbatch.errors.ProvBatchError.naming`). What a run records about itself
 (the report's remarks and ``trial``) names the flags, for every run, as it
 always did.
 """
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OptionError
+from .errors import OptionError, literal
 from .execution.registry import backend_names
 
 #: why a computation is run (the report's ``reason``)
@@ -230,7 +231,7 @@ class RunOptions:
             option: Option = spec_field.metadata["option"]
             value = getattr(self, spec_field.name)
             if option.choices is not None and value is not None and value not in option.choices():
-                raise OptionError(spec_field.name, f"must be one of {', '.join(option.choices())}, got '{value}'")
+                raise OptionError(spec_field.name, f"must be one of {', '.join(option.choices())}, got '{literal(value)}'")
             problem = option.check(value) if option.check is not None else None
             if problem is not None:
                 raise OptionError(spec_field.name, problem)

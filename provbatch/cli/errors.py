@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from ..errors import OptionError, ProvBatchError
+from ..errors import ProvBatchError
 from ..options import flag_of
 
 EXIT_INTERRUPTED = 130
@@ -59,14 +59,10 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
             except KeyboardInterrupt:
                 click.echo(f"{prog}: interrupted", err=True)
                 sys.exit(EXIT_INTERRUPTED)
-            except OptionError as exc:  # worded in API names: the command line names its flags
+            except ProvBatchError as exc:  # options named in API words: the command line names its flags
                 if debug:
                     raise
-                fail(prog, exc.spelled(flag_of), exc.exit_code)
-            except ProvBatchError as exc:
-                if debug:
-                    raise
-                fail(prog, str(exc), exc.exit_code)
+                fail(prog, exc.spelled(cli_name), exc.exit_code)
             except Exception as exc:  # a plugin's initialize/finalize/merge, or a bug of ours
                 if debug:
                     raise
@@ -78,6 +74,23 @@ def friendly_errors(prog: str) -> Callable[[Callable[..., Any]], Callable[..., A
         return wrapper
 
     return decorate
+
+
+def cli_name(name: str) -> str:
+    """How the command line names the option (or argument) ``name`` of the API, for its error messages.
+
+    The flag the running command declares for that parameter (``column`` is
+    ``--col``, ``pattern`` is ``--glob``, ``entities`` is ``ENTITIES``): the
+    command's own declarations, which for the run options are generated from
+    :class:`~provbatch.options.RunOptions`; else the option's flag there
+    (:func:`~provbatch.options.flag_of`), else the name as it is.
+    """
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        for param in context.command.params:
+            if param.name == name:
+                return param.human_readable_name if isinstance(param, click.Argument) else param.opts[0]
+    return flag_of(name)
 
 
 def show_build_messages() -> None:

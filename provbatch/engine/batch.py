@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..contract.attributes import AttributeDefinitions
 from ..contract.results import one_line, row_problem, rows_are_clean
-from ..errors import FinalizeError, OptionError, OutputClosed, SkippedEntitiesWarning, UsageError
+from ..errors import FinalizeError, OptionError, OutputClosed, SkippedEntitiesWarning, UsageError, literal
 from ..inputs.entities import EntitySource, EntityStream, ScanResult, is_stream, iter_column, scan_text_file
 from ..inputs.idsproc import load_idsproc
 from ..inputs.seen_ids import SeenIds
@@ -138,9 +138,9 @@ class BatchRun:
     def _slurm_options(self) -> Any:
         given = {name: getattr(self.options, f"slurm_{name}") for name in ("partition", "time", "mem", "chunk", "opt", "workdir")}
         if self.options.backend != "slurm":
-            used = [f"--slurm-{name}" for name, value in given.items() if value is not None]
+            used = ["{slurm_" + name + "}" for name, value in given.items() if value is not None]
             if used:
-                raise UsageError(f"{', '.join(used)} only apply to --backend slurm")
+                raise UsageError.naming(f"{', '.join(used)} only apply to {{backend}} slurm")
             return None
         from ..execution.slurm import SlurmOptions, default_workdir
 
@@ -265,19 +265,20 @@ class BatchRun:
         if isinstance(self.entities, EntitySource) and self.entities.path not in (None, "-"):
             inputs.append((Path(self.entities.path), "the ENTITIES file"))
         if self.options.skip is not None:
-            inputs.append((Path(self.options.skip), "the --skip file"))
+            inputs.append((Path(self.options.skip), "the {skip} file"))
         outputs = [(Path(path), option) for path, option in
-                   ((self.options.out, "--out"), (self.options.log, "--log"), (self.options.report_path, "--report"), (self.options.failures_path, "--failures"))
+                   ((self.options.out, "{out}"), (self.options.log, "{log}"), (self.options.report_path, "{report_path}"),
+                    (self.options.failures_path, "{failures_path}"))
                    if path is not None and str(path) != "-"]
         for index, (output, option) in enumerate(outputs):
             real = os.path.realpath(output)
             for path, what in inputs:
                 if real == os.path.realpath(path):
-                    raise UsageError(f"{output}: {option} is {what}: the results would be appended to the input; "
-                                     "write them to another file")
+                    raise UsageError.naming(f"{literal(output)}: {option} is {what}: the results would be appended to "
+                                            "the input; write them to another file")
             for other, other_option in outputs[index + 1:]:
                 if real == os.path.realpath(other):
-                    raise UsageError(f"{output}: given to both {option} and {other_option}: use two files")
+                    raise UsageError.naming(f"{literal(output)}: given to both {option} and {other_option}: use two files")
 
     def _lock_outputs(self) -> list[OutputLock]:
         locks: list[OutputLock] = []
@@ -328,7 +329,7 @@ class BatchRun:
             import glob
 
             if not any(Path(p).is_file() for p in glob.iglob(source.pattern, recursive=True)):
-                raise UsageError(f"--glob {source.pattern}: no file matches (relative to {Path.cwd()})")
+                raise UsageError.naming(f"{{pattern}} {literal(source.pattern)}: no file matches (relative to {literal(Path.cwd())})")
             return
         if source.path in (None, "-"):
             return
@@ -336,7 +337,8 @@ class BatchRun:
         if not path.exists():
             raise UsageError(f"{source.path}: entities file not found")
         if path.is_dir():
-            raise UsageError(f"{source.path}: is a directory, not an entities file (use --glob for files in a directory)")
+            raise UsageError.naming(f"{literal(source.path)}: is a directory, not an entities file "
+                                    "(use {pattern} for files in a directory)")
         if not is_stream(source.path):  # a bad byte stops the batch here, by line, before anything is computed
             self.entities_scan = scan_text_file(source.path)
 

@@ -182,7 +182,7 @@ class Lifecycle:
         """Start parallel workers, deciding whether the state is shared or made per worker."""
         self.per_worker = self.has_initialize and (self.process_local or not picklable(self.driver_state))
         if not self.per_worker and self.has_user_state and not self.has_initialize and not picklable(self.user_state):
-            raise UsageError("the 'state' parameter cannot be sent to worker processes: use --backend serial")
+            raise UsageError.naming("the 'state' parameter cannot be sent to worker processes: use {backend} serial")
         state = None if self.per_worker else self.driver_state
         self.report.state_mode = "per_worker" if self.per_worker else ("shared" if self.uses_state else None)
         if self.per_worker:

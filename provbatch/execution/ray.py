@@ -116,6 +116,9 @@ def quiet_raylet_messages() -> None:
 def cluster_address(address: str) -> tuple[str, str]:
     """``(host:port, where it came from)`` of the cluster ``address`` means; a UsageError when there is none.
 
+    Where it came from is message text naming options as ``{address}``
+    (:meth:`~provbatch.errors.ProvBatchError.naming`).
+
     ``auto`` means, in this order: RAY_ADDRESS; else the address file the last
     ``ray start`` on this machine wrote; else, when there is no such file, the
     one Ray instance Ray finds among the running processes. A stale address
@@ -123,12 +126,12 @@ def cluster_address(address: str) -> tuple[str, str]:
     would do that, joining whichever instance, maybe another user's, happens
     to run): the caller probes the address and fails naming the file.
     """
-    from ..errors import UsageError
+    from ..errors import UsageError, literal
 
     if address.startswith("ray://"):
         return address[len("ray://"):], "the Ray client address"
     if address != "auto":
-        return address, "--address"
+        return address, "{address}"
     from_env = os.environ.get("RAY_ADDRESS", "")
     if from_env and from_env != "auto":
         return from_env, "RAY_ADDRESS"
@@ -140,15 +143,15 @@ def cluster_address(address: str) -> tuple[str, str]:
     address_file = Path(get_ray_address_file(None))
     recorded = address_file.read_text().strip() if address_file.is_file() else ""
     if recorded:
-        return recorded, f"the address file {address_file} of an earlier 'ray start'"
+        return recorded, f"the address file {literal(address_file)} of an earlier 'ray start'"
     services = logging.getLogger("ray._private.services")
     level = services.level
     services.setLevel(logging.ERROR)  # its "multiple active Ray instances" note: ray.init repeats it if it connects
     try:
         resolved = get_ray_address_from_environment("auto", None)
     except ConnectionError:
-        raise UsageError("--address auto: no Ray cluster is running on this machine (start one with "
-                         "'ray start --head', or leave out --address for a private local instance)") from None
+        raise UsageError.naming("{address} auto: no Ray cluster is running on this machine (start one with "
+                                "'ray start --head', or leave out {address} for a private local instance)") from None
     finally:
         services.setLevel(level)
     return str(resolved), "the Ray instance running on this machine"
@@ -158,7 +161,7 @@ def probe(address: str, source: str, timeout: float = PROBE_SECONDS) -> None:
     """A UsageError, fast, when nothing listens at ``address`` (``host:port``): Ray would retry for minutes."""
     import socket
 
-    from ..errors import UsageError
+    from ..errors import UsageError, literal
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -168,8 +171,8 @@ def probe(address: str, source: str, timeout: float = PROBE_SECONDS) -> None:
             return
     except OSError as exc:
         reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
-    raise UsageError(f"--address: no Ray cluster reachable at {address} ({reason}; from {source}); start one with "
-                     "'ray start --head', or leave out --address for a private local instance")
+    raise UsageError.naming(f"{{address}}: no Ray cluster reachable at {literal(address)} ({literal(reason)}; from {source}); "
+                            "start one with 'ray start --head', or leave out {address} for a private local instance")
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> tuple[bool, str | None]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import OptionError, literal
 
 if TYPE_CHECKING:  # pragma: no cover - types only: importing .base loads the runner and the plugin registry
     from .base import Pool, PoolOptions
@@ -85,11 +85,11 @@ def backend_names() -> tuple[str, ...]:
 
 
 def backend(name: str) -> Backend:
-    """The registered backend ``name``; a usage error naming the choices for any other name."""
+    """The registered backend ``name``; an :class:`~provbatch.errors.OptionError` naming the choices for any other name."""
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise UsageError(f"--backend must be one of {', '.join(_BACKENDS)}, got '{name}'") from None
+        raise OptionError("backend", f"must be one of {', '.join(_BACKENDS)}, got '{literal(name)}'") from None
 
 
 def chosen_backend(name: str, address: str | None, workers: int) -> str:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ProvBatchError, UsageError
+from ..errors import ProvBatchError, UsageError, literal
 from ..files import (
     atomic_write,
     private_dir,
@@ -103,12 +103,12 @@ class SlurmOptions:
 
     def check(self) -> None:
         if self.chunk is not None and self.chunk < 1:
-            raise UsageError(f"--slurm-chunk must be 1 or more, got {self.chunk}")
+            raise UsageError.naming(f"{{slurm_chunk}} must be 1 or more, got {self.chunk}")
         if self.opt:
             try:
                 shlex.split(self.opt)
             except ValueError as exc:
-                raise UsageError(f"--slurm-opt: cannot split '{self.opt}': {exc}") from exc
+                raise UsageError.naming(f"{{slurm_opt}}: cannot split '{literal(self.opt)}': {literal(exc)}") from exc
 
 
 def default_workdir(out: str | Path | None) -> Path:
@@ -144,17 +144,17 @@ def check_slurm() -> dict[str, str]:
     a few facts of its configuration (MaxArraySize, ...). Bounded to a few seconds."""
     missing = [command for command in COMMANDS if shutil.which(command) is None]
     if missing:
-        raise SlurmError(f"--backend slurm: Slurm command(s) {', '.join(missing)} not found on PATH "
-                         "(run on a Slurm login node, or install slurm-client)")
+        raise SlurmError.naming(f"{{backend}} slurm: Slurm command(s) {', '.join(missing)} not found on PATH "
+                                "(run on a Slurm login node, or install slurm-client)")
     try:
         proc = _run(["scontrol", "ping"], timeout=CHECK_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"--backend slurm: the Slurm controller did not answer within {CHECK_TIMEOUT_SECONDS:g} s "
-                         "(scontrol ping)") from None
+        raise SlurmError.naming(f"{{backend}} slurm: the Slurm controller did not answer within {CHECK_TIMEOUT_SECONDS:g} s "
+                                "(scontrol ping)") from None
     if proc.returncode != 0 or " is UP" not in proc.stdout:
         lines = (proc.stdout or proc.stderr).strip().splitlines()
         why = lines[0].strip() if lines else f"exit code {proc.returncode}"
-        raise SlurmError(f"--backend slurm: the Slurm controller is not reachable (scontrol ping: {why})")
+        raise SlurmError.naming(f"{{backend}} slurm: the Slurm controller is not reachable (scontrol ping: {literal(why)})")
     config: dict[str, str] = {}
     try:
         shown = _run(["scontrol", "show", "config"], timeout=CHECK_TIMEOUT_SECONDS)

@@ -24,7 +24,7 @@ from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, literal
 from .seen_ids import SeenIds
 
 
@@ -62,7 +62,8 @@ def _open_binary(path: str) -> Any:
     except FileNotFoundError as exc:
         raise UsageError(f"{path}: entities file not found") from exc
     except IsADirectoryError as exc:
-        raise UsageError(f"{path}: is a directory, not an entities file (use --glob for files in a directory)") from exc
+        raise UsageError.naming(f"{literal(path)}: is a directory, not an entities file "
+                                "(use {pattern} for files in a directory)") from exc
     except OSError as exc:
         raise UsageError(f"{path}: cannot read entities file: {exc.strerror or exc}") from exc
 
@@ -156,7 +157,7 @@ def _text_lines(path: str, digest: StreamDigest | None) -> Iterator[tuple[int, s
 def iter_column(path: str, column: int = 1, what: str = "entities file", digest: StreamDigest | None = None) -> Iterator[str]:
     """The stripped values of a 1-based column of a text/TSV file; blank lines are skipped."""
     if column < 1:
-        raise UsageError(f"--col must be 1 or more, got {column}")
+        raise UsageError.naming(f"{{column}} must be 1 or more, got {column}")
     for lineno, line in _text_lines(path, digest):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -166,7 +167,8 @@ def iter_column(path: str, column: int = 1, what: str = "entities file", digest:
         else:
             fields = line.split("\t")
             if column > len(fields):
-                raise UsageError(f"{_display(path)}:{lineno}: {what} has {len(fields)} column(s), --col is {column}")
+                raise UsageError.naming(f"{literal(_display(path))}:{lineno}: {what} has {len(fields)} column(s), "
+                                        f"{{column}} is {column}")
             value = fields[column - 1].strip()
         if value:
             yield value

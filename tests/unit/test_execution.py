@@ -79,7 +79,7 @@ def test_registry_names_every_backend_once_in_order():
 def test_registry_refuses_an_unknown_backend_naming_the_choices():
     with pytest.raises(UsageError) as info:
         registry.backend("dask")
-    assert str(info.value) == "--backend must be one of auto, serial, pool, ray, slurm, got 'dask'"
+    assert str(info.value) == "backend must be one of auto, serial, pool, ray, slurm, got 'dask'"  # in API words
 
 
 def test_registry_resolves_targets_lazily_and_never_imports_ray_for_other_backends():
