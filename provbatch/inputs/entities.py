@@ -222,7 +222,7 @@ class EntityStream:
         if self.source.pattern:
             return iter_glob(self.source.pattern)
         if self.source.path is None:
-            raise UsageError("no entities given: pass an ENTITIES file, '-' for stdin, or --glob PATTERN")
+            raise UsageError("no entities given: the EntitySource has neither a path (a file, '-' for stdin) nor a pattern")
         return iter_column(self.source.path, self.source.column, digest=self.digest)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, literal
 
 IDENTITY_SUFFIX = ".identity.json"
 FORMAT = "provbatch-results-identity/1"
@@ -121,9 +121,9 @@ def _check_shape(results: Path, identity: ResultsIdentity) -> None:
                 for offset, line in enumerate(complete.split(b"\n")[:-1], lineno + 1):
                     found = line.count(b"\t") + 1
                     if found != tabs + 1:
-                        raise UsageError(
-                            f"{results}:{offset}: a row of {found} columns, {identity.plugin_id} writes "
-                            f"{tabs + 1} (entity id + {', '.join(identity.output)}): not its results; use another --out"
+                        raise UsageError.naming(
+                            f"{literal(results)}:{offset}: a row of {found} columns, {literal(identity.plugin_id)} writes "
+                            f"{tabs + 1} (entity id + {literal(', '.join(identity.output))}): not its results; use another {{out}}"
                         )
             lineno += n_lines
 
@@ -145,9 +145,9 @@ def claim(results: Path, identity: ResultsIdentity) -> str | None:
         if recorded == identity:
             return None
         if _has_rows(results):
-            raise UsageError(
-                f"{results}: written by another computation: {'; '.join(recorded.differences(identity))}. "
-                f"Use another --out, or remove {results} and {path.name} to start over"
+            raise UsageError.naming(
+                f"{literal(results)}: written by another computation: {literal('; '.join(recorded.differences(identity)))}. "
+                f"Use another {{out}}, or remove {literal(results)} and {literal(path.name)} to start over"
             )
     elif _has_rows(results):
         _check_shape(results, identity)

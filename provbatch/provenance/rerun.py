@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ProvBatchError, UnsafePathError, UsageError
+from ..errors import ProvBatchError, UnsafePathError, UsageError, literal
 from ..files import check_private, private_dir, safe_component, safe_relative, sha256_file, write_new
 from ..options import RunOptions
 from .capture import absolute, glob_matches, size_and_sha256, source_bytes
@@ -481,14 +481,14 @@ def choose_out(run_dir: Path, out: str | Path | None, config: dict[str, Any]) ->
         out = Path(out)
         original = config["outputs"].get("results")
         if original and out.exists() and out.resolve() == absolute(original, config["cwd"]).resolve():
-            raise UsageError(f"{out}: is the original run's results file; give another --out "
-                             f"(an existing --out is resumed into, so nothing would be computed)")
+            raise UsageError.naming(f"{literal(out)}: is the original run's results file; give another {{out}} "
+                                    "(an existing {out} is resumed into, so nothing would be computed)")
         return out, out.is_file() and out.stat().st_size > 0
     for number in range(1, 10_000):
         candidate = run_dir / (f"{DEFAULT_OUT}.tsv" if number == 1 else f"{DEFAULT_OUT}.{number}.tsv")
         if not any(os.path.lexists(path) for path in _companions(candidate)):  # a dangling link counts
             return candidate, False
-    raise UsageError(f"{run_dir}: too many rerun results files; give --out")
+    raise UsageError.naming(f"{literal(run_dir)}: too many rerun results files; give {{out}}")
 
 
 @dataclass

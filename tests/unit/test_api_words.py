@@ -102,3 +102,16 @@ def test_an_output_that_is_an_input(tmp_path: Path):
                                "write them to another file")
     assert on_the_command_line(info.value) == (f"{skip}: --log is the --skip file: the results would be appended to "
                                                "the input; write them to another file")
+
+
+def test_a_results_file_of_another_computation(tmp_path: Path):
+    from provbatch.outputs.identity import ResultsIdentity, claim
+
+    results = tmp_path / "out.tsv"
+    results.write_text("a\t1\t2\n")  # three columns: not the results of a plugin with one OUTPUT
+    with pytest.raises(UsageError) as info:
+        claim(results, ResultsIdentity("lengths", "1", "", {}, ("length",)))
+    assert str(info.value) == (f"{results}:1: a row of 3 columns, lengths writes 2 (entity id + length): "
+                               "not its results; use another out")
+    assert on_the_command_line(info.value) == (f"{results}:1: a row of 3 columns, lengths writes 2 (entity id + length): "
+                                               "not its results; use another --out")
