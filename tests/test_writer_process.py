@@ -212,3 +212,23 @@ def test_a_set_up_error_after_the_store_opened_leaves_no_writer_process(tmp_path
     assert stored(url) == {("a", "length"): 1, ("a", "upper"): "A", ("bb", "length"): 2, ("bb", "upper"): "BB"}
     assert [status for status, _remarks in computations(url)] == ["completed"]
     assert writer_processes(tmp_path) == []
+
+
+def test_files_mode_records_each_input_file_also_under_an_idsproc_id(tmp_path: Path) -> None:
+    """Without --idsproc the entity is its id and the engine hands over the lines alone; with it (--glob: the
+    entity is the file, the id compute_id(path)), the rows."""
+    import hashlib
+
+    from conftest import REPO
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    (tmp_path / "idsproc.py").write_text("def compute_id(entity):\n    return entity.rsplit('/', 1)[-1]\n")
+    tiny = REPO / "examples/genomes/tiny.fna"
+    for extra, entity in (([], "examples/genomes/tiny.fna"), (["--idsproc", tmp_path / "idsproc.py"], "tiny.fna")):
+        result = run_cli("plugins/gc_content.py", "--glob", "examples/genomes/*.fna", "--store", url, "--param", "digits=3",
+                         "--run-dir", tmp_path / f"run{len(extra)}", *extra)
+        assert result.returncode == 0, result.stderr
+        why = run_cli("why", entity, "gc_content", "--json", "--store", url, prog="provbatch")
+        assert why.returncode == 0, why.stderr
+        assert json.loads(why.stdout)["input"] == {"path": str(tiny), "size": tiny.stat().st_size,
+                                                   "sha256": hashlib.sha256(tiny.read_bytes()).hexdigest()}

@@ -52,7 +52,9 @@ from .store_process import (
 class StoreSink(ResultSink):
     """Writes one run's values into a store; ``open`` checks everything before the run starts."""
 
-    needs_rows = True
+    #: the rows (:attr:`ResultChunk.stored`) cost the engine a parse of every chunk's lines: read only
+    #: with ``--idsproc`` (open_for), where an entity (a file, in files mode) is not its id
+    needs_rows = False
 
     def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any, writes: bool = True) -> None:
         """Open the store at ``url`` and check the plugin's attributes against it.
@@ -123,6 +125,7 @@ class StoreSink(ResultSink):
         # a value stale because its input file changed has this run's signature: not "done" for only_stale
         sink.resumes = options.reason != "recompute" and not options.only_stale
         sink.only_stale_of = plan.plugin if options.only_stale else None
+        sink.needs_rows = bool(options.idsproc)
         return sink
 
     def only_ids(self) -> set[str] | None:
@@ -167,16 +170,20 @@ class StoreSink(ResultSink):
     def write(self, chunk: ResultChunk) -> None:
         """A chunk's TSV text to the child (and, files mode, its input files), after the child's news."""
         self._check(wait=False)
-        if not chunk.lines:
+        text = "".join(chunk.lines)
+        if not text:
             return
         rows = chunk.stored
-        if self.files_mode is None and rows:
-            self.files_mode = os.path.isfile(rows[0][2])
-        if self.files_mode and rows:
+        if self.files_mode is None:
+            # the first entity: from the rows, else the first id (without --idsproc an entity is its id)
+            self.files_mode = os.path.isfile(rows[0][2] if rows else text[:text.index("\t")])
+        if self.files_mode:
+            entities = ([(entity_id, entity) for entity_id, _fields, entity in rows] if rows else
+                        [(line.split("\t", 1)[0],) * 2 for line in text.split("\n")[:-1]])
             # before the values: the facts travel in the same transaction as the values of their entities
-            self._send(INPUTS, json.dumps([(entity_id, os.path.abspath(entity)) for entity_id, _fields, entity in rows],
+            self._send(INPUTS, json.dumps([(entity_id, os.path.abspath(entity)) for entity_id, entity in entities],
                                           ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        self._send(DATA, "".join(chunk.lines).encode("utf-8", "surrogatepass"))
+        self._send(DATA, text.encode("utf-8", "surrogatepass"))
 
     def flush(self) -> None:
         """What was written so far is committed when this returns (the child says so)."""
