@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, literal
 from .schema import SCHEMA_REVISION, VERSION_TABLE
 from .url import display_url
 
@@ -89,9 +89,9 @@ def check(engine: Any, url: str, create: bool) -> None:
         if create:
             upgrade(engine)
             return
-        raise UsageError(f"--store {display_url(url)}: no provbatch store there yet: run 'provbatch store init' first")
+        raise UsageError.naming(f"{{store}} {literal(display_url(url))}: no provbatch store there yet: run 'provbatch store init' first")
     if revision < SCHEMA_REVISION:  # revisions are zero-padded numbers: text order is their order
-        raise UsageError(f"--store {display_url(url)}: the store has schema revision {revision}, this provbatch needs "
-                         f"{SCHEMA_REVISION}: run 'provbatch store init' to migrate it")
-    raise UsageError(f"--store {display_url(url)}: the store has schema revision {revision}, newer than this "
-                     f"provbatch's ({SCHEMA_REVISION}): upgrade provbatch")
+        raise UsageError.naming(f"{{store}} {literal(display_url(url))}: the store has schema revision {literal(revision)}, "
+                                f"this provbatch needs {SCHEMA_REVISION}: run 'provbatch store init' to migrate it")
+    raise UsageError.naming(f"{{store}} {literal(display_url(url))}: the store has schema revision {literal(revision)}, "
+                            f"newer than this provbatch's ({SCHEMA_REVISION}): upgrade provbatch")

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..contract.datatypes import SYNTAX
-from ..errors import ProvBatchError, UsageError
+from ..errors import ProvBatchError, UsageError, literal
 from . import migrate
 from .codec import Codec, ValueTextError, codec_for
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
@@ -95,7 +95,8 @@ class Store:
             migrate.check(self.engine, resolved, create)
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
-            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+            raise UsageError.naming(f"{{store}} {literal(display_url(resolved))}: cannot connect: "
+                                    f"{literal(str(exc.orig).strip().splitlines()[0])}") from exc
         except BaseException:
             self.engine.dispose()
             raise
@@ -126,7 +127,8 @@ class Store:
                 if migrate.current_revision(connection) is None:
                     return None
         except sa.exc.OperationalError as exc:
-            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+            raise UsageError.naming(f"{{store}} {literal(display_url(resolved))}: cannot connect: "
+                                    f"{literal(str(exc.orig).strip().splitlines()[0])}") from exc
         finally:
             engine.dispose()
         return cls(resolved)
@@ -140,7 +142,8 @@ class Store:
         try:
             before, after = migrate.upgrade(engine)
         except sa.exc.OperationalError as exc:
-            raise UsageError(f"--store {display_url(resolved)}: cannot connect: {str(exc.orig).strip().splitlines()[0]}") from exc
+            raise UsageError.naming(f"{{store}} {literal(display_url(resolved))}: cannot connect: "
+                                    f"{literal(str(exc.orig).strip().splitlines()[0])}") from exc
         finally:
             engine.dispose()
         return resolved, before, after

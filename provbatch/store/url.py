@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, literal
 
 ENV_VAR = "PROVBATCH_STORE"
 DEFAULT_STORE = "provbatch.sqlite"
@@ -91,7 +91,7 @@ def create_engine(url: str) -> Any:
     try:
         parsed = make_url(url)
     except Exception as exc:
-        raise UsageError(f"--store {url}: not a database URL or path ({exc})") from exc
+        raise UsageError.naming(f"{{store}} {literal(url)}: not a database URL or path ({literal(exc)})") from exc
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
@@ -99,7 +99,7 @@ def create_engine(url: str) -> Any:
         if database and database != ":memory:":
             folder = Path(database).parent
             if not folder.is_dir():
-                raise UsageError(f"--store {url}: folder {folder} does not exist")
+                raise UsageError.naming(f"{{store}} {literal(url)}: folder {literal(folder)} does not exist")
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     elif backend in ("postgresql", "mysql", "mariadb"):
         kwargs["pool_pre_ping"] = True
@@ -112,12 +112,12 @@ def create_engine(url: str) -> Any:
         engine = sa.create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:
         extra = _EXTRAS.get(backend, backend)
-        raise UsageError(
-            f"--store {display_url(url)}: the database driver '{exc.name}' is not installed: "
-            f"pip install 'provbatch[{extra}]'"
+        raise UsageError.naming(
+            f"{{store}} {literal(display_url(url))}: the database driver '{literal(exc.name)}' is not installed: "
+            f"pip install 'provbatch[{literal(extra)}]'"
         ) from exc
     except sa.exc.NoSuchModuleError as exc:
-        raise UsageError(f"--store {display_url(url)}: unknown database kind '{parsed.drivername}'") from exc
+        raise UsageError.naming(f"{{store}} {literal(display_url(url))}: unknown database kind '{literal(parsed.drivername)}'") from exc
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         sa.event.listen(engine, "begin", _on_sqlite_begin)

@@ -115,3 +115,16 @@ def test_a_results_file_of_another_computation(tmp_path: Path):
                                "not its results; use another out")
     assert on_the_command_line(info.value) == (f"{results}:1: a row of 3 columns, lengths writes 2 (entity id + length): "
                                                "not its results; use another --out")
+
+
+def test_a_store_in_a_folder_that_does_not_exist(tmp_path: Path):
+    from provbatch.cli.store import store_group
+    from provbatch.store.url import create_engine
+
+    url = f"sqlite:///{tmp_path}/missing/store.sqlite"
+    with pytest.raises(UsageError) as info:
+        create_engine(url)
+    assert str(info.value) == f"store {url}: folder {tmp_path}/missing does not exist"
+    assert on_the_command_line(info.value) == f"--store {url}: folder {tmp_path}/missing does not exist"
+    with click.Context(store_group.commands["init"]):  # provbatch store's commands declare --store too
+        assert info.value.spelled(cli_name) == f"--store {url}: folder {tmp_path}/missing does not exist"
