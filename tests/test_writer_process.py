@@ -232,3 +232,27 @@ def test_files_mode_records_each_input_file_also_under_an_idsproc_id(tmp_path: P
         assert why.returncode == 0, why.stderr
         assert json.loads(why.stdout)["input"] == {"path": str(tiny), "size": tiny.stat().st_size,
                                                    "sha256": hashlib.sha256(tiny.read_bytes()).hexdigest()}
+
+
+def test_ctrl_c_to_the_whole_process_group_stores_every_row_of_the_results_file(tmp_path: Path) -> None:
+    """The terminal's SIGINT reaches the writer too: it ignores it, and writes all it was sent when the engine ends it."""
+    from conftest import read_tsv
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    write_source(tmp_path, "attribute_definitions.yaml", DEFS)
+    plugin = write_source(tmp_path, "slow.py", SLOW_PLUGIN)
+    (tmp_path / "ids.txt").write_text("".join(f"e_{i}\n" for i in range(3000)))
+    process = subprocess.Popen([str(BIN / "batch-compute"), str(plugin), "ids.txt", "--store", url, "--backend", "serial",
+                                "--out", "out.tsv", "--run-dir", str(tmp_path / "run")], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert wait_for(lambda: n_values(url)), "no value was committed"
+    assert process.poll() is None
+    os.killpg(process.pid, signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "batch-compute: interrupted"
+    rows = read_tsv(tmp_path / "out.tsv")
+    assert 0 < len(rows) < 3000
+    assert stored(url) == {(e, "slow"): int(values[0]) for e, values in rows.items()}
+    assert [status for status, _remarks in computations(url)] == ["partial"]
+    assert writer_processes(tmp_path) == []
