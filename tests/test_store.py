@@ -193,24 +193,26 @@ def test_plugin_and_report_records_are_checked(store: Store, tmp_path: Path) -> 
     assert store.why("e1", "gc")["user_id"] == "someone else"
 
 
-def _writer_process(url: str, attribute: str, computation_uuid: str, n: int, queue) -> None:
+def _writer_process(url: str, attribute: str, computation_uuid: str, n: int, queue, batch: int = 50) -> None:
     try:
         with Store(url) as store:
             pk, _existed = store.record_computation(record(computation_uuid, f"p_{attribute}", "1", [attribute], sha=attribute))
             writer = store.writer(pk, [attribute], fresh=True)
-            for start in range(0, n, 50):  # many small transactions, interleaved with the other writer's
-                writer.write([(f"entity{i}", [str(i)]) for i in range(start, min(n, start + 50))])
+            for start in range(0, n, batch):  # many transactions, interleaved with the other writer's
+                writer.write([(f"entity{i}", [str(i)]) for i in range(start, min(n, start + batch))])
         queue.put("ok")
     except BaseException as exc:  # noqa: BLE001 - reported to the test
         queue.put(f"{type(exc).__name__}: {exc}")
 
 
-def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store) -> None:
+@pytest.mark.parametrize("batch", [50, 1500], ids=["small-batches", "bulk-batches"])
+def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store, batch: int) -> None:
+    """Small batches go row by row; batches above 1,000 values create the entities in bulk (MariaDB: LOAD DATA)."""
     store.apply_attributes({"w1": {"datatype": "Integer"}, "w2": {"datatype": "Integer"}})
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    n = 2000
-    workers = [context.Process(target=_writer_process, args=(store.url, name, U[i + 5], n, queue))
+    n = 3000 if batch > 1000 else 2000
+    workers = [context.Process(target=_writer_process, args=(store.url, name, U[i + 5], n, queue, batch))
                for i, name in enumerate(("w1", "w2"))]
     for worker in workers:
         worker.start()
@@ -220,6 +222,30 @@ def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store) 
     assert outcomes == ["ok", "ok"]
     values = {(v["entity"], v["attribute"]): (v["value"], v["computation"]) for v in store.iter_values(["w1", "w2"], provenance=True)}
     assert values == {**{(f"entity{i}", "w1"): (i, U[5]) for i in range(n)}, **{(f"entity{i}", "w2"): (i, U[6]) for i in range(n)}}
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == n
+
+
+def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(store: Store) -> None:
+    """Batches above 1,000 entities: all new; then some existing (another computation's) and some new,
+    without a lookup first on MariaDB, as the batch before was all new; then new again; then all existing.
+    Names with a tab, a newline and a backslash go in as they are."""
+
+    def name(i: int) -> str:
+        return f"dir\\sub\tfile\n{i}" if i % 7 == 0 else f"e{i}"
+
+    other, _existed = store.record_computation(record(U[2], "other", "1", ["gc"]))
+    store.writer(other, ["gc"], fresh=True).write([(name(i), ["0.5"]) for i in (*range(3000, 4000), *range(7000, 8500))])
+    pk, _existed = store.record_computation(record(U[1], "bulk", "1", ["length"]))
+    writer = store.writer(pk, ["length"], fresh=True)
+    for start, stop in ((0, 2000), (2000, 4500), (4500, 6500), (7000, 8500)):
+        writer.write([(name(i), [str(i)]) for i in range(start, stop)])
+    expected = {(name(i), "length"): (i, U[1]) for i in (*range(6500), *range(7000, 8500))}
+    expected.update({(name(i), "gc"): (0.5, U[2]) for i in (*range(3000, 4000), *range(7000, 8500))})
+    assert current(store) == expected
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == 8000
+    assert store.why(name(14), "length")["value"] == 14
 
 
 def test_bulk_paths_copy_and_load_data_keep_every_value_exact(store: Store, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
@@ -56,6 +57,9 @@ class Dialect:
         self.select_chunk = _SELECT_CHUNK[self.name]
         #: MySQL/MariaDB: the connection may LOAD DATA LOCAL INFILE (set by the store after a probe)
         self.local_infile = False
+        #: MySQL/MariaDB: the auto-increment ids one statement generates are consecutive (probed once, on
+        #: first use: ``innodb_autoinc_lock_mode`` 0 or 1 and ``auto_increment_increment`` 1; None: not probed)
+        self.consecutive_ids: bool | None = None
 
 
 @contextmanager
@@ -89,6 +93,9 @@ class EntityIds:
         #: ids of the entities the last :meth:`ids` call created itself, in this transaction: no other
         #: transaction can have rows for them before it commits, so their current pointers are plain inserts
         self.created: set[int] = set()
+        #: MySQL/MariaDB: the last batch's entities were all new, so the next batch's are created without
+        #: first looking them up (a first load: the lookup of 100,000 absent keys cost ~1 s of server time)
+        self._expect_new = False
 
     def forget(self) -> None:
         """After a rollback: ids created in it are gone."""
@@ -100,6 +107,8 @@ class EntityIds:
         missing = list(dict.fromkeys(name for name in names if name not in cache))
         if missing:
             keyed = {entity_key(name): name for name in missing}
+            if self._expect_new and len(keyed) > 1000 and self._create_mysql(cursor, sorted(keyed.items())):
+                return [cache[name] for name in names]
             self._select(cursor, keyed)
             absent = [(key, name) for key, name in keyed.items() if name not in cache]
             if absent and self.dialect.name == "sqlite":
@@ -113,6 +122,8 @@ class EntityIds:
                 self.created = {row[0] for row in rows}
             elif absent and self.dialect.name == "postgresql" and len(absent) > 1000:
                 self._create_postgresql(cursor, absent)
+            elif len(absent) > 1000 and self._create_mysql(cursor, sorted(absent)):
+                self._expect_new = self._expect_new and len(absent) == len(keyed)
             elif absent:
                 absent.sort()  # concurrent writers creating overlapping entities lock them in one order (no deadlock)
                 for chunk in _chunks(absent, BATCH_ROWS):
@@ -134,6 +145,53 @@ class EntityIds:
         cursor.execute("SELECT l.name, e.id FROM provbatch_entities_load l JOIN provbatch_entities e ON e.name_key = l.name_key")
         self._ids.update(cursor.fetchall())
         cursor.execute("DELETE FROM provbatch_entities_load")
+
+    def _create_mysql(self, cursor: Any, absent: list[tuple[str, str]]) -> bool:
+        """MySQL/MariaDB: many entities created by one ``LOAD DATA ... IGNORE`` into ``provbatch_entities``,
+        their ids computed instead of selected; False when this path does not apply (nothing done).
+
+        ``absent`` is sorted by key: concurrent writers creating overlapping entities lock them in one
+        order. With ``innodb_autoinc_lock_mode`` 0 or 1 a LOAD DATA holds the table's AUTO-INC lock to
+        its end, so the ids it generates are consecutive, in file order, from ``LAST_INSERT_ID()``.
+        When every row went in, the ids are those; otherwise (some existed, another writer's or ours
+        from an earlier batch) all are selected, and the created ones are those from ``LAST_INSERT_ID()``
+        on (no id of the range can be another statement's). A row changed on the way in (a warning:
+        e.g. a name longer than the column) is an error, as the INSERT would have raised it.
+        """
+        dialect = self.dialect
+        if dialect.name != "mysql" or not dialect.local_infile:
+            return False
+        if dialect.consecutive_ids is None:
+            cursor.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment")
+            mode, increment = cursor.fetchone()
+            dialect.consecutive_ids = int(mode) in (0, 1) and int(increment) == 1
+        if not dialect.consecutive_ids:
+            return False
+        try:
+            text = "".join([f"{key}\t{_escape(name) if _SPECIAL.search(name) else name}\n" for key, name in absent]).encode("utf-8")
+        except UnicodeEncodeError:
+            return False  # a name that is not UTF-8 (surrogate escapes): the INSERT path reports it
+        created = _load_data_mysql_text(cursor, "provbatch_entities", "(name_key, name)", text, ignore=True)
+        self._expect_new = created == len(absent)
+        if created == len(absent):
+            cursor.execute("SELECT @@warning_count")  # a diagnostics statement: the LOAD DATA's count
+            warnings = int(cursor.fetchone()[0])
+            if warnings:
+                cursor.execute("SHOW WARNINGS LIMIT 1")
+                raise RuntimeError(f"MariaDB/MySQL changed {warnings} entity name(s) on the way in: {cursor.fetchone()[2]}")
+        if created == 0:
+            self.created = set()
+            self._select(cursor, dict(absent))
+            return True
+        cursor.execute("SELECT LAST_INSERT_ID()")
+        first = int(cursor.fetchone()[0])
+        if created == len(absent):
+            self._ids.update((name, first + index) for index, (_key, name) in enumerate(absent))
+            self.created = set(range(first, first + created))
+        else:
+            self._select(cursor, dict(absent))
+            self.created = {self._ids[name] for _key, name in absent if self._ids[name] >= first}
+        return True
 
     def _select(self, cursor: Any, keyed: dict[str, str]) -> None:
         keys = list(keyed)
@@ -236,6 +294,9 @@ def _insert_new(cursor: Any, dialect: Dialect, computation: int, attribute_ids: 
                     copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
                                           column[start:start + BATCH_ROWS]))
         return
+    if dialect.name == "mysql" and dialect.local_infile and len(ids) * len(attribute_ids) > 1000:
+        _load_data_mysql(cursor, "provbatch_current", computation, attribute_ids, ids, columns)
+        return
     p = dialect.p
     for attribute_id, column in zip(attribute_ids, columns):
         # the attribute and computation as literals (our own integers): two parameters per row
@@ -331,7 +392,7 @@ def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribut
                                           column[start:start + BATCH_ROWS]))
         cursor.execute("ANALYZE provbatch_load")  # else the planner guesses its size, and may scan provbatch_current
     elif n_rows > 1000 and dialect.local_infile:
-        _load_data_mysql(cursor, computation, attribute_ids, ids, columns)
+        _load_data_mysql(cursor, "provbatch_load", computation, attribute_ids, ids, columns)
     else:
         insert = f"INSERT INTO provbatch_load (attribute, entity, computation, value) VALUES (%s, %s, {computation}, %s)"
         for attribute_id, column in zip(attribute_ids, columns):
@@ -364,19 +425,33 @@ def _copy_text(attribute_id: int, computation: int, ids: Sequence[int], values: 
         for entity_id, value in zip(ids, values)])
 
 
-def _load_data_mysql(cursor: Any, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
+#: what LOAD DATA's text format needs escaped in a field: an entity name may hold anything (a file path)
+_SPECIAL = re.compile(r"[\\\t\n]")
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _load_data_mysql(cursor: Any, table: str, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
                      columns: Sequence[Sequence[Any]]) -> None:
-    """The batch into the temporary table by LOAD DATA LOCAL INFILE from a temporary file (as prenacs loads)."""
+    """Rows (attribute, entity, computation, value) into ``table`` by one LOAD DATA LOCAL INFILE (as prenacs
+    loads): the current values of new entities, or a batch into the temporary table of the merge."""
+    text = "".join([_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS], column[start:start + BATCH_ROWS])
+                    for attribute_id, column in zip(attribute_ids, columns) for start in range(0, len(ids), BATCH_ROWS)])
+    _load_data_mysql_text(cursor, table, "(attribute, entity, computation, value)", text.encode("utf-8"))
+
+
+def _load_data_mysql_text(cursor: Any, table: str, columns: str, text: bytes, ignore: bool = False) -> int:
+    """LOAD DATA LOCAL INFILE of ``text`` (rows in :func:`_copy_text`'s format) into ``table``, from a
+    private temporary file; returns the rows inserted."""
     import os
     import tempfile
 
     fields = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-    with tempfile.TemporaryDirectory(prefix="provbatch-load-") as folder:
-        load_file = os.path.join(folder, "load.tsv")
-        with open(load_file, "w", encoding="utf-8", newline="") as handle:
-            for attribute_id, column in zip(attribute_ids, columns):
-                for start in range(0, len(ids), BATCH_ROWS):
-                    handle.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
-                                            column[start:start + BATCH_ROWS]))
-        cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE provbatch_load CHARACTER SET utf8mb4 {fields} "
-                       "(attribute, entity, computation, value)", (load_file,))
+    with tempfile.NamedTemporaryFile(prefix="provbatch-load-", suffix=".tsv") as handle:
+        handle.write(text)
+        handle.flush()
+        cursor.execute(f"LOAD DATA LOCAL INFILE %s {'IGNORE ' if ignore else ''}INTO TABLE {table} CHARACTER SET utf8mb4 "
+                       f"{fields} {columns}", (os.fspath(handle.name),))
+    return int(cursor.rowcount)
