@@ -263,7 +263,7 @@ class BatchRun:
     def _refuse_outputs_that_are_inputs(self) -> None:
         inputs = []
         if isinstance(self.entities, EntitySource) and self.entities.path not in (None, "-"):
-            inputs.append((Path(self.entities.path), "the ENTITIES file"))
+            inputs.append((Path(self.entities.path), "the {entities} file"))
         if self.options.skip is not None:
             inputs.append((Path(self.options.skip), "the {skip} file"))
         outputs = [(Path(path), option) for path, option in

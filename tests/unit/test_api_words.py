@@ -128,3 +128,21 @@ def test_a_store_in_a_folder_that_does_not_exist(tmp_path: Path):
     assert on_the_command_line(info.value) == f"--store {url}: folder {tmp_path}/missing does not exist"
     with click.Context(store_group.commands["init"]):  # provbatch store's commands declare --store too
         assert info.value.spelled(cli_name) == f"--store {url}: folder {tmp_path}/missing does not exist"
+
+
+def test_an_output_that_is_the_entities_file(tmp_path: Path):
+    from provbatch.inputs.entities import EntitySource
+
+    plugin = tmp_path / "lengths.py"
+    plugin.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
+                      "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
+    (tmp_path / "attribute_definitions.yaml").write_text("length: {definition: number of characters, datatype: Integer}\n")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\n")
+    run = BatchRun(plugin, EntitySource(path=str(ids)), attributes=str(tmp_path / "attribute_definitions.yaml"), out=ids)
+    with pytest.raises(UsageError) as info:
+        run.check_inputs()
+    assert str(info.value) == (f"{ids}: out is the entities file: the results would be appended to the input; "
+                               "write them to another file")
+    assert on_the_command_line(info.value) == (f"{ids}: --out is the ENTITIES file: the results would be appended to the "
+                                               "input; write them to another file")
