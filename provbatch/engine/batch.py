@@ -572,7 +572,8 @@ class BatchRun:
             n_outputs = len(self.loaded.output)
             # without rows to yield (the CLI) no code of the caller runs between chunks, and every write of
             # this loop to stdout/stderr goes through unredirected streams: the capture may be held
-            for completed in lifecycle.scheduled(items, self.policy.requeued, hold_capture=not keep_rows):
+            for completed in lifecycle.scheduled(items, self.policy.requeued, hold_capture=not keep_rows,
+                                                  rows_to_caller=keep_rows):
                 log_lines: list[str] = list(completed.output)
                 done: list[tuple[str, list[Any], list[str]]] = []
                 stored: list[tuple[str, list[str], str]] = []

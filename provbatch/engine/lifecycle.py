@@ -29,6 +29,7 @@ from ..execution.base import Completed, Pool, PoolOptions, default_workers
 from ..execution.capture import OutputCapture
 from ..execution.runner import Item, RunnerConfig
 from ..execution.scheduler import RequeueQueue, Scheduler
+from ..execution.serial import DRIVER_ROWS_MAX_CHUNK
 from ..outputs.report import Report
 from ..plugins.loading import LoadedPlugin
 
@@ -122,6 +123,8 @@ class Lifecycle:
         self.uses_state = self.has_initialize or self.has_user_state
         #: what the plugin writes to stdout/stderr in the driver (see execution/capture.py)
         self.capture = OutputCapture()
+        #: the largest chunk the driver computes (None: the backend's own); see :meth:`scheduled`
+        self.driver_chunk: int | None = None
         in_driver = registry.backend(self.backend).in_driver
         #: serial/auto with a plugin that runs native code: computed in a worker process (see safe_in_driver)
         self.isolated = in_driver and not safe_in_driver(plugin)
@@ -175,7 +178,7 @@ class Lifecycle:
             expected_entities=options.expected_entities, module=self.module, capture=self.capture,
             return_state=self.has_merge and not self.per_worker, job_name=f"provbatch-{self.plugin.id}"[:64],
             isolated=self.isolated, workers=self.workers, start_workers=self._start_workers,
-            remark=self.report.remarks.append,
+            remark=self.report.remarks.append, driver_chunk=self.driver_chunk,
         )
 
     def _start_pool(self, kind: str, n_workers: int | None) -> Pool:
@@ -216,7 +219,8 @@ class Lifecycle:
         return pool
 
     # ---------------------------------------------------------------- compute
-    def scheduled(self, entities: Iterator[Item], requeued: RequeueQueue, hold_capture: bool = False) -> Iterator[Completed]:
+    def scheduled(self, entities: Iterator[Item], requeued: RequeueQueue, hold_capture: bool = False,
+                  rows_to_caller: bool = False) -> Iterator[Completed]:
         """The completed chunks of ``entities`` and of the items requeued meanwhile (by the retry policy).
 
         ``hold_capture``: the caller writes to stdout/stderr only through
@@ -226,7 +230,13 @@ class Lifecycle:
         the last, instead of pointing them away and back around each chunk
         (the cost that counts on trivial entities; see execution/capture.py).
         Workers are started with the real fds 1 and 2 (:meth:`_start_workers`).
+
+        ``rows_to_caller``: each chunk's rows are built for the caller (``iter_batch``,
+        ``run_batch``): the chunks computed in the driver are then smaller
+        (:data:`~provbatch.execution.serial.DRIVER_ROWS_MAX_CHUNK`), workers' chunks are not.
         """
+        if rows_to_caller:
+            self.driver_chunk = DRIVER_ROWS_MAX_CHUNK
         self.pool = self._open_pool()
         scheduler = Scheduler(entities, self.pool, requeued=requeued)
         if hold_capture and registry.backend(self.backend).in_driver and not self.isolated:

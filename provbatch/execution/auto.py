@@ -67,6 +67,7 @@ class AutoPool(Pool):
         #: the number of workers to go to when they pay off
         self.wanted = n_workers or options.workers
         self.isolated = options.isolated
+        self._driver_chunk = options.driver_chunk or DRIVER_MAX_CHUNK
         self.first: Pool
         if self.isolated:
             self.first = options.start_workers(1)
@@ -98,7 +99,7 @@ class AutoPool(Pool):
     @property
     def max_chunk(self) -> int:  # type: ignore[override]
         if self.parallel is None and not self.isolated:
-            return DRIVER_MAX_CHUNK
+            return self._driver_chunk
         return self.current.max_chunk
 
     @property

@@ -179,6 +179,9 @@ class PoolOptions:
     start_workers: Callable[[int], Pool] | None = None
     #: where a pool adds a line to the report's remarks (auto says what it decided and why)
     remark: Callable[[str], None] = no_remark
+    #: the largest chunk computed in the driver (serial, auto before it starts workers); None: the
+    #: pool's own. The engine lowers it when each chunk's rows go to the caller (serial.DRIVER_ROWS_MAX_CHUNK)
+    driver_chunk: int | None = None
 
 
 class Pool:

@@ -22,7 +22,7 @@ from provbatch.execution.capture import OutputCapture
 from provbatch.execution.local_pool import LocalPool
 from provbatch.execution.runner import RunnerConfig
 from provbatch.execution.scheduler import ChunkSizer, Scheduler
-from provbatch.execution.serial import DRIVER_MAX_CHUNK, SerialPool, serial_backend
+from provbatch.execution.serial import DRIVER_MAX_CHUNK, DRIVER_ROWS_MAX_CHUNK, SerialPool, serial_backend
 from provbatch.plugins.loading import LoadedPlugin, load_plugin
 
 PLUGIN = """\
@@ -286,3 +286,21 @@ def test_auto_starts_workers_when_entities_are_expensive(plugin):
     [remark] = remarks
     assert re.fullmatch(r"auto: \d+\.\d\d ms per entity: \d+ entities computed in the driver, the rest by 2 worker processes",
                         remark), remark
+
+
+def test_driver_chunks_follow_the_engine_when_rows_go_to_the_caller(plugin):
+    """PoolOptions.driver_chunk (the engine sets it for iter_batch/run_batch) caps the chunks computed
+    in the driver, by serial and by auto before it starts workers; unset, each keeps its own."""
+    serial = SerialPool(1, config(plugin, in_worker=False), None, PoolOptions(module=plugin.module, capture=OutputCapture(),
+                                                                              driver_chunk=DRIVER_ROWS_MAX_CHUNK))
+    default = SerialPool(1, config(plugin, in_worker=False), None, PoolOptions(module=plugin.module, capture=OutputCapture()))
+    assert (serial.max_chunk, default.max_chunk) == (256, DRIVER_MAX_CHUNK)
+    remarks: list[str] = []
+    auto = AutoPool(2, config(plugin, in_worker=False), None,
+                    PoolOptions(module=plugin.module, capture=OutputCapture(), start_workers=lambda n: serial,
+                                remark=remarks.append, driver_chunk=DRIVER_ROWS_MAX_CHUNK))
+    assert auto.max_chunk == 256
+    sizes = [len(completed.chunk) for completed in Scheduler(iter(items(*(f"e{i}" for i in range(2000)))), serial)]
+    assert sum(sizes) == 2000 and max(sizes) <= 256
+    for pool in (serial, default, auto):
+        pool.finish(return_state=False)
