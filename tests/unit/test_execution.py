@@ -121,6 +121,34 @@ def test_import_problem_says_why_a_required_module_does_not_import():
         registry.unregister_backend("needs-missing")
 
 
+def test_auto_chooses_ray_for_a_named_cluster_and_serial_for_one_worker(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # as if no caller had initialized Ray in this process
+    assert registry.chosen_backend("auto", None, 4) == "auto"
+    assert registry.chosen_backend("auto", "127.0.0.1:6379", 4) == "ray"
+    assert registry.chosen_backend("auto", "127.0.0.1:6379", 1) == "ray"  # the cluster wins over one worker
+    assert registry.chosen_backend("auto", None, 1) == "serial"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert registry.chosen_backend("auto", None, 4) == "ray"
+    assert [registry.chosen_backend(name, "127.0.0.1:6379", 1) for name in ("serial", "pool", "ray", "slurm")] == [
+        "serial", "pool", "ray", "slurm"]  # only auto chooses
+    assert "ray" not in sys.modules  # the choice never imports Ray
+    assert [name for name in registry.backend_names() if registry.backend(name).copies_state] == ["auto"]
+
+
+def test_a_backend_chooser_is_part_of_its_registry_line():
+    registry.register_backend("tiny", "provbatch.execution.serial:SerialPool", "serial below 8 workers",
+                              chooser=f"{__name__}:tiny_chooser")
+    try:
+        assert (registry.chosen_backend("tiny", None, 2), registry.chosen_backend("tiny", None, 8)) == ("serial", "pool")
+    finally:
+        registry.unregister_backend("tiny")
+
+
+def tiny_chooser(address: str | None, workers: int) -> str:
+    return "serial" if workers < 8 else "pool"
+
+
 # ----------------------------------------------------------------------------- the scheduler
 
 def test_chunk_sizer_grows_by_at_most_four_and_stays_within_bounds():
