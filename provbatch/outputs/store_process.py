@@ -373,7 +373,7 @@ class _Child:
                 if self.n_rows * self.n_outputs >= FLUSH_VALUES or time.monotonic() - self.last_write >= FLUSH_SECONDS:
                     self.write()
             elif kind == INPUTS:
-                self.inputs.extend(json.loads(payload))
+                self.inputs.extend(json.loads(payload.decode("utf-8", "surrogatepass")))  # a path may hold any str
             elif kind == FLUSH:
                 self.write()
                 _send(self.answers, FLUSHED)
