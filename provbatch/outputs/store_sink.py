@@ -22,9 +22,9 @@ a child that dies without a word is an :class:`~provbatch.errors.OutputWriteErro
 A dry run (``writes=False``) starts no child.
 
 Measured side by side (docs/store.md, Performance): at 1,000,000 trivial
-entities into SQLite the engine's process spends 2.0-2.4 s of CPU with
+entities into SQLite the engine's process spends 2.0-2.5 s of CPU with
 ``--store`` (20.8-21.6 s with the writer thread before; 1.3-1.9 s TSV only),
-the writer process 14.8-16.5 s on another core. On two free cores a store run
+the writer process 14.8-17.7 s on another core. On two free cores a store run
 would take about the writer's time, not the sum (the machine was loaded: not
 measured there); what is left of the ratio is the SQL cost per value.
 """
