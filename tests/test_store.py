@@ -402,3 +402,33 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
             ("e1", "gc", U[1], False), ("e1", "gc", U[2], True), ("e2", "gc", U[1], False), ("e2", "gc", U[2], True),
             ("e2", "gc", U[3], False), ("e1", "length", U[1], False), ("e1", "length", U[2], True),
             ("e2", "length", U[1], False), ("e2", "length", U[2], True)])
+
+
+@pytest.mark.parametrize("datatype, texts", [
+    ("Integer", ["1", "-2", " 3", "1_000"]), ("Integer", ["1", "x"]), ("Integer", ["1", ""]),
+    ("Float", ["0.5", "1e3", "inf", "-0"]), ("Float", ["0.5", "1,5"]),
+    ("Boolean", ["yes", "False", "1", "t"]), ("Boolean", ["true", "maybe"]),
+    ("String(3)", ["abc", "ab"]), ("String(3)", ["abc", "abcd"]), ("Text", ["any, é;", "x"]),
+    ("Integer[3]", ["1,2,3", "4", "5,6"]), ("Integer[3]", ["1,2,3,4"]), ("Integer[3]", ["1,,2"]), ("Integer[3]", ["1", "a"]),
+    ("Float[2]", ["1.5,2", "3"]), ("Float[2]", ["1.5,x"]), ("Boolean[2]", ["True,0", "no"]), ("Text[2]", ["a,b", "c"]),
+    ("Text[2]", ["a,b,c"]), ("String(2)[2]", ["ab,c"]), ("String(2)[2]", ["ab,cde"]),
+    ("Float;Integer[2]", ["0.5;1,2", "1;3"]), ("Float;Integer[2]", ["0.5;1,2,3"]), ("Float;Integer[2]", ["0.5;"]),
+    ("Float;Integer[2]", ["0.5"]), ("Float;Integer[2]", ["x;1"]), ("Integer;Boolean;String(2)[2];Float", ["1;no;ab,c;2", "2;YES;a;1"]),
+    ("Integer;Boolean", ["1;maybe"]), ("Boolean[2];Integer", ["true,no;1"]),
+])
+def test_a_column_is_encoded_exactly_as_each_of_its_values(datatype: str, texts: list[str]) -> None:
+    """The column encoders' C-loop fast paths give what the per-value rule gives, errors included."""
+    from provbatch.store.codec import ValueTextError, codec_for
+
+    codec = codec_for(datatype)
+    try:
+        expected: object = [codec.encode_text(text) for text in texts]
+    except ValueTextError as exc:
+        expected = f"error: {exc}"
+    try:
+        got: object = codec.encode_column(texts)
+    except ValueTextError as exc:
+        got = f"error: {exc}"
+    assert got == expected
+    if not isinstance(expected, str):
+        assert codec.decode_column(expected) == [codec.decode(stored) for stored in expected]

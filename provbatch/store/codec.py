@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from ..contract import datatypes
@@ -130,6 +131,81 @@ def _per_value(normalise: Callable[[str], str]) -> ColumnEncoder:
     return encode
 
 
+#: a column of non-empty texts -> their stored forms when every one passes in C loops; None when one
+#: might not (then the exact per-value rule decides, and raises the error of the first bad one)
+FastColumn = Callable[[Sequence[str]], "list[str | None] | None"]
+
+
+def _items_pass(kind: str, limit: int | None, items: Sequence[str]) -> bool:
+    """Whether every item passes its scalar's check (what the per-value rule calls), in a C loop."""
+    try:
+        if kind == "int":
+            deque(map(int, items), 0)
+        elif kind == "float":
+            deque(map(float, items), 0)
+        elif kind == "text" and limit is not None and max(map(len, items)) > limit:
+            return False
+    except ValueError:
+        return False
+    return True
+
+
+def _fast(node: datatypes.Datatype) -> FastColumn | None:
+    """The C-loop check of a column of one scalar, array or composite datatype (None: no fast path)."""
+    if isinstance(node, datatypes.Scalar):
+        kind, _parse = _scalar(node)
+        limit = node.limit
+        if kind == "bool":
+            def booleans(texts: Sequence[str]) -> list[str | None] | None:
+                try:
+                    return list(map(_BOOLEAN_TEXT.__getitem__, texts))
+                except KeyError:
+                    return None
+
+            return booleans
+        return lambda texts: list(texts) if _items_pass(kind, limit, texts) else None
+    if isinstance(node, datatypes.Array) and isinstance(node.element, datatypes.Scalar):
+        kind, _parse = _scalar(node.element)
+        limit, size = node.element.limit, node.size
+        if kind == "bool":
+            return None  # normalised item by item: the per-value rule
+
+        def array(texts: Sequence[str]) -> list[str | None] | None:
+            if max(map(str.count, texts, repeat(","))) >= size:
+                return None
+            if kind == "text" and limit is None:
+                return list(texts)
+            return list(texts) if _items_pass(kind, limit, ",".join(texts).split(",")) else None
+
+        return array
+    if isinstance(node, datatypes.Composite):
+        parts = [_fast(part) for part in node.parts]
+        if any(part is None for part in parts):
+            return None
+        checks = [part for part in parts if part is not None]
+        n_parts = len(parts)
+        normalises = any(isinstance(part, datatypes.Scalar) and _scalar(part)[0] == "bool" for part in node.parts)
+
+        def composite(texts: Sequence[str]) -> list[str | None] | None:
+            split = [text.split(datatypes.COMPOSITE_SEPARATOR) for text in texts]
+            if set(map(len, split)) != {n_parts}:
+                return None
+            encoded = []
+            for check, column in zip(checks, zip(*split)):
+                if "" in column:  # an empty component: the per-value rule
+                    return None
+                done = check(column)
+                if done is None:
+                    return None
+                encoded.append(done)
+            if not normalises:
+                return list(texts)
+            return list(map(datatypes.COMPOSITE_SEPARATOR.join, zip(*encoded)))
+
+        return composite
+    return None
+
+
 def _column(node: datatypes.Datatype, normalise: Callable[[str], str]) -> ColumnEncoder:
     """A column encoder giving what :func:`_per_value` gives, with the common cases in C loops.
 
@@ -137,30 +213,21 @@ def _column(node: datatypes.Datatype, normalise: Callable[[str], str]) -> Column
     value (check, then normalise) cost more than the database's inserts. A column
     without empty fields whose every text converts with ``int``/``float`` (what
     the per-value check calls), whose booleans are common spellings, or whose
-    strings fit the bound, is checked by ``map``; anything else (and so every
-    error, with its message) goes the per-value way.
+    strings fit the bound, is checked by ``map``; an array column by the same
+    check of all its items at once (after a count of separators), a composite
+    column component by component. Anything else (and so every error, with its
+    message) goes the per-value way.
     """
     exact = _per_value(normalise)
-    if not isinstance(node, datatypes.Scalar):
+    fast = _fast(node)
+    if fast is None:
         return exact
-    kind, _parse = _scalar(node)
-    limit = node.limit
 
     def encode(texts: Sequence[str]) -> list[str | None]:
         if not texts or "" in texts:
             return exact(texts)
-        try:
-            if kind == "int":
-                deque(map(int, texts), 0)
-            elif kind == "float":
-                deque(map(float, texts), 0)
-            elif kind == "bool":
-                return list(map(_BOOLEAN_TEXT.__getitem__, texts))
-            elif limit is not None and max(map(len, texts)) > limit:
-                return exact(texts)
-        except (ValueError, KeyError):
-            return exact(texts)  # raises the ValueTextError of the first bad value
-        return list(texts)
+        done = fast(texts)
+        return exact(texts) if done is None else done  # exact: raises the ValueTextError of the first bad value
 
     return encode
 
@@ -245,5 +312,5 @@ def codec_for(datatype: str) -> Codec:
     def normalise_composite(text: str) -> str:
         return ";".join("" if field == "" else norm(field) for (_p, norm), field in zip(components, split(text)))
 
-    return Codec(datatype, parse_composite, normalise_composite, _per_value(normalise_composite),
+    return Codec(datatype, parse_composite, normalise_composite, _column(node, normalise_composite),
                  _decoder(node, parse_composite))
