@@ -248,6 +248,52 @@ def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(s
     assert store.why(name(14), "length")["value"] == 14
 
 
+def _same_attribute_writer(url: str, computation_uuid: str, offset: int, n: int, queue, barrier) -> None:
+    try:
+        with Store(url) as store:
+            pk, _existed = store.record_computation(record(computation_uuid, "p_same", "1", ["w1"], sha="same"))
+            writer = store.writer(pk, ["w1"], fresh=True)
+            barrier.wait(timeout=120)  # both start writing together
+            for start in range(0, n, 5):  # many small transactions, interleaved with the other writer's
+                writer.write([(f"entity{i}", [str(i + offset)]) for i in range(start, min(n, start + 5))])
+        queue.put("ok")
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_writers_of_the_same_attribute_at_once_both_keep_their_values(store: Store, tmp_path: Path) -> None:
+    """Each (entity, attribute) ends with the three computations' values (a first one loaded before, then
+    the two writers' at once, replacing the same current rows), one current, two in history."""
+    store.apply_attributes({"w1": {"datatype": "Integer"}})
+    n = 600
+    first = tmp_path / "first.tsv"
+    first.write_text("".join(f"entity{i}\t{i + 20_000}\n" for i in range(n)))
+    store.load(first, record(U[4], "p_same", "1", ["w1"], sha="same"))
+    context = multiprocessing.get_context("spawn")
+    queue, barrier = context.Queue(), context.Barrier(2)
+    workers = [context.Process(target=_same_attribute_writer, args=(store.url, U[i + 5], offset, n, queue, barrier))
+               for i, offset in enumerate((0, 10_000))]
+    for worker in workers:
+        worker.start()
+    outcomes = [queue.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert outcomes == ["ok", "ok"]
+    stored: dict[str, list[tuple[int, str, bool]]] = {}
+    for v in store.iter_values(["w1"], history=True):
+        stored.setdefault(v["entity"], []).append((v["value"], v["computation"], v["current"]))
+    assert sorted(stored) == sorted(f"entity{i}" for i in range(n))
+    for i in range(n):
+        values = stored[f"entity{i}"]
+        assert sorted((value, computation) for value, computation, _current in values) == [
+            (i, U[5]), (i + 10_000, U[6]), (i + 20_000, U[4])]
+        assert sum(current for _value, _computation, current in values) == 1
+        current_one = next((value, computation) for value, computation, current in values if current)
+        assert store.why(f"entity{i}", "w1")["computation"] == current_one[1]
+        assert current_one[1] != U[4]
+        assert store.why(f"entity{i}", "w1")["n_values"] == 3
+
+
 def test_bulk_paths_copy_and_load_data_keep_every_value_exact(store: Store, tmp_path: Path) -> None:
     """Batches above 1,000 values go through COPY (PostgreSQL) / LOAD DATA LOCAL INFILE (MariaDB)."""
     store.apply_attributes({"note": {"datatype": "Text"}})

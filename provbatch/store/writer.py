@@ -100,6 +100,8 @@ class EntityIds:
         #: MySQL/MariaDB: the last batch's entities were all new, so the next batch's are created without
         #: first looking them up (a first load: the lookup of 100,000 absent keys cost ~1 s of server time)
         self._expect_new = False
+        #: PostgreSQL: an entity this writer was creating existed already (the plain insert is not tried again)
+        self._existing_met = False
 
     def forget(self) -> None:
         """After a rollback: ids created in it are gone."""
@@ -146,20 +148,44 @@ class EntityIds:
         self.created = {entity_id for entity_id in map(self._ids.__getitem__, keyed.values()) if entity_id >= first}
 
     def _create_postgresql(self, cursor: Any, absent: list[tuple[str, str]]) -> None:
-        """Many entities in four statements, without a SELECT first: COPY into a staging table, one
-        set-based insert of those not stored yet (in key order, so that concurrent writers lock
-        overlapping entities in one order; its RETURNING names the ones this transaction created), one
-        join for every id."""
+        """Many entities in a few statements, without a SELECT first: COPY into a staging table, one
+        set-based insert (in key order, so that concurrent writers lock overlapping entities in one
+        order) whose RETURNING gives the ids of the entities this transaction created; the others'
+        ids by one join.
+
+        The insert is a plain one first (a first load's case; ``ON CONFLICT`` costs a speculative
+        insertion per row, measured 1.6x slower), in a savepoint: when an entity exists already, it
+        is rolled back to the savepoint and done with ``ON CONFLICT DO NOTHING``, as is every later
+        batch of this writer.
+        """
+        from psycopg import errors
+
         cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_entities_load "
                        "(name_key varchar(32), name text) ON COMMIT DELETE ROWS")
         with cursor.copy("COPY provbatch_entities_load (name_key, name) FROM STDIN") as copy:
             for row in absent:
                 copy.write_row(row)
-        cursor.execute("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, name FROM provbatch_entities_load "
-                       "ORDER BY name_key ON CONFLICT DO NOTHING RETURNING id")
-        self.created = {entity_id for (entity_id,) in cursor.fetchall()}
-        cursor.execute("SELECT l.name, e.id FROM provbatch_entities_load l JOIN provbatch_entities e ON e.name_key = l.name_key")
-        self._ids.update(cursor.fetchall())
+        insert = ("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, name FROM provbatch_entities_load "
+                  "ORDER BY name_key")
+        created: list[tuple[int, str]] | None = None
+        if not self._existing_met:
+            cursor.execute("SAVEPOINT provbatch_entities")
+            try:
+                cursor.execute(f"{insert} RETURNING id, name")
+                created = cursor.fetchall()
+                cursor.execute("RELEASE SAVEPOINT provbatch_entities")
+            except errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT provbatch_entities")
+                self._existing_met = True
+        if created is None:
+            cursor.execute(f"{insert} ON CONFLICT DO NOTHING RETURNING id, name")
+            created = cursor.fetchall()
+        self.created = {entity_id for entity_id, _name in created}
+        self._ids.update((name, entity_id) for entity_id, name in created)
+        if len(created) < len(absent):
+            cursor.execute("SELECT l.name, e.id FROM provbatch_entities_load l JOIN provbatch_entities e "
+                           "ON e.name_key = l.name_key")
+            self._ids.update(cursor.fetchall())
         cursor.execute("DELETE FROM provbatch_entities_load")
 
     def _create_mysql(self, cursor: Any, absent: list[tuple[str, str]]) -> bool:
