@@ -53,8 +53,10 @@ from typing import Any
 #: a transaction per this many values, or per :data:`FLUSH_SECONDS` seconds, whichever comes first
 FLUSH_VALUES = 20_000
 FLUSH_SECONDS = 2.0
-#: the child's buffer of frames read from the pipe and not yet written
-INBOX_BYTES = 16 << 20
+#: the child's buffer of frames read from the pipe and not yet written: enough for the engine to go on
+#: while a transaction commits (~0.3 s of trivial entities), and no more: what is buffered when the
+#: engine is killed is in its results file but not in the store (lost, a resume with --out skips it)
+INBOX_BYTES = 4 << 20
 #: the pipe's size asked for (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB by default)
 PIPE_BYTES = 1 << 20
 
