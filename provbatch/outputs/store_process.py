@@ -33,7 +33,10 @@ Lifetime: the child never outlives the engine. On Linux it asks the kernel
 for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``); everywhere, the end
 of its input without an ``END`` frame means the engine is gone: it exits at
 once and writes nothing more (a transaction in flight is rolled back by the
-database). It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
+database). The kernel's signal follows the *thread* that started the child
+(as for the local pool's workers): a run must be closed by a thread that lives
+as long as it, which the engine's run loop is (the sink opens in the thread
+that iterates the run). It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
 process group, and the engine, which handles it, then sends ``END``.
 """
 
