@@ -34,9 +34,9 @@ for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``); everywhere, the end
 of its input without an ``END`` frame means the engine is gone: it exits at
 once and writes nothing more (a transaction in flight is rolled back by the
 database). The kernel's signal follows the *thread* that started the child
-(as for the local pool's workers): a run must be closed by a thread that lives
-as long as it, which the engine's run loop is (the sink opens in the thread
-that iterates the run). It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
+(as for the local pool's workers), the one that prepared the run
+(``iter_batch``: its caller): a run prepared in a thread that ends before the
+run does loses its writer, and stops with the one-line error that says so. It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
 process group, and the engine, which handles it, then sends ``END``.
 """
 
