@@ -256,3 +256,27 @@ def test_ctrl_c_to_the_whole_process_group_stores_every_row_of_the_results_file(
     assert stored(url) == {(e, "slow"): int(values[0]) for e, values in rows.items()}
     assert [status for status, _remarks in computations(url)] == ["partial"]
     assert writer_processes(tmp_path) == []
+
+
+def test_a_run_prepared_in_a_thread_that_ends_keeps_its_writer(tmp_path: Path) -> None:
+    """The writer's parent-death signal follows the thread that started it: iter_batch prepared in a short-lived
+    thread and iterated after that thread ended still stores every value (the writer is started by a thread of
+    its own that lives as long as the process)."""
+    import threading
+
+    import provbatch
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    write_source(tmp_path, "attribute_definitions.yaml", DEFS)
+    plugin = write_source(tmp_path, "text.py", TEXT_PLUGIN)
+    made: list = []
+    thread = threading.Thread(target=lambda: made.append(provbatch.iter_batch(
+        str(plugin), [f"w_{i}" for i in range(3000)], store=url, attributes=str(tmp_path / "attribute_definitions.yaml"))))
+    thread.start()
+    thread.join()
+    time.sleep(0.5)  # a writer killed with the thread would be gone by now
+    rows = list(made[0])
+    assert len(rows) == 3000
+    assert stored(url) == {**{(f"w_{i}", "length"): len(f"w_{i}") for i in range(3000)},
+                           **{(f"w_{i}", "upper"): f"W_{i}" for i in range(3000)}}
+    assert [status for status, _remarks in computations(url)] == ["completed"]

@@ -33,10 +33,9 @@ Lifetime: the child never outlives the engine. On Linux it asks the kernel
 for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``); everywhere, the end
 of its input without an ``END`` frame means the engine is gone: it exits at
 once and writes nothing more (a transaction in flight is rolled back by the
-database). The kernel's signal follows the *thread* that started the child
-(as for the local pool's workers), the one that prepared the run
-(``iter_batch``: its caller): a run prepared in a thread that ends before the
-run does loses its writer, and stops with the one-line error that says so. It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
+database). The kernel's signal follows the *thread* that started the child,
+so children are started by one daemon thread that lives as long as the process
+(a run may be prepared in a thread that ends before the run does). It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C reaches the whole
 process group, and the engine, which handles it, then sends ``END``.
 """
 
@@ -93,8 +92,9 @@ class WriterProcess:
         code = (f"import sys; del sys.path[0]; root = {root!r}\n"
                 "if root not in sys.path: sys.path.insert(0, root)\n"
                 "from provbatch.outputs.store_process import child_main; child_main()")
-        self.process = subprocess.Popen([sys.executable, "-c", code, str(os.getpid())], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+        self.process = _spawned(lambda: subprocess.Popen([sys.executable, "-c", code, str(os.getpid())],
+                                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                                                         close_fds=True))
         assert self.process.stdin is not None and self.process.stdout is not None
         self._to = self.process.stdin.fileno()
         self._from = self.process.stdout.fileno()
@@ -180,6 +180,39 @@ class WriterProcess:
     def abandon(self) -> None:
         """The input ends without ``END``: the child writes nothing more and exits; then it is reaped."""
         reap(self.process)
+
+
+_spawner: Any = None
+_spawner_lock = threading.Lock()
+
+
+def _spawned(start: Any) -> Any:
+    """``start()`` run by one daemon thread that lives as long as the process: the kernel's parent-death
+    signal follows the thread that forked the child, and the thread that prepares a run may end before
+    the run does (``iter_batch`` prepared in one thread, iterated in another)."""
+    global _spawner
+    import queue
+
+    with _spawner_lock:
+        if _spawner is None:
+            requests: queue.SimpleQueue[tuple[Any, queue.SimpleQueue[tuple[bool, Any]]]] = queue.SimpleQueue()
+
+            def serve() -> None:
+                while True:
+                    job, answer = requests.get()
+                    try:
+                        answer.put((True, job()))
+                    except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                        answer.put((False, exc))
+
+            threading.Thread(target=serve, name="provbatch-store-spawner", daemon=True).start()
+            _spawner = requests
+    answer: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    _spawner.put((start, answer))
+    ok, value = answer.get()
+    if not ok:
+        raise value
+    return value
 
 
 def reap(process: Any) -> None:
