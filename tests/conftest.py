@@ -77,6 +77,37 @@ def install_plugin_package(root: Path, package: str, files: dict[str, str], entr
     return target
 
 
+# --------------------------------------------------------------------------- parallel runs (pytest-xdist)
+# `make test` runs the suite on two pytest-xdist workers with `--dist loadgroup`: most of its wall time
+# is spent waiting (on builds, servers, subprocesses, Slurm), so one process leaves a core idle. Every
+# test gets a group, and a group runs on one worker only, so that what a session or module fixture
+# starts is started once for the whole run, as in a one-process run:
+#   - the tests of a session-wide server or cluster share one group (one PostgreSQL and one MariaDB,
+#     one Slurm cluster, one Ray instance for the whole run, not one per worker);
+#   - every other test stays with its module (its module fixtures' builds, and the plugin files
+#     the modules keep at stable paths beside the build cache, are made by one worker).
+# The build cache ($PROVBATCH_CACHE) is shared by the workers: provbatch's own file lock makes one
+# build of a plugin when several processes load it at once. Without -n the groups change nothing.
+
+#: session fixture -> the group of every test that uses it (directly or through another fixture)
+SESSION_GROUPS = {"db_servers": "dbservers", "slurm_cluster": "slurm", "ray_session": "ray"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    grouped: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        group = next((name for fixture, name in SESSION_GROUPS.items() if fixture in fixtures), None)
+        if group is None:
+            group = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+        grouped.setdefault(group, []).append(item)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers collect; the scheduler hands groups out in this order
+        # the server and cluster groups are the longest: handed out first, they do not end the run alone
+        first = [group for group in SESSION_GROUPS.values() if group in grouped]
+        items[:] = [item for group in [*first, *(g for g in grouped if g not in first)] for item in grouped[group]]
+
+
 @pytest.fixture
 def write_plugin(tmp_path: Path):
     """Write a plugin file from a dedented source; returns its path."""
