@@ -67,12 +67,12 @@ lint: test-setup
 	$(BIN)/ruff check provbatch
 	$(BIN)/mypy
 
-# The suite on TEST_WORKERS pytest-xdist workers (tests/conftest.py: one group per server, cluster and module,
-# so each is started once); TEST_WORKERS=0 runs it in one process.
+# The suite on TEST_WORKERS pytest-xdist workers, one module on one worker (tests/conftest.py says why);
+# TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # make bench: every performance target (docs/performance.md); make bench BENCH_ARGS=--quick for a smoke run
 bench: test-setup

@@ -78,34 +78,31 @@ def install_plugin_package(root: Path, package: str, files: dict[str, str], entr
 
 
 # --------------------------------------------------------------------------- parallel runs (pytest-xdist)
-# `make test` runs the suite on two pytest-xdist workers with `--dist loadgroup`: most of its wall time
-# is spent waiting (on builds, servers, subprocesses, Slurm), so one process leaves a core idle. Every
-# test gets a group, and a group runs on one worker only, so that what a session or module fixture
-# starts is started once for the whole run, as in a one-process run:
-#   - the tests of a session-wide server or cluster share one group (one PostgreSQL and one MariaDB,
-#     one Slurm cluster, one Ray instance for the whole run, not one per worker);
-#   - every other test stays with its module (its module fixtures' builds, and the plugin files
-#     the modules keep at stable paths beside the build cache, are made by one worker).
-# The build cache ($PROVBATCH_CACHE) is shared by the workers: provbatch's own file lock makes one
-# build of a plugin when several processes load it at once. Without -n the groups change nothing.
+# `make test` runs the suite on two pytest-xdist workers with `--dist loadfile`: most of its wall time
+# is spent waiting (on builds, servers, subprocesses, Slurm), so one process leaves a core idle. A module
+# runs on one worker, so that its module fixtures (builds) and the plugin files it keeps at stable paths
+# beside the build cache are made once, by one worker; the build cache ($PROVBATCH_CACHE) is shared by
+# the workers (provbatch's own file lock makes one build of a plugin when several processes load it).
+# Session fixtures are per worker: Slurm (one module) and prenacs' venv (one module) start once; the
+# PostgreSQL/MariaDB servers (four store modules) and Ray (six modules) at most once per worker.
+# (`--dist loadgroup` would keep those on one worker too, but pytest 9.2 ignores the group that
+# pytest-xdist 3.8 writes into the test's nodeid, so its groups are split like `--dist load`.)
 
-#: session fixture -> the group of every test that uses it (directly or through another fixture)
-SESSION_GROUPS = {"db_servers": "dbservers", "slurm_cluster": "slurm", "ray_session": "ray"}
+#: session fixtures that start servers or clusters: their modules are the longest, handed out first
+SERVER_FIXTURES = ("db_servers", "slurm_cluster", "prenacs_bin")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    grouped: dict[str, list[pytest.Item]] = {}
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: the usual order
+        return
+    # the workers collect; the scheduler hands the modules out in this order, so that the longest do
+    # not start last and end the run alone
+    modules: dict[str, list[pytest.Item]] = {}
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        group = next((name for fixture, name in SESSION_GROUPS.items() if fixture in fixtures), None)
-        if group is None:
-            group = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-        grouped.setdefault(group, []).append(item)
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers collect; the scheduler hands groups out in this order
-        # the server and cluster groups are the longest: handed out first, they do not end the run alone
-        first = [group for group in SESSION_GROUPS.values() if group in grouped]
-        items[:] = [item for group in [*first, *(g for g in grouped if g not in first)] for item in grouped[group]]
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    servers = [name for name, tests in modules.items()
+               if any(set(SERVER_FIXTURES) & set(getattr(test, "fixturenames", ())) for test in tests)]
+    items[:] = [item for name in [*servers, *(m for m in modules if m not in servers)] for item in modules[name]]
 
 
 @pytest.fixture
