@@ -243,3 +243,30 @@ def test_dry_run_with_a_store_counts_what_it_holds_and_writes_nothing(store_url:
                         "0 duplicates: 2 to compute")
     assert lines[-1].endswith(f", store {display_url(store_url)} (existing)")
     assert jsonl(store_url) == before  # nothing written: no computation, no value
+
+
+def test_a_resume_stores_the_values_the_results_file_holds_and_the_store_lacks(store_url: str, tmp_path: Path) -> None:
+    """The results file runs ahead of the store (a killed run's values in flight, or a first run without
+    --store): the resume skips those entities, and stores their lines from the file, as its computation's."""
+    write_source(tmp_path, "attribute_definitions.yaml", DEFS)
+    plugin = write_source(tmp_path, "text.py", TEXT_PLUGIN)
+    ids = tmp_path / "ids.txt"
+    n = 3000
+    ids.write_text("".join(f"e_{i}\n" for i in range(n)))
+    out = tmp_path / "out.tsv"
+    common = [plugin, ids, "--out", out, "--backend", "serial", "--attributes", tmp_path / "attribute_definitions.yaml"]
+    first = run_cli(*common, "--limit", 1200, "--run-dir", tmp_path / "run1")
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli(*common, "--store", store_url, "--run-dir", tmp_path / "run2", "--report", tmp_path / "resumed.yaml")
+    assert resumed.returncode == 0, resumed.stderr
+    lines = out.read_text().splitlines()
+    assert sorted(lines) == sorted(f"e_{i}\t{len(f'e_{i}')}\tE_{i}" for i in range(n))  # each entity once
+    uuid = __import__("yaml").safe_load((tmp_path / "resumed.yaml").read_text())["uuid"]
+    rows = jsonl(store_url)
+    assert sorted((r["entity"], r["attribute"], r["value"], r["computation"]) for r in rows) == sorted(
+        [(f"e_{i}", "length", len(f"e_{i}"), uuid) for i in range(n)] + [(f"e_{i}", "upper", f"E_{i}", uuid) for i in range(n)])
+    # a second resume: the store holds everything, nothing is stored twice
+    again = run_cli(*common, "--store", store_url, "--run-dir", tmp_path / "run3")
+    assert again.returncode == 0, again.stderr
+    assert len(jsonl(store_url)) == 2 * n and out.read_text().splitlines() == lines
+    assert orphans(store_url) == 0

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from pathlib import Path
 from typing import Any
 
 from .sink import ResultChunk, ResultSink, SinkPlan
@@ -106,6 +107,10 @@ class StoreSink(ResultSink):
         #: are skipped (a resume), or only its stale ones computed (None: not that run)
         self.resumes = True
         self.only_stale_of: Any = None
+        #: a resume's results file and its header line (open_for): the lines it holds that the store lacks
+        #: are stored at :meth:`start` (the file runs ahead of the store: a killed run's values in flight,
+        #: or an earlier run without the store)
+        self.takes_over: tuple[Path, str] | None = None
         if self.process is not None:
             assert opened is not None
             # a sink dropped without close (a set-up error after it opened): its child goes too
@@ -133,6 +138,9 @@ class StoreSink(ResultSink):
         sink.resumes = options.reason != "recompute" and not options.only_stale
         sink.only_stale_of = plan.plugin if options.only_stale else None
         sink.needs_rows = bool(options.idsproc)
+        out = plan.opened(options.out)
+        if sink.resumes and plan.writes and out not in (None, "-"):
+            sink.takes_over = (Path(out), plan.header_line)
         return sink
 
     def only_ids(self) -> set[str] | None:
@@ -172,6 +180,37 @@ class StoreSink(ResultSink):
         self.computation, _existed = self.store.record_computation(record, where="--store")
         self._send(START, json.dumps({"computation": self.computation, "attributes": list(record.output),
                                       "fresh": True}).encode())
+        if self.takes_over is not None and self.takes_over[0].is_file():
+            self._take_over(*self.takes_over)
+
+    def _take_over(self, path: Path, header: str) -> None:
+        """Store the lines of the results file being resumed whose entity the store lacks, as this computation's.
+
+        The engine skips every entity of the results file, so without this a value
+        in the file but not in the store would never reach it. The resume checked
+        that the file comes from this very computation (plugin, version, source,
+        parameters), so its lines are this computation's values. With ``--idsproc``
+        in files mode, an id is not its file: their input facts are not recorded.
+        """
+        done = set(self.done_ids())
+        batch: list[str] = []
+        size = 0
+        files_mode = self.files_mode
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            for number, line in enumerate(handle):
+                if not line.endswith("\n") or (number == 0 and line == header):
+                    continue  # a torn last line (the engine cuts it), or this computation's header
+                if line[:line.find("\t")] in done:
+                    continue
+                batch.append(line)
+                size += len(line)
+                if size >= 1 << 20:
+                    self.write(ResultChunk(["".join(batch)]))
+                    batch, size = [], 0
+        if batch:
+            self.write(ResultChunk(["".join(batch)]))
+        if self.needs_rows:
+            self.files_mode = files_mode  # decided by the ids above, not by entities: decided again by the first chunk
 
     # ---------------------------------------------------------------- during
     def write(self, chunk: ResultChunk) -> None:
