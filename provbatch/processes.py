@@ -1,4 +1,4 @@
-"""Which process a PID is: its start time, and whether it is still the same process.
+"""Which process a PID is: its start time, and whether it is still the same process; reaping a child.
 
 A PID alone names a process only while it lives: after it exits the number is
 given to the next process. The start time (``/proc/PID/stat``) is recorded
@@ -10,7 +10,9 @@ unknown and the PID alone is trusted.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -40,3 +42,20 @@ def process_alive(pid: int, start_time: str | None = None) -> bool:
     if fields is None:
         return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")  # no /proc: the PID alone
     return fields[0] != b"Z" and (start_time is None or fields[19].decode() == start_time)
+
+
+def reap(process: subprocess.Popen[Any], timeout: float, kill: bool = True) -> None:
+    """Close a child's pipes (an idle child exits at their end) and wait for it up to ``timeout`` seconds;
+    then kill it (``kill``), or leave it (the caller killed its process group already)."""
+    for stream in (process.stdin, process.stdout):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if kill:
+            process.kill()
+            process.wait()

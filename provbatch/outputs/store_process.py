@@ -52,6 +52,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from ..processes import reap as reap_child
+
 #: a transaction per this many values, or per :data:`FLUSH_SECONDS` seconds, whichever comes first
 FLUSH_VALUES = 20_000
 FLUSH_SECONDS = 2.0
@@ -216,18 +218,9 @@ def _spawned(start: Any) -> Any:
 
 
 def reap(process: Any) -> None:
-    """Close the child's input (an idle child exits at its end) and wait for it; kill it if it lingers."""
-    for stream in (process.stdin, process.stdout):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:
-            pass
-    try:
-        process.wait(timeout=30)
-    except Exception:  # noqa: BLE001 - a child stuck in the database: it goes anyway
-        process.kill()
-        process.wait()
+    """Close the child's input (an idle child exits at its end) and wait for it; kill it if it lingers
+    (a child stuck in the database: it goes anyway)."""
+    reap_child(process, timeout=30)
 
 
 def raise_failure(payload: bytes, where: str) -> None:

@@ -45,6 +45,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...processes import reap
+
 #: Served by the persistent bash. $0 = the plugin, $1 = the private directory.
 #: __pb_call is defined before the plugin is sourced, and the serving loop is
 #: parsed after the clean options are restored, so that the plugin's aliases
@@ -239,7 +241,7 @@ class Runner:
         proc, self._proc = self._proc, None
         if proc is not None:
             _killpg(proc.pid)
-            _reap(proc)
+            reap(proc, timeout=5, kill=False)  # killed with its group above
 
     def close(self) -> None:
         """Kill the bash and everything it started; remove the private directory."""
@@ -254,19 +256,6 @@ class Runner:
         """Process group of the current bash (None when none runs); for tests and diagnostics."""
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
-
-
-def _reap(proc: subprocess.Popen[bytes]) -> None:
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class NaiveRunner(Runner):
