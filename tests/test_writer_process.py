@@ -14,30 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from conftest import BIN, run_cli, write_source
+from test_store_batch import DEFS, SLOW_PLUGIN, TEXT_PLUGIN
 
-DEFS = """\
-length: {definition: number of characters, datatype: Integer, computation_group: text}
-upper: {definition: upper case, datatype: "String(64)", computation_group: text}
-slow: {definition: a slowly computed number, datatype: Integer}
-"""
-TEXT_PLUGIN = """\
-ID = "text"
-VERSION = "1.0"
-INPUT = "a string"
-OUTPUT = ["length", "upper"]
-def compute(entity, **kwargs):
-    return [len(entity), entity.upper()], []
-"""
-SLOW_PLUGIN = """\
-import time
-ID = "slow"
-VERSION = "1.0"
-INPUT = "a string"
-OUTPUT = ["slow"]
-def compute(entity, **kwargs):
-    time.sleep(0.002)
-    return [int(entity.split("_")[1]) * 2], []
-"""
 MARK = b"provbatch.outputs.store_process"
 
 
