@@ -325,16 +325,22 @@ def _lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int]
     cursor.fetchall()
 
 
+def _copy_columns(cursor: Any, table: str, computation: int, attribute_ids: Sequence[int],
+                  ids: Sequence[int], columns: Sequence[Sequence[Any]]) -> None:
+    """PostgreSQL: a batch's value rows into ``table`` by one COPY, attribute by attribute (primary-key order)."""
+    with cursor.copy(f"COPY {table} (attribute, entity, computation, value) FROM STDIN") as copy:
+        for attribute_id, column in zip(attribute_ids, columns):
+            for start in range(0, len(ids), BATCH_ROWS):
+                copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
+                                      column[start:start + BATCH_ROWS]))
+
+
 def _insert_new(cursor: Any, dialect: Dialect, computation: int, attribute_ids: Sequence[int],
                 ids: Sequence[int], columns: Sequence[Sequence[Any]]) -> None:
     """The values of entities this transaction created: plain inserts (COPY on PostgreSQL), attribute by
     attribute, so that in primary-key order the rows append to the b-tree."""
     if dialect.name == "postgresql":
-        with cursor.copy("COPY provbatch_current (attribute, entity, computation, value) FROM STDIN") as copy:
-            for attribute_id, column in zip(attribute_ids, columns):
-                for start in range(0, len(ids), BATCH_ROWS):
-                    copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
-                                          column[start:start + BATCH_ROWS]))
+        _copy_columns(cursor, "provbatch_current", computation, attribute_ids, ids, columns)
         return
     if dialect.name == "mysql" and dialect.local_infile and len(ids) * len(attribute_ids) > 1000:
         _load_data_mysql(cursor, "provbatch_current", computation, attribute_ids, ids, columns)
@@ -441,11 +447,7 @@ def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribut
     cursor.execute(_LOAD_TABLE[dialect.name])
     n_rows = len(ids) * len(attribute_ids)
     if dialect.name == "postgresql":
-        with cursor.copy("COPY provbatch_load (attribute, entity, computation, value) FROM STDIN") as copy:
-            for attribute_id, column in zip(attribute_ids, columns):
-                for start in range(0, len(ids), BATCH_ROWS):
-                    copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
-                                          column[start:start + BATCH_ROWS]))
+        _copy_columns(cursor, "provbatch_load", computation, attribute_ids, ids, columns)
         cursor.execute("ANALYZE provbatch_load")  # else the planner guesses its size, and may scan provbatch_current
     elif n_rows > 1000 and dialect.local_infile:
         _load_data_mysql(cursor, "provbatch_load", computation, attribute_ids, ids, columns)
