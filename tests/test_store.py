@@ -182,12 +182,12 @@ def test_plugin_and_report_records_are_checked(store: Store, tmp_path: Path) -> 
     store.load(results, record(U[1], "quick", "1.0", ["gc", "length"], sha="aaaa" * 16))
     changed = record(U[2], "quick", "1.0", ["gc", "length"], sha="bbbb" * 16)
     with pytest.raises(StoreConflict, match=r"plugin quick 1.0 is recorded in the store with another source "
-                                            r"\(sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb\).*--replace-plugin-record"):
+                                            r"\(sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb\).*, or pass replace_plugin$"):
         store.load(results, changed)
     store.load(results, changed, replace_plugin=True)
     assert current(store)[("e1", "gc")] == (0.5, U[2])
     other = record(U[2], "quick", "1.0", ["gc", "length"], sha="bbbb" * 16, user_id="someone else")
-    with pytest.raises(StoreConflict, match=rf"uuid {U[2]} is already in the store with other user_id: pass --replace-report-record"):
+    with pytest.raises(StoreConflict, match=rf"uuid {U[2]} is already in the store with other user_id: pass replace_report to replace its record$"):
         store.load(results, other)
     store.load(results, other, replace_report=True)
     assert store.why("e1", "gc")["user_id"] == "someone else"

@@ -106,11 +106,11 @@ def attributes_drop(name: str, store: str | None, debug: bool) -> None:
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.argument("report", type=click.Path(dir_okay=False))
 @click.argument("plugin", required=False)
-@click.option("--replace-plugin-record", is_flag=True, help="The plugin changed without a version bump: replace its record.")
-@click.option("--replace-report-record", is_flag=True, help="A computation with this uuid is stored with other fields: replace them.")
+@click.option("--replace-plugin-record", "replace_plugin", is_flag=True, help="The plugin changed without a version bump: replace its record.")
+@click.option("--replace-report-record", "replace_report", is_flag=True, help="A computation with this uuid is stored with other fields: replace them.")
 @_common
 @friendly_errors("provbatch load")
-def load(results: str, report: str, plugin: str | None, replace_plugin_record: bool, replace_report_record: bool,
+def load(results: str, report: str, plugin: str | None, replace_plugin: bool, replace_report: bool,
          store: str | None, debug: bool) -> None:
     """Load a results TSV with its report (provbatch's or prenacs 1.2's).
 
@@ -135,7 +135,7 @@ def load(results: str, report: str, plugin: str | None, replace_plugin_record: b
             raise UsageError(f"{report}: plugin {key} mismatch: the report says {wanted}, {plugin} has {have}")
     record = computation_from_report(data, plugin_record(loaded), loaded.output, str(loaded.path.resolve()) if loaded.path else None)
     with _open(store, create=True) as opened:
-        result = opened.load(results, record, replace_plugin_record, replace_report_record, report_path=report)
+        result = opened.load(results, record, replace_plugin, replace_report, report_path=report)
     again = " (already loaded: its values are current again)" if result.already_loaded else ""
     click.echo(f"loaded {result.values} value(s) of {result.entities} entit{'y' if result.entities == 1 else 'ies'} "
                f"from computation {result.computation}{again}")

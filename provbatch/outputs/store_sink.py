@@ -177,7 +177,7 @@ class StoreSink(ResultSink):
         record.time_start, record.command = report.time_start, command
         record.run_dir = os.path.abspath(report.run_dir) if report.run_dir else None
         record.comp_status, record.origin = "running", "batch-compute"
-        self.computation, _existed = self.store.record_computation(record, where="--store")
+        self.computation, _existed = self.store.record_computation(record, where="{store}")
         self._send(START, json.dumps({"computation": self.computation, "attributes": list(record.output),
                                       "fresh": True}).encode())
         if self.takes_over is not None and self.takes_over[0].is_file():

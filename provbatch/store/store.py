@@ -272,9 +272,9 @@ class Store:
         if differences and not replace:
             what = (f"source (sha256 {str(row['sha256'])[:12]} -> {str(plugin.sha256)[:12]})"
                     if "sha256" in differences else "metadata")
-            raise StoreConflict(
-                f"{where}: plugin {plugin.plugin_id} {plugin.version} is recorded in the store with another {what}, "
-                "without a version change: increase the plugin's VERSION, or pass --replace-plugin-record")
+            raise StoreConflict.naming(  # ``where`` is ours (a label, or "{store}"): a template, not a literal
+                f"{where}: plugin {literal(plugin.plugin_id)} {literal(plugin.version)} is recorded in the store with "
+                f"another {literal(what)}, without a version change: increase the plugin's VERSION, or pass {{replace_plugin}}")
         if differences or any(row[key] is None and fields[key] is not None for key in fields):
             connection.execute(t_plugins.update().where(t_plugins.c.id == row["id"]).values(
                 **{key: value for key, value in fields.items() if value is not None}))
@@ -285,6 +285,8 @@ class Store:
         """Insert (or find) the computation's row, committed; returns (its id, whether it was there already).
 
         The same uuid with different fields is refused unless ``replace_report``.
+        ``where`` starts the error messages: a :meth:`~provbatch.errors.ProvBatchError.naming`
+        template (an option as ``{store}``, a path through :func:`~provbatch.errors.literal`).
         """
         fields = {
             "plugin_sha256": record.plugin_sha256, "plugin_path": record.plugin_path,
@@ -307,9 +309,9 @@ class Store:
             if row["plugin"] != plugin_pk:
                 differences.insert(0, "plugin")
             if differences and not replace_report:
-                raise StoreConflict(
-                    f"{where}: a computation with uuid {record.uuid} is already in the store with other "
-                    f"{', '.join(differences)}: pass --replace-report-record to replace its record")
+                raise StoreConflict.naming(
+                    f"{where}: a computation with uuid {literal(record.uuid)} is already in the store with other "
+                    f"{', '.join(differences)}: pass {{replace_report}} to replace its record")
             if differences:
                 connection.execute(t_computations.update().where(t_computations.c.id == row["id"]).values(
                     plugin=plugin_pk, origin=record.origin, **fields))
@@ -337,7 +339,7 @@ class Store:
              replace_report: bool = False, report_path: str | None = None) -> LoadResult:
         """Load a results TSV with its computation record, in one transaction; repeating it changes nothing."""
         results = Path(results)
-        where = report_path or str(results)
+        where = literal(report_path or str(results))  # a path: text in the error template
         stored = self.attributes()
         undefined = [name for name in record.output if name not in stored]
         if undefined:
