@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import UsageError
+from ..errors import UsageError, literal
 from .store import Store
 
 FORMATS = ("tsv", "csv", "jsonl", "parquet")
@@ -42,12 +42,12 @@ def export_values(store: Store, attributes: list[str], entities: list[str] | Non
                   provenance: bool = False, history: bool = False) -> int:
     """Write the values to ``out`` (stdout when None; Parquet needs a file); returns the rows written."""
     if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+        raise UsageError.naming(f"{{fmt}} must be one of {', '.join(FORMATS)}, got {literal(repr(fmt))}")
     rows = store.iter_values(attributes, entities, history=history, provenance=provenance, as_text=fmt in ("tsv", "csv"))
     names = columns(provenance, history)
     if fmt == "parquet":
         if out is None:
-            raise UsageError("--format parquet needs --out FILE")
+            raise UsageError.naming("{fmt} parquet needs an output file: {out}")
         return _parquet(list(rows), names, Path(out))
     # stdout or a file, closed in the finally below (stdout is not)
     handle: IO[str] = sys.stdout if out is None else open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115
@@ -76,7 +76,7 @@ def _parquet(rows: list[dict[str, Any]], names: list[str], out: Path) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ModuleNotFoundError as exc:
-        raise UsageError("--format parquet needs pyarrow: pip install 'provbatch[dataframe]'") from exc
+        raise UsageError.naming("{fmt} parquet needs pyarrow: pip install 'provbatch[dataframe]'") from exc
     data: dict[str, Any] = {name: [row.get(name) for row in rows] for name in names}
     try:
         value = pa.array(data["value"])  # one datatype (all Float, all Integer...): a typed column

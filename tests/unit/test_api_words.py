@@ -146,3 +146,20 @@ def test_an_output_that_is_the_entities_file(tmp_path: Path):
                                "write them to another file")
     assert on_the_command_line(info.value) == (f"{ids}: --out is the ENTITIES file: the results would be appended to the "
                                                "input; write them to another file")
+
+
+def test_the_export_format_and_its_output_file(tmp_path: Path):
+    from provbatch.cli.store import values
+    from provbatch.store import Store
+    from provbatch.store.export import export_values
+
+    with Store(f"sqlite:///{tmp_path}/store.sqlite", create=True) as store:
+        with pytest.raises(UsageError) as info:
+            export_values(store, [], None, "xml", None)
+        assert str(info.value) == "fmt must be one of tsv, csv, jsonl, parquet, got 'xml'"
+        with pytest.raises(UsageError) as parquet:
+            export_values(store, [], None, "parquet", None)
+    assert str(parquet.value) == "fmt parquet needs an output file: out"
+    with click.Context(values):  # provbatch values declares --format (fmt) and --out
+        assert info.value.spelled(cli_name) == "--format must be one of tsv, csv, jsonl, parquet, got 'xml'"
+        assert parquet.value.spelled(cli_name) == "--format parquet needs an output file: --out"
