@@ -57,20 +57,26 @@ def store(store_url: str):
         yield opened
 
 
-def test_migrated_schema_equals_the_tables_module(store_url: str) -> None:
+@pytest.mark.parametrize("by_migrations", [True, False], ids=["migrations", "tables"])
+def test_migrated_schema_equals_the_tables_module(store_url: str, by_migrations: bool) -> None:
+    """Every migration from nothing builds the tables of schema.py; a new store gets those tables at once,
+    stamped with the newest migration, so that later migrations start from the right revision."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    url, before, after = Store.init(store_url)
-    assert (before, after) == (None, schema.SCHEMA_REVISION)
-    engine = sa.create_engine(url)
+    from provbatch.store.url import create_engine
+
+    assert migrate.head_revision() == schema.SCHEMA_REVISION == "0003"
+    engine = create_engine(store_url)
+    assert migrate.upgrade(engine, by_migrations=by_migrations) == (None, "0003")
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
         differences = [d for d in compare_metadata(context, schema.metadata)]
-        assert migrate.current_revision(connection) == "0002"
+        versions = connection.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all()
     engine.dispose()
     assert differences == []
-    assert Store.init(store_url)[1:] == ("0002", "0002")  # init again: nothing to do
+    assert versions == ["0003"]
+    assert Store.init(store_url)[1:] == ("0003", "0003")  # init again: nothing to do
 
 
 def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
@@ -86,7 +92,7 @@ def test_open_refuses_an_older_schema(store_url: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0002: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0003: run 'provbatch store init'"):
         Store(store_url)
 
 
@@ -231,8 +237,14 @@ def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(s
     without a lookup first on MariaDB, as the batch before was all new; then new again; then all existing.
     Names with a tab, a newline and a backslash go in as they are."""
 
-    def name(i: int) -> str:
-        return f"dir\\sub\tfile\n{i}" if i % 7 == 0 else f"e{i}"
+    def name(i: int) -> str:  # a name that is its own key, or one that is hashed (tab, newline, long, trailing space)
+        if i % 7 == 0:
+            return f"dir\\sub\tfile\n{i}"
+        if i % 11 == 0:
+            return f"{i}/" + "x" * 300
+        if i % 13 == 0:
+            return f"e{i} "
+        return f"e{i}"
 
     other, _existed = store.record_computation(record(U[2], "other", "1", ["gc"]))
     store.writer(other, ["gc"], fresh=True).write([(name(i), ["0.5"]) for i in (*range(3000, 4000), *range(7000, 8500))])
@@ -359,6 +371,13 @@ def test_every_datatype_of_the_grammar_is_stored_and_read_back_exactly(store: St
         assert str(info.value) == f"{bad}:1: attribute '{names[datatype]}' ({datatype}): {problem}"
 
 
+def _blake2b_hex(name: str) -> str:
+    """An entity's key in revisions 0001 and 0002."""
+    import hashlib
+
+    return hashlib.blake2b(name.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
 def _insert(connection, table: str, **row) -> None:
     connection.execute(sa.text(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + key for key in row)})"), row)
 
@@ -371,7 +390,6 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
 
     from provbatch.store.records import canonical_json
     from provbatch.store.url import create_engine
-    from provbatch.store.writer import entity_key
 
     engine = create_engine(store_url)
     assert migrate.upgrade(engine, to="0001") == (None, "0001")
@@ -400,16 +418,16 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
                     output=json.dumps(rec.output), comp_status=rec.comp_status, origin=rec.origin,
                     loaded_at="2026-01-01T00:00:00+00:00")
         for pk, name in ((1, "e1"), (2, "e2")):
-            _insert(connection, "provbatch_entities", id=pk, name_key=entity_key(name), name=name)
+            _insert(connection, "provbatch_entities", id=pk, name_key=_blake2b_hex(name), name=name)
         for attribute, entity, computation, value in values:
             _insert(connection, "provbatch_values", attribute=attribute, entity=entity, computation=computation, value=value)
         for attribute, entity, computation in pointers:
             _insert(connection, "provbatch_current", attribute=attribute, entity=entity, computation=computation)
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0002: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0003: run 'provbatch store init'"):
         Store(store_url)
 
-    assert Store.init(store_url)[1:] == ("0001", "0002")
+    assert Store.init(store_url)[1:] == ("0001", "0003")
     engine = create_engine(store_url)
     with engine.connect() as connection:
         assert not sa.inspect(connection).has_table("provbatch_values")
@@ -448,6 +466,70 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
             ("e1", "gc", U[1], False), ("e1", "gc", U[2], True), ("e2", "gc", U[1], False), ("e2", "gc", U[2], True),
             ("e2", "gc", U[3], False), ("e1", "length", U[1], False), ("e1", "length", U[2], True),
             ("e2", "length", U[1], False), ("e2", "length", U[2], True)])
+
+
+def test_entity_keys_are_the_names_themselves_when_they_can_be() -> None:
+    """A key is the name (so keys sort as names do), unless the name is long, not printable or ends with a
+    space: then it is hashed, behind a control character no name that is its own key has."""
+    from provbatch.store.writer import entity_key, entity_keys
+
+    long_name = "d/" * 128
+    hashed = {name: "\x1f" + _blake2b_hex(name) for name in (long_name, "a ", "tab\there", "x\u00a0y", "bad\udcff")}
+    assert {name: entity_key(name) for name in hashed} == hashed
+    plain = ["e1", "a", "0123456789abcdef0123456789abcdef", "x" * 255, "dir/genome é.fna", " lead"]
+    assert [entity_key(name) for name in plain] == plain
+    assert entity_keys(plain) is plain  # the batch checked at once, no list built
+    assert entity_keys(["e1", "a ", long_name]) == ["e1", hashed["a "], hashed[long_name]]
+    assert entity_keys([]) == []
+
+
+def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_url: str, tmp_path: Path) -> None:
+    """A store at revision 0002 (blake2b hex keys), with names of each kind: a 32-hex-digit name that is
+    another entity's old key (a one-pass rekey would collide), 'a' and 'a ' (one key on MariaDB if they
+    were their own keys), a long name, a name with a tab. Migrated to 0003: each key is the new one, every
+    value is found by its entity's name, and writing the same entities again creates none."""
+    import json
+
+    from provbatch.store.records import canonical_json
+    from provbatch.store.url import create_engine
+    from provbatch.store.writer import entity_key
+
+    names = ["e1", _blake2b_hex("e1"), "a", "a ", "d/" * 200, "tab\there"]
+    engine = create_engine(store_url)
+    assert migrate.upgrade(engine, to="0002") == (None, "0002")
+    first = record(U[1], "seq", "1.0", ["length"])
+    with engine.begin() as connection:  # 0002's rows, as 0002's writer wrote them (ids by the database)
+        def last_id(table: str) -> int:
+            return connection.execute(sa.text(f"SELECT MAX(id) FROM {table}")).scalar()
+
+        _insert(connection, "provbatch_attributes", name="length", datatype="Integer")
+        _insert(connection, "provbatch_plugins", plugin_id="seq", version="1.0", lang="python", sha256="s1",
+                description=canonical_json(first.plugin.description), recorded_at="2026-01-01T00:00:00+00:00")
+        _insert(connection, "provbatch_computations", uuid=first.uuid, plugin=last_id("provbatch_plugins"),
+                plugin_sha256="s1", parameters=canonical_json(first.parameters), signature=first.signature,
+                output=json.dumps(first.output), comp_status="completed", origin="provbatch-report",
+                loaded_at="2026-01-01T00:00:00+00:00")
+        attribute, computation = last_id("provbatch_attributes"), last_id("provbatch_computations")
+        for number, name in enumerate(names, start=1):
+            _insert(connection, "provbatch_entities", name_key=_blake2b_hex(name), name=name)
+            _insert(connection, "provbatch_current", attribute=attribute, entity=last_id("provbatch_entities"),
+                    computation=computation, value=str(number))
+    engine.dispose()
+    assert Store.init(store_url)[1:] == ("0002", "0003")
+    engine = create_engine(store_url)
+    with engine.connect() as connection:
+        keys = dict(connection.execute(sa.text("SELECT name, name_key FROM provbatch_entities")).all())
+    engine.dispose()
+    assert keys == {name: entity_key(name) for name in names}
+    assert [keys[name] for name in names[:3]] == names[:3]  # their own keys; "a " and the others hashed
+    with Store(store_url) as store:
+        assert {name: store.why(name, "length")["value"] for name in names} == {name: i for i, name in enumerate(names, 1)}
+        assert [v["entity"] for v in store.iter_values(["length"], entities=["a ", "e1"])] == ["e1", "a "]
+        again, _existed = store.record_computation(record(U[2], "seq", "2.0", ["length"], sha="s2"))
+        store.writer(again, ["length"]).write([(name, ["7"]) for name in names])
+        assert current(store) == {(name, "length"): (7, U[2]) for name in names}
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == len(names)
 
 
 @pytest.mark.parametrize("datatype, texts", [

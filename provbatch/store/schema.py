@@ -1,4 +1,4 @@
-"""The tables of the results store (SQLAlchemy Core), revision 0002.
+"""The tables of the results store (SQLAlchemy Core), revision 0003.
 
 Long and narrow, so that thousands of attributes need no schema change: one
 row per value, the value in one text column in its results-file form,
@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 #: the Alembic revision these tables correspond to (the newest migration)
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: Alembic's bookkeeping table, prefixed like ours so that a store can share a database
 VERSION_TABLE = "provbatch_alembic_version"
 
@@ -39,6 +39,8 @@ _CLUSTERED: dict[str, Any] = {**_MYSQL, "sqlite_with_rowid": False}
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
 Name = sa.String(255)
+#: an entity's key: bytewise order and comparison everywhere (SQLite's default; utf8mb4_bin on MariaDB/MySQL)
+KeyText = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
 
 metadata = sa.MetaData()
 
@@ -106,8 +108,9 @@ computations = sa.Table(
 entities = sa.Table(
     "provbatch_entities", metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    #: blake2b-128 of the name, hex: a fixed-size unique key whatever the length of the name
-    sa.Column("name_key", sa.String(32), nullable=False, unique=True),
+    #: the name itself when it can be, else "\x1f" + blake2b-128 of it (:func:`.writer.entity_key`): keys sort as
+    #: names do (sorted ids append to the index); PostgreSQL compares them bytewise ("C"), as the others do
+    sa.Column("name_key", KeyText, nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False),
     **_MYSQL,
 )
