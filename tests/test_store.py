@@ -244,6 +244,8 @@ def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(s
             return f"{i}/" + "x" * 300
         if i % 13 == 0:
             return f"e{i} "
+        if i % 17 == 0:
+            return f"C:\\data\\e{i}"  # its own key, with backslashes (escaped in LOAD DATA's text)
         return f"e{i}"
 
     other, _existed = store.record_computation(record(U[2], "other", "1", ["gc"]))

@@ -274,7 +274,9 @@ class EntityIds:
         if not dialect.consecutive_ids:
             return False
         try:
-            text = "".join([f"{key}\t{_escape(name) if _SPECIAL.search(name) else name}\n" for key, name in absent]).encode("utf-8")
+            # a key may hold a backslash (a name that is its own key): escaped like the name
+            text = "".join([f"{_escape(key) if _SPECIAL.search(key) else key}\t{_escape(name) if _SPECIAL.search(name) else name}\n"
+                            for key, name in absent]).encode("utf-8")
         except UnicodeEncodeError:
             return False  # a name that is not UTF-8 (surrogate escapes): the INSERT path reports it
         created = _load_data_mysql_text(cursor, "provbatch_entities", "(name_key, name)", text, ignore=True)
