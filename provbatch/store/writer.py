@@ -182,10 +182,10 @@ class EntityIds:
                 if keys is names:
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
                                    "SELECT ? + key, value, value FROM json_each(?)", (first, _json_array(names)))
-                else:
+                else:  # some names are hashed: an array of [key, name] pairs (a join of two arrays is quadratic)
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
-                                   "SELECT ? + k.key, k.value, n.value FROM json_each(?) k JOIN json_each(?) n ON n.key = k.key",
-                                   (first, _json_array(keys), _json_array(names)))
+                                   "SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+                                   (first, json.dumps(list(zip(keys, names)), ensure_ascii=False)))
             except sqlite3.OperationalError as exc:  # an SQLite built without JSON: nothing was inserted
                 if "json_each" not in str(exc):
                     raise
