@@ -23,7 +23,7 @@ from provbatch.store import (
     migrate,
     schema,
 )
-from provbatch.store.writer import BATCH_ROWS
+from provbatch.store.writer import BATCH_ROWS, _pairs_text
 
 DEFINITIONS = {
     "gc": {"datatype": "Float", "definition": "GC fraction", "computation_group": "seqstats", "unit": "fraction"},
@@ -356,6 +356,23 @@ def test_a_load_above_one_batch_of_new_and_existing_entities_keeps_every_value_e
     store.load(tmp_path / "later.tsv", record(U[2], "seq", "2.0", ["gc", "length", "counts"], sha="s2"))
     assert current(store) == expected
     assert sum(1 for _ in store.iter_values(history=True)) == 3 * n + 3 * len(earlier)
+
+
+def test_many_entities_whose_names_need_escaping_in_copy_keep_their_names(store: Store, tmp_path: Path) -> None:
+    """Above 1,000 new entities PostgreSQL COPYs them as one joined text; a name with a backslash needs
+    escaping, so that batch goes row by row (``write_row``)."""
+    names = [f"dir\\sub {i}" if i % 2 else f"é \\N {i}" for i in range(1_500)]
+    results = tmp_path / "escaped.tsv"
+    results.write_bytes("".join(f"{name}\t{i}\n" for i, name in enumerate(names)).encode())
+    store.load(results, record(U[1], "esc", "1", ["length"]))
+    assert current(store) == {(name, "length"): (i, U[1]) for i, name in enumerate(names)}
+
+
+def test_copy_text_of_entity_keys_and_names_is_none_when_a_name_needs_escaping() -> None:
+    assert _pairs_text([("a", "a"), ("b c", "b c")]) == "a\ta\nb c\tb c\n"
+    for name in ("tab\there", "new\nline", "back\\slash", "carriage\rreturn"):
+        assert _pairs_text([("k", "plain"), (name, name)]) is None
+        assert _pairs_text([(name, name)]) is None
 
 
 #: one attribute per form of the grammar (provbatch.contract.datatypes): datatype -> (results text, value, stored text)

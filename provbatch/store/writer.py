@@ -227,8 +227,12 @@ class EntityIds:
         cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_entities_load "
                        "(name_key varchar(255) COLLATE \"C\", name text) ON COMMIT DELETE ROWS")
         with cursor.copy("COPY provbatch_entities_load (name_key, name) FROM STDIN") as copy:
-            for row in absent:
-                copy.write_row(row)
+            text = _pairs_text(absent)
+            if text is not None:
+                copy.write(text)
+            else:
+                for row in absent:
+                    copy.write_row(row)
         insert = ("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, name FROM provbatch_entities_load "
                   "ORDER BY name_key")
         created: list[tuple[int, str]] | None = None
@@ -537,6 +541,15 @@ def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribut
         # dropped, not emptied: DELETE of a batch's rows cost a tenth of a load; a temporary table's DROP
         # does not commit the transaction (MySQL/MariaDB), and the next batch creates it again
         cursor.execute("DROP TEMPORARY TABLE provbatch_load")
+
+
+def _pairs_text(pairs: Sequence[tuple[str, str]]) -> str | None:
+    """(key, name) rows in COPY's text format, built by one join; None when a name needs escaping (a tab, a
+    newline, a carriage return or a backslash in it: then psycopg's ``write_row``, ~7x the client CPU)."""
+    text = "".join([f"{key}\t{name}\n" for key, name in pairs])
+    if text.count("\t") != len(pairs) or text.count("\n") != len(pairs) or "\\" in text or "\r" in text:
+        return None
+    return text
 
 
 def _copy_text(attribute_id: int, computation: int, ids: Sequence[int], values: Sequence[str | None]) -> str:
