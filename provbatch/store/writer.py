@@ -134,15 +134,32 @@ class EntityIds:
         self._expect_new = False
         #: PostgreSQL: an entity this writer was creating existed already (the plain insert is not tried again)
         self._existing_met = False
+        #: ids of entities :meth:`prepare` created, not yet asked for by :meth:`ids`
+        self._prepared: set[int] = set()
 
     def forget(self) -> None:
         """After a rollback: ids created in it are gone."""
         self._ids.clear()
+        self._prepared.clear()
+
+    def prepare(self, cursor: Any, names: Sequence[str]) -> None:
+        """Server databases: the missing entities of ``names`` created ahead of the :meth:`ids` call that asks
+        for them, which counts them in :attr:`created` (a load creates them while it reads the rest of its file)."""
+        self._ids_server(cursor, names)
+        self._prepared.update(self.created)
 
     def ids(self, cursor: Any, names: Sequence[str]) -> Sequence[int]:
         """The ids of ``names`` (distinct names), in order; the missing entities are created (:attr:`created`)."""
         if self.dialect.name == "sqlite":
             return self._ids_sqlite(cursor, names)
+        ids = self._ids_server(cursor, names)
+        if self._prepared:
+            prepared, created = self._prepared, self.created
+            self._prepared = set()
+            self.created = {entity_id for entity_id in ids if entity_id in prepared or entity_id in created}
+        return ids
+
+    def _ids_server(self, cursor: Any, names: Sequence[str]) -> Sequence[int]:
         cache = self._ids
         self.created = ()
         missing = list(dict.fromkeys(name for name in names if name not in cache))
