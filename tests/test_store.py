@@ -23,6 +23,7 @@ from provbatch.store import (
     migrate,
     schema,
 )
+from provbatch.store.writer import BATCH_ROWS, _pairs_text
 
 DEFINITIONS = {
     "gc": {"datatype": "Float", "definition": "GC fraction", "computation_group": "seqstats", "unit": "fraction"},
@@ -330,6 +331,50 @@ def test_bulk_paths_copy_and_load_data_keep_every_value_exact(store: Store, tmp_
         expected.update({(name, "gc"): (0.5, U[3]), (name, "length"): (1, U[3]), (name, "counts"): ([0, 0, 0], U[3])})
     assert current(store) == expected
     assert sum(1 for _ in store.iter_values(["gc"], history=True)) == 4500
+
+
+def test_a_load_above_one_batch_of_new_and_existing_entities_keeps_every_value_exact(store: Store, tmp_path: Path) -> None:
+    """More values than one batch of the writer (BATCH_ROWS): SQLite and MariaDB write them batch by batch,
+    PostgreSQL as one batch (rows in key order); entities new and existing mixed, one named twice far apart."""
+    n = BATCH_ROWS // 3 + 5_000  # x 3 attributes: more than BATCH_ROWS values
+    earlier = [[f"e{i:06d}", f"{i / 3:.4f}", str(i), "1,2,3"] for i in range(0, n, 2)]  # every other one exists
+    store.load(tsv(tmp_path / "earlier.tsv", earlier), record(U[1], "seq", "1.0", ["gc", "length", "counts"]))
+    later = [[f"e{i:06d}", f"{i / 7:.5f}", str(-i), f"{i % 5},{i % 3},{i % 2}"] for i in range(n)]
+    later.append(["e000003", "0.75", "33", "3,3,3"])  # a later row of the same entity replaces the earlier one
+    result = store.load(tsv(tmp_path / "later.tsv", later), record(U[2], "seq", "2.0", ["gc", "length", "counts"], sha="s2"))
+    assert (result.entities, result.values) == (n, 3 * n)
+    expected = {}
+    for name, gc, length, counts in later:
+        expected[(name, "gc")] = (float(gc), U[2])
+        expected[(name, "length")] = (int(length), U[2])
+        expected[(name, "counts")] = ([int(c) for c in counts.split(",")], U[2])
+    assert current(store) == expected
+    replaced = {(v["entity"], v["attribute"]): (v["value"], v["computation"])
+                for v in store.iter_values(["gc", "length", "counts"], history=True, provenance=True) if not v["current"]}
+    assert replaced == {(name, attribute): (value, U[1]) for name, gc, length, counts in earlier
+                        for attribute, value in (("gc", float(gc)), ("length", int(length)),
+                                                 ("counts", [int(c) for c in counts.split(",")]))}
+    # loading it again changes nothing
+    store.load(tmp_path / "later.tsv", record(U[2], "seq", "2.0", ["gc", "length", "counts"], sha="s2"))
+    assert current(store) == expected
+    assert sum(1 for _ in store.iter_values(history=True)) == 3 * n + 3 * len(earlier)
+
+
+def test_many_entities_whose_names_need_escaping_in_copy_keep_their_names(store: Store, tmp_path: Path) -> None:
+    """Above 1,000 new entities PostgreSQL COPYs them as one joined text; a name with a backslash needs
+    escaping, so that batch goes row by row (``write_row``)."""
+    names = [f"dir\\sub {i}" if i % 2 else f"é \\N {i}" for i in range(1_500)]
+    results = tmp_path / "escaped.tsv"
+    results.write_bytes("".join(f"{name}\t{i}\n" for i, name in enumerate(names)).encode())
+    store.load(results, record(U[1], "esc", "1", ["length"]))
+    assert current(store) == {(name, "length"): (i, U[1]) for i, name in enumerate(names)}
+
+
+def test_copy_text_of_entity_keys_and_names_is_none_when_a_name_needs_escaping() -> None:
+    assert _pairs_text([("a", "a"), ("b c", "b c")]) == "a\ta\nb c\tb c\n"
+    for name in ("tab\there", "new\nline", "back\\slash", "carriage\rreturn"):
+        assert _pairs_text([("k", "plain"), (name, name)]) is None
+        assert _pairs_text([(name, name)]) is None
 
 
 #: one attribute per form of the grammar (provbatch.contract.datatypes): datatype -> (results text, value, stored text)
