@@ -40,7 +40,7 @@ from .schema import history as t_history
 from .schema import inputs as t_inputs
 from .schema import plugins as t_plugins
 from .url import READ_ONLY, create_engine, display_url, store_url
-from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, _lock_attributes, entity_key, gc_paused, write_values
+from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, entity_key, gc_paused, lock_attributes, write_values
 
 #: the definition fields of an attribute besides its name
 ATTRIBUTE_FIELDS = ("datatype", "definition", "unit", "ontology_xref", "related_ontology_terms", "remark", "computation_group")
@@ -394,7 +394,7 @@ class Store:
         def create() -> None:
             try:
                 with raw.cursor() as cursor:
-                    _lock_attributes(cursor, self.dialect, writer.attribute_ids)
+                    lock_attributes(cursor, self.dialect, writer.attribute_ids)
                     writer.entity_ids.prepare(cursor, list(first_fields))
             except BaseException as exc:  # noqa: BLE001 - raised again by the reading thread
                 failed.append(exc)

@@ -364,7 +364,7 @@ def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: in
     if not names:
         return 0
     if dialect.name != "sqlite":
-        _lock_attributes(cursor, dialect, attribute_ids)
+        lock_attributes(cursor, dialect, attribute_ids)
     ids = entity_ids.ids(cursor, names)
     created = entity_ids.created
     new_ids: Sequence[int]
@@ -397,7 +397,7 @@ def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: in
     return len(ids) * len(attribute_ids)
 
 
-def _lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int]) -> None:
+def lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int]) -> None:
     """Server databases: the attributes' rows locked for the transaction, in id order.
 
     Writers of one attribute then take turns a transaction at a time, so that
@@ -536,7 +536,7 @@ def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribut
                        columns: Sequence[Sequence[Any]], fresh: bool) -> None:
     """Existing entities on PostgreSQL and MySQL/MariaDB: the batch into a temporary table (COPY, LOAD DATA
     or executemany), then four set-based statements (:data:`_MERGE`; the two of a reload skipped when
-    ``fresh``). The attributes are locked (:func:`_lock_attributes`)."""
+    ``fresh``). The attributes are locked (:func:`lock_attributes`)."""
     cursor.execute(_LOAD_TABLE[dialect.name])
     n_rows = len(ids) * len(attribute_ids)
     if dialect.name == "postgresql":
