@@ -43,7 +43,23 @@ ATTRIBUTES = {
     "b_int": "Integer", "b_float": "Float", "b_bool": "Boolean", "b_text": "Text", "b_label": "String(20)",
     "b_counts": "Integer[3]", "b_pair": "Float;Integer[2]", "b_int2": "Integer", "b_float2": "Float", "b_text2": "Text",
 }
-PRENACS_VENV = Path("/work/prenacs-venv")
+#: prenacs 1.2 with what its database commands need (MariaDB through mysqlclient, SQLAlchemy 1.x), installed
+#: once into the benchmarks' cache (mysqlclient builds with Debian's libmariadb-dev and pkg-config: make test-setup)
+PRENACS_DB = ["prenacs==1.2", "sqlalchemy<2", "mysqlclient"]
+
+
+def prenacs_db_bin() -> tuple[Path | None, str]:
+    """The bin folder of a venv with prenacs 1.2 and its database drivers, installed once; (None, why) if that fails."""
+    venv = cache_dir() / "prenacs-1.2-db-venv"
+    bindir = venv / "bin"
+    if (bindir / "prenacs-load-results").exists():
+        return bindir, "reused"
+    print(f"  installing {' '.join(PRENACS_DB)} into {venv} ...", flush=True)
+    for step in ([sys.executable, "-m", "venv", str(venv)], [str(bindir / "pip"), "install", "-q", *PRENACS_DB]):
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            return None, f"`{' '.join(step)}` failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-800:]}"
+    return (bindir, "installed") if (bindir / "prenacs-load-results").exists() else (None, "no prenacs-load-results installed")
 
 
 def write_results(path: Path, n_entities: int) -> None:
@@ -185,11 +201,10 @@ def bench_mariadb_vs_prenacs(server, work: Path, n: int, rounds: int = 2) -> tup
                                  "time_start": "2024-01-01 00:00:00", "time_end": "2024-01-01 00:01:00",
                                  "n_units": n, "comp_status": "completed"}))
     provbatch = str(Path(sys.executable).parent / "provbatch")
-    bindir = PRENACS_VENV / "bin"
-    have_prenacs = (bindir / "prenacs-load-results").exists()
-    if not have_prenacs:
-        print(f"  prenacs: {bindir}/prenacs-load-results missing: python3 -m venv {PRENACS_VENV} && "
-              f"{bindir}/pip install prenacs==1.2 'sqlalchemy<2' mysqlclient")
+    found, how = prenacs_db_bin()
+    have_prenacs = found is not None
+    bindir = found or Path()
+    print(f"  prenacs: {bindir} ({how})" if have_prenacs else f"  prenacs 1.2 could not be installed here: {how}", flush=True)
 
     def ours() -> float:
         url = server.create_database("ours")
