@@ -21,14 +21,12 @@ database error) is raised here, unchanged, at the next chunk, flush or close;
 a child that dies without a word is an :class:`~provbatch.errors.OutputWriteError`.
 A dry run (``writes=False``) starts no child.
 
-Measured side by side (docs/store.md, Performance): at 1,000,000 trivial
-entities into SQLite the engine's process spends 2.0-2.5 s of CPU with
-``--store`` (20.8-21.6 s with the writer thread before; 1.3-1.9 s TSV only),
-the writer process 14.8-17.7 s on another core; after the writer's json_each
-inserts (8529843), at load ~5: 17.5 s instead of 27.7 s with the writer thread,
-8.6x the TSV-only run instead of 14.4x. On two free cores a store run
-would take about the writer's time, not the sum (the machine was loaded: not
-measured there); what is left of the ratio is the SQL cost per value.
+Measured side by side (docs/store.md, Performance): 1,000,000 trivial
+entities into SQLite take 2.07x the TSV-only run (schema revision 0003,
+entity keys in name order; 9.40x with the hashed keys of 0002, 14.4x with
+the writer thread before the process). The run is bound by the writer
+process, about 2.5 µs of CPU per new entity's value, most of it SQLite's own
+b-tree inserts, against the engine's ~1.5 µs per entity.
 """
 
 from __future__ import annotations
