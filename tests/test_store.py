@@ -80,6 +80,77 @@ def test_migrated_schema_equals_the_tables_module(store_url: str, by_migrations:
     assert Store.init(store_url)[1:] == ("0003", "0003")  # init again: nothing to do
 
 
+def _hold_schema_lock(connection: sa.Connection) -> None:
+    """Take the lock migrate.upgrade takes, as another process creating the store would."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        connection.execute(sa.text(f"SELECT pg_advisory_lock({migrate.PG_SCHEMA_LOCK_KEY})"))
+    elif name in ("mysql", "mariadb"):
+        connection.execute(sa.text(f"SELECT GET_LOCK('{migrate.SCHEMA_LOCK_NAME}', 60)"))
+    else:
+        connection.execute(sa.text("SELECT 1"))  # provbatch's SQLite engine begins with BEGIN IMMEDIATE: the write lock
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(store_url: str) -> None:
+    """Several ``batch-compute --store`` on a new database: one creates the schema, the others wait on its
+    lock and find it complete. They queue on the lock held here, so that each takes it the moment the one
+    before releases it (the window in which a stamp not yet committed looked like no store: CI, stop 22)."""
+    import threading
+    import time
+
+    from provbatch.store.url import create_engine
+
+    holder = create_engine(store_url)
+    outcomes: list[str] = []
+
+    def open_creating() -> None:
+        try:
+            with Store(store_url, create=True) as store:
+                outcomes.append("ok" if store.attributes() == {} else "not empty")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+
+    with holder.connect() as connection:
+        _hold_schema_lock(connection)
+        threads = [threading.Thread(target=open_creating) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # all four wait on the lock
+        assert outcomes == []
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text(f"SELECT pg_advisory_unlock({migrate.PG_SCHEMA_LOCK_KEY})"))
+        elif connection.dialect.name in ("mysql", "mariadb"):
+            connection.execute(sa.text(f"SELECT RELEASE_LOCK('{migrate.SCHEMA_LOCK_NAME}')"))
+        connection.rollback()
+    for thread in threads:
+        thread.join(timeout=120)
+    holder.dispose()
+    assert outcomes == ["ok"] * 4
+
+
+def test_on_mariadb_the_schema_lock_is_released_only_once_the_stamp_is_committed(db_servers) -> None:
+    """MariaDB's DDL commits at once, so the tables are visible before the stamp: the named lock must be
+    held until the stamp commits, or the next creator sees tables without a stamp and creates them again.
+    Checked at the moment of RELEASE_LOCK, from another connection (the race itself needs unlucky timing)."""
+    from provbatch.store.url import create_engine
+
+    url = db_servers("mariadb").create_database()
+    engine, observer = create_engine(url), create_engine(url)
+    stamps_seen_at_release: list[list[str]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def before_release(_conn, _cursor, statement, *_args) -> None:
+        if "RELEASE_LOCK" in statement:
+            with observer.connect() as other:
+                stamps_seen_at_release.append(
+                    other.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all())
+
+    assert migrate.upgrade(engine) == (None, "0003")
+    engine.dispose()
+    observer.dispose()
+    assert stamps_seen_at_release == [["0003"]]
+
+
 def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
     with pytest.raises(UsageError, match=r"no provbatch store there yet: run 'provbatch store init' first"):
         Store(store_url)

@@ -46,8 +46,8 @@ def head_revision() -> str:
 
 
 #: the lock that makes concurrent ``store init`` / first writers create the schema once
-_LOCK_NAME = "provbatch_store_schema"
-_PG_LOCK_KEY = 0x70726F76  # "prov"
+SCHEMA_LOCK_NAME = "provbatch_store_schema"
+PG_SCHEMA_LOCK_KEY = 0x70726F76  # "prov"
 
 
 def upgrade(engine: Any, to: str = "head", by_migrations: bool = False) -> tuple[str | None, str]:
@@ -65,28 +65,33 @@ def upgrade(engine: Any, to: str = "head", by_migrations: bool = False) -> tuple
     database): the migration runs under a lock, and the second finds the
     schema at head. SQLite's write lock (BEGIN IMMEDIATE) is that lock;
     PostgreSQL takes a transaction advisory lock; MariaDB/MySQL a named lock
-    (its DDL is not transactional).
+    (its DDL is not transactional), released only after the transaction that
+    stamps the revision commits: released before, the next process saw the
+    tables without their stamp and created them again ("already exists").
     """
     import sqlalchemy as sa
 
-    with engine.begin() as connection:
-        name = connection.dialect.name
-        if name == "postgresql":
-            connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"))
-        elif name in ("mysql", "mariadb"):
-            connection.execute(sa.text(f"SELECT GET_LOCK('{_LOCK_NAME}', 300)"))
+    with engine.connect() as connection:
+        named_lock = connection.dialect.name in ("mysql", "mariadb")
+        if named_lock:  # a session's lock: taken before the transaction, released after its commit
+            connection.execute(sa.text(f"SELECT GET_LOCK('{SCHEMA_LOCK_NAME}', 300)"))
+            connection.commit()
         try:
-            before = current_revision(connection)
-            if before is None and to == "head" and not by_migrations:
-                _create_at_head(connection)
-            else:
-                from alembic import command
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({PG_SCHEMA_LOCK_KEY})"))
+                before = current_revision(connection)
+                if before is None and to == "head" and not by_migrations:
+                    _create_at_head(connection)
+                else:
+                    from alembic import command
 
-                command.upgrade(_config(connection), to)
-            after = current_revision(connection)
+                    command.upgrade(_config(connection), to)
+                after = current_revision(connection)
         finally:
-            if name in ("mysql", "mariadb"):
-                connection.execute(sa.text(f"SELECT RELEASE_LOCK('{_LOCK_NAME}')"))
+            if named_lock:
+                connection.execute(sa.text(f"SELECT RELEASE_LOCK('{SCHEMA_LOCK_NAME}')"))
+                connection.commit()
     return before, after or ""
 
 
