@@ -6,6 +6,8 @@ computations (prenacs semantics), history, conflicts, concurrent writers.
 
 from __future__ import annotations
 
+import csv
+import io
 import multiprocessing
 import uuid
 from pathlib import Path
@@ -429,6 +431,64 @@ def test_a_load_above_one_batch_of_new_and_existing_entities_keeps_every_value_e
     store.load(tmp_path / "later.tsv", record(U[2], "seq", "2.0", ["gc", "length", "counts"], sha="s2"))
     assert current(store) == expected
     assert sum(1 for _ in store.iter_values(history=True)) == 3 * n + 3 * len(earlier)
+
+
+def test_value_rows_are_the_values_of_iter_values_a_partition_at_a_time(store: Store, tmp_path: Path) -> None:
+    """iter_value_rows (what ``provbatch values`` writes TSV, CSV and Parquet from) holds the very values,
+    provenance and history of iter_values, in their order, one attribute and at most 20,000 values a partition."""
+    n = 25_000
+    store.load(tsv(tmp_path / "a.tsv", [[f"e{i:06d}", f"{i / 8}", str(i), "1,2,3"] for i in range(n)]),
+               record(U[1], "seq", "1.0", ["gc", "length", "counts"]))
+    store.load(tsv(tmp_path / "b.tsv", [[f"e{i:06d}", "0.5", str(-i), "3,3,3" if i % 2 else ""] for i in range(0, n, 3)]),
+               record(U[2], "seq", "2.0", ["gc", "length", "counts"], sha="s2"))
+    attributes = ["length", "gc", "counts"]
+    options: list[dict] = [{}, {"provenance": True}, {"history": True}, {"history": True, "provenance": True},
+                           {"as_text": True}, {"as_text": True, "history": True},
+                           {"entities": ["e000004", "e000003", "nobody"], "history": True}]
+    for option in options:
+        parts = list(store.iter_value_rows(attributes, **option))
+        rebuilt = [{"attribute": part.attribute, **dict(zip(part.fields, row))} for part in parts for row in part.rows]
+        assert rebuilt == list(store.iter_values(attributes, **option)), option
+        from_columns = []
+        for part in parts:
+            columns = part.columns()
+            from_columns += [{"attribute": part.attribute, **dict(zip(columns, row))} for row in zip(*columns.values())]
+        assert from_columns == rebuilt, option
+        if "entities" not in option:
+            n_values = n + n // 3 + 1 if option.get("history") else n
+            assert [(part.attribute, len(part)) for part in parts] == [
+                (name, size) for name in ("counts", "gc", "length") for size in (20_000, n_values - 20_000)], option
+    gc = next(part for part in store.iter_value_rows(["gc"], provenance=True))
+    assert gc.fields == ("entity", "value", "computation", "plugin_id", "plugin_version", "time_end")
+    assert [tuple(row) for row in gc.rows[:2]] == [("e000000", 0.5, U[2], "seq", "2.0", None), ("e000001", 0.125, U[1], "seq", "1.0", None)]
+    text = next(part for part in store.iter_value_rows(["counts"], as_text=True))
+    assert text.fields == ("entity", "value") and [tuple(row) for row in text.rows[:4]] == [
+        ("e000000", ""), ("e000001", "1,2,3"), ("e000002", "1,2,3"), ("e000003", "3,3,3")]
+    history = list(store.iter_value_rows(["length"], entities=["e000003"], history=True))
+    assert [(part.attribute, part.columns()) for part in history] == [("length", {
+        "entity": ["e000003", "e000003"], "value": [3, -3], "computation": [U[1], U[2]], "plugin_id": ["seq", "seq"],
+        "plugin_version": ["1.0", "2.0"], "time_end": [None, None], "current": [False, True]})]
+
+
+def test_text_exports_of_names_that_need_escaping_or_quoting_are_the_csv_modules(store: Store, tmp_path: Path) -> None:
+    """TSV and CSV lines are joined as they are unless a field needs escaping or quoting; a partition with
+    one such name is written by the csv module, exactly as before (a backslash, a quote, a comma, a tab)."""
+    from provbatch.store.export import export_values
+
+    names = [f"e{i:05d}" for i in range(30_000)]
+    names[25_001], names[25_002], names[25_003] = 'e25001 say "hi"', "e25002 a,b", "e25003 C:\\data\\x"  # in name order
+    store.load(tsv(tmp_path / "n.tsv", [[name, str(i)] for i, name in enumerate(names)]), record(U[1], "p", "1", ["length"]))
+    for fmt, options in (("tsv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"}), ("csv", {})):
+        out = tmp_path / f"out.{fmt}"
+        assert export_values(store, ["length"], None, fmt, str(out)) == 30_000
+        expected = io.StringIO()
+        writer = csv.writer(expected, lineterminator="\n", **options)
+        writer.writerow(["entity", "attribute", "value"])
+        writer.writerows([name, "length", str(i)] for i, name in enumerate(names))
+        assert out.read_text() == expected.getvalue(), fmt
+    assert ('e25000,length,25000\n"e25001 say ""hi""",length,25001\n"e25002 a,b",length,25002\n'
+            'e25003 C:\\data\\x,length,25003\n') in (tmp_path / "out.csv").read_text()
+    assert 'e25000\tlength\t25000\ne25001 say \\"hi\\"\tlength\t25001\ne25002 a,b\tlength\t25002\n' in (tmp_path / "out.tsv").read_text()
 
 
 def test_many_entities_whose_names_need_escaping_in_copy_keep_their_names(store: Store, tmp_path: Path) -> None:

@@ -52,6 +52,34 @@ RETRIES = 8
 _PARTITION = 20_000
 
 
+#: the fields of an exported value's provenance, in their column order
+PROVENANCE_FIELDS = ("computation", "plugin_id", "plugin_version", "time_end")
+
+
+@dataclass(frozen=True)
+class ValueRows:
+    """A partition of exported values as tuples: one attribute's values of up to 20,000 entities.
+
+    Each row holds the fields named by ``fields``: ``entity``, ``value``
+    (+ :data:`PROVENANCE_FIELDS`, + ``current``); the attribute is the same
+    for all and is held once. Tuples, not dicts: on SQLite the rows of a
+    text export are the driver's own, untouched.
+    """
+
+    attribute: str
+    fields: tuple[str, ...]
+    rows: Sequence[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The rows as one list per field (a DataFrame's columns)."""
+        if not self.rows:
+            return {name: [] for name in self.fields}
+        return {name: list(column) for name, column in zip(self.fields, zip(*self.rows))}
+
+
 class StoreConflict(ProvBatchError):
     """The store holds a different record under the same key (plugin id/version, report uuid, datatype)."""
 
@@ -431,6 +459,46 @@ class Store:
         ``as_text``: the value in its results-file text ('' for none) instead of a Python value.
 
         Ordered by attribute name, then entity (in the order they were first stored), then computation.
+        A dict per value costs about as much as reading it: :meth:`iter_value_rows` gives the same
+        values a partition of tuples at a time, for exports and DataFrames.
+        """
+        for name, rows, values, provenance_of in self._value_partitions(attributes, entities, history, provenance, as_text):
+            if values is None:
+                values = [row[1] for row in rows]
+            if history:
+                for row, value in zip(rows, values):
+                    yield {"entity": row[0], "attribute": name, "value": value, "current": bool(row[3]), **provenance_of[row[2]]}
+            elif provenance:
+                for row, value in zip(rows, values):
+                    yield {"entity": row[0], "attribute": name, "value": value, **provenance_of[row[2]]}
+            else:
+                yield from [{"entity": row[0], "attribute": name, "value": value} for row, value in zip(rows, values)]
+
+    def iter_value_rows(self, attributes: Sequence[str] = (), entities: Sequence[str] | None = None,
+                        history: bool = False, provenance: bool = False, as_text: bool = False) -> Iterator[ValueRows]:
+        """The values of :meth:`iter_values`, in the same order, as tuples: one :class:`ValueRows` per
+        partition (one attribute, up to 20,000 values). ``provbatch values`` writes TSV, CSV and Parquet
+        from these; a dict per value costs more than the rest of an export."""
+        fields = ("entity", "value", *(PROVENANCE_FIELDS if provenance or history else ()), *(("current",) if history else ()))
+        for name, rows, decoded, provenance_of in self._value_partitions(attributes, entities, history, provenance, as_text):
+            if not (history or provenance):
+                # as text, the query's rows are (entity, text) already
+                yield ValueRows(name, fields, rows if decoded is None else [(row[0], value) for row, value in zip(rows, decoded)])
+                continue
+            values = [row[1] for row in rows] if decoded is None else decoded
+            of = {pk: tuple(record.values()) for pk, record in provenance_of.items()}  # a few computations
+            if history:
+                yield ValueRows(name, fields, [(row[0], value, *of[row[2]], bool(row[3])) for row, value in zip(rows, values)])
+            else:
+                yield ValueRows(name, fields, [(row[0], value, *of[row[2]]) for row, value in zip(rows, values)])
+
+    def _value_partitions(self, attributes: Sequence[str], entities: Sequence[str] | None, history: bool,
+                          provenance: bool, as_text: bool
+                          ) -> Iterator[tuple[str, Sequence[Any], list[Any] | None, dict[int, dict[str, Any]]]]:
+        """(attribute, rows, decoded values, provenance of each computation id) a partition at a time; a row
+        is (entity name, stored value[, computation id[, is current]]). With ``as_text`` the stored value
+        is the text ('' for none) and the values are None: the rows hold them.
+
         On the export's hot path: one query per attribute on the driver's cursor (no join but to the
         entity names), a partition of rows at a time, values decoded a column at a time
         (:attr:`.codec.Codec.decode_column`), provenance from a map of the computations read once.
@@ -449,31 +517,22 @@ class Store:
             for name in selected:
                 attribute_id, datatype = known[name]
                 decode = None if as_text else self.codec(datatype).decode_column
+                value = "COALESCE({}.value, '')" if as_text else "{}.value"  # as text: '' for no value
                 for chunk in id_chunks:
                     where = "" if chunk is None else f" AND entity IN ({', '.join([p] * len(chunk))})"
                     params: tuple[Any, ...] = () if chunk is None else tuple(chunk)
                     if history:
-                        sql = (f"SELECT e.name, x.value, x.computation, x.is_current FROM (SELECT entity, computation, value, "
+                        sql = (f"SELECT e.name, {value.format('x')}, x.computation, x.is_current FROM (SELECT entity, computation, value, "
                                f"1 AS is_current FROM provbatch_current WHERE attribute = {attribute_id}{where} UNION ALL "
                                f"SELECT entity, computation, value, 0 FROM provbatch_history WHERE attribute = {attribute_id}"
                                f"{where}) x JOIN provbatch_entities e ON e.id = x.entity ORDER BY x.entity, x.computation")
                         params = params * 2
                     else:
-                        sql = (f"SELECT e.name, c.value{', c.computation' if provenance else ''} FROM provbatch_current c "
-                               f"JOIN provbatch_entities e ON e.id = c.entity WHERE c.attribute = {attribute_id}"
+                        sql = (f"SELECT e.name, {value.format('c')}{', c.computation' if provenance else ''} "
+                               f"FROM provbatch_current c JOIN provbatch_entities e ON e.id = c.entity WHERE c.attribute = {attribute_id}"
                                f"{where.replace('entity', 'c.entity')} ORDER BY c.entity")
                     for rows in self._partitions(connection, sql, params):
-                        texts = [row[1] for row in rows]
-                        values = [text or "" for text in texts] if decode is None else decode(texts)
-                        if history:
-                            for row, value in zip(rows, values):
-                                yield {"entity": row[0], "attribute": name, "value": value, "current": bool(row[3]),
-                                       **provenance_of[row[2]]}
-                        elif provenance:
-                            for row, value in zip(rows, values):
-                                yield {"entity": row[0], "attribute": name, "value": value, **provenance_of[row[2]]}
-                        else:
-                            yield from [{"entity": row[0], "attribute": name, "value": value} for row, value in zip(rows, values)]
+                        yield name, rows, None if decode is None else decode([row[1] for row in rows]), provenance_of
 
     def _attribute_ids(self) -> dict[str, tuple[int, str]]:
         """name -> (id, datatype)."""
@@ -487,8 +546,7 @@ class Store:
         c, p = t_computations, t_plugins
         rows = connection.execute(sa.select(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.time_end)
                                   .select_from(c.join(p, p.c.id == c.c.plugin)))
-        return {pk: {"computation": uuid, "plugin_id": plugin_id, "plugin_version": version, "time_end": time_end}
-                for pk, uuid, plugin_id, version, time_end in rows}
+        return {pk: dict(zip(PROVENANCE_FIELDS, fields)) for pk, *fields in rows}
 
     @staticmethod
     def _entity_ids(connection: Any, names: Sequence[str]) -> list[int]:
@@ -512,7 +570,7 @@ class Store:
                 cursor.close()
             return
         result = connection.execution_options(stream_results=True, yield_per=_PARTITION).exec_driver_sql(sql, params)
-        yield from result.partitions()
+        yield from result.partitions(_PARTITION)
 
     def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
