@@ -69,7 +69,7 @@ lint: test-setup
 
 # The suite on TEST_WORKERS pytest-xdist workers, one module on one worker (tests/conftest.py says why);
 # TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile

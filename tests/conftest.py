@@ -78,7 +78,7 @@ def install_plugin_package(root: Path, package: str, files: dict[str, str], entr
 
 
 # --------------------------------------------------------------------------- parallel runs (pytest-xdist)
-# `make test` runs the suite on two pytest-xdist workers with `--dist loadfile`: most of its wall time
+# `make test` runs the suite on three pytest-xdist workers with `--dist loadfile`: most of its wall time
 # is spent waiting (on builds, servers, subprocesses, Slurm), so one process leaves a core idle. A module
 # runs on one worker, so that its module fixtures (builds) and the plugin files it keeps at stable paths
 # beside the build cache are made once, by one worker; the build cache ($PROVBATCH_CACHE) is shared by
