@@ -71,9 +71,9 @@ lint: test-setup
 # TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
-# compileall first: the suite starts ~1,000 batch-compute/provbatch processes, and where
-# PYTHONDONTWRITEBYTECODE is set (as on this CI) each compiled the package anew, ~0.17 s of a
-# 0.6 s run (measured: 0.61-0.74 s without the bytecode, 0.45-0.51 s with it)
+# compileall first: the suite starts hundreds of batch-compute/provbatch processes (and pool
+# workers), and where PYTHONDONTWRITEBYTECODE is set (as on this CI) each compiled the package
+# anew: a 3-id batch-compute took 0.61-0.74 s without the bytecode, 0.45-0.51 s with it
 test: lint
 	$(BIN)/python -m compileall -q provbatch
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
