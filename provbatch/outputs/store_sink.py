@@ -69,14 +69,15 @@ class StoreSink(ResultSink):
         yet stays absent (:attr:`exists` is False, nothing is done in it), and
         missing attributes are not added.
         """
-        from ..store import ComputationRecord, Store, plugin_record
-        from ..store.url import display_url, store_url
-
-        self.url = display_url(store_url(url) or url)
-        # the writer process starts first: its interpreter and imports overlap everything until the first chunk
+        # the writer process starts first, before this process imports the store (SQLAlchemy: 0.4 s): the
+        # child's interpreter and imports overlap ours and everything until the first chunk
         self.process: WriterProcess | None = WriterProcess() if writes else None
         opened = None
         try:
+            from ..store import ComputationRecord, Store, plugin_record
+            from ..store.url import display_url, store_url
+
+            self.url = display_url(store_url(url) or url)
             opened = Store(url, create=True) if writes else Store.open_existing(url)
             self.exists = opened is not None
             self.store: Any = opened

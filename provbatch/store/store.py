@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from ..contract.datatypes import SYNTAX
 from ..errors import ProvBatchError, UsageError, literal
 from . import migrate
+from .checkpoints import BackgroundCheckpoints
 from .codec import Codec, ValueTextError, codec_for
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
 from .schema import attributes as t_attributes
@@ -39,7 +40,7 @@ from .schema import entities as t_entities
 from .schema import history as t_history
 from .schema import inputs as t_inputs
 from .schema import plugins as t_plugins
-from .url import READ_ONLY, create_engine, display_url, store_url
+from .url import READ_ONLY, SQLITE_BUSY_TIMEOUT_MS, create_engine, display_url, store_url
 from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, entity_key, gc_paused, lock_attributes, write_values
 
 #: the definition fields of an attribute besides its name
@@ -135,6 +136,7 @@ class Store:
             with self._read() as connection:  # bulk loads use LOAD DATA LOCAL INFILE when the server allows it
                 self.dialect.local_infile = bool(connection.execute(sa.text("SELECT @@local_infile")).scalar())
         self._codecs: dict[str, Codec] = {}
+        self._writers: list[ComputationWriter] = []
 
     @classmethod
     def open_existing(cls, url: str | None = None) -> Store | None:
@@ -179,6 +181,8 @@ class Store:
         return resolved, before, after
 
     def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -363,7 +367,9 @@ class Store:
     def writer(self, computation: int, attributes: Sequence[str], fresh: bool = False) -> ComputationWriter:
         """A writer of the computation's values; ``fresh``: it has none yet (a new computation), so no
         row can conflict and the fastest inserts apply."""
-        return ComputationWriter(self, computation, attributes, fresh)
+        writer = ComputationWriter(self, computation, attributes, fresh)
+        self._writers.append(writer)  # closed with the store (SQLite: its checkpoint thread)
+        return writer
 
     def load(self, results: str | Path, record: ComputationRecord, replace_plugin: bool = False,
              replace_report: bool = False, report_path: str | None = None) -> LoadResult:
@@ -676,6 +682,24 @@ class ComputationWriter:
         self.codecs = [store.codec(datatypes[name]) for name in self.names]
         self.entity_ids = EntityIds(store.dialect)
         self.n_values = 0
+        database = store.engine.url.database if store.dialect.name == "sqlite" else None
+        self._sqlite_file = database if database and database != ":memory:" else None
+        #: SQLite: the log checkpointed by a thread, not in this writer's commits (:mod:`.checkpoints`), from
+        #: its first batch (``Store.load`` writes through its own transaction, and starts none)
+        self._checkpoints: BackgroundCheckpoints | None = None
+
+    def close(self) -> None:
+        """Stop its checkpoint thread (SQLite); :meth:`Store.close` closes the writers it made."""
+        self._sqlite_file = None
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
+
+    def __enter__(self) -> ComputationWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def write(self, rows: Sequence[tuple[str, Sequence[str]]],
               inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
@@ -715,9 +739,21 @@ class ComputationWriter:
         May run in another thread than the one that encoded (the store sink's writer thread), one call at a time."""
         for attempt in range(RETRIES):
             try:
-                with self.store.engine.begin() as connection:
-                    written = write_values(connection, self.store.dialect, self.entity_ids, self.computation,
-                                           self.attribute_ids, encoded, self.fresh, inputs)
+                if self._checkpoints is None and self._sqlite_file is not None:
+                    self._checkpoints = BackgroundCheckpoints(self._sqlite_file, SQLITE_BUSY_TIMEOUT_MS / 1000)
+                checkpoints = self._checkpoints
+                with self.store.engine.connect() as connection:
+                    if checkpoints is not None:  # this transaction's commit copies nothing: the thread does
+                        checkpoints.leave_to_thread(connection.connection.driver_connection, True)
+                    try:
+                        with connection.begin():
+                            written = write_values(connection, self.store.dialect, self.entity_ids, self.computation,
+                                                   self.attribute_ids, encoded, self.fresh, inputs)
+                    finally:  # the connection goes back to the pool as it came
+                        if checkpoints is not None:
+                            checkpoints.leave_to_thread(connection.connection.driver_connection, False)
+                if checkpoints is not None:
+                    checkpoints.committed()
                 self.n_values += written
                 return written
             except sa.exc.DBAPIError as exc:
