@@ -192,6 +192,38 @@ def test_a_set_up_error_after_the_store_opened_leaves_no_writer_process(tmp_path
     assert writer_processes(tmp_path) == []
 
 
+def test_an_error_before_the_store_opens_leaves_no_writer_process(tmp_path: Path) -> None:
+    """The command line starts the writer before anything else (its start-up overlaps the engine's); a run that
+    stops before its store sink opens ends that child before it exits."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    (tmp_path / "ids.txt").write_text("a\n")
+    bad = run_cli(tmp_path / "missing.py", "ids.txt", "--store", url, cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.splitlines()[-1] == f"batch-compute: error: {tmp_path}/missing.py: plugin file not found"
+    assert writer_processes(tmp_path) == []
+    assert not (tmp_path / "store.sqlite").exists()
+
+
+def test_a_writer_started_early_is_the_one_the_next_run_takes_or_is_ended() -> None:
+    from provbatch.outputs.store_process import WriterProcess
+
+    WriterProcess.start_early()
+    WriterProcess.start_early()  # one at most
+    early = WriterProcess.take()
+    assert early.process.poll() is None
+    new = WriterProcess.take()
+    assert new.pid != early.pid  # none waiting: a new one
+    WriterProcess.start_early()
+    waiting = WriterProcess.take()
+    assert waiting.pid not in (early.pid, new.pid)
+    WriterProcess.start_early()
+    WriterProcess.discard_early()
+    WriterProcess.discard_early()  # nothing left: nothing done
+    for process in (early, new, waiting):
+        process.abandon()
+        assert process.process.returncode == 0  # its input ended before OPEN: it exits quietly
+
+
 def test_files_mode_records_each_input_file_also_under_an_idsproc_id(tmp_path: Path) -> None:
     """Without --idsproc the entity is its id and the engine hands over the lines alone; with it (--glob: the
     entity is the file, the id compute_id(path)), the rows."""

@@ -87,6 +87,20 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(**kw: Any) -> None:
+    store = kw["store"] or os.environ.get("PROVBATCH_STORE") or None
+    if store and not kw["dry_run"]:
+        from ..outputs.store_process import WriterProcess
+
+        WriterProcess.start_early()  # before the engine's imports: its start-up overlaps them
+        try:
+            _run_batch(kw, store)
+        finally:
+            WriterProcess.discard_early()
+        return
+    _run_batch(kw, store)
+
+
+def _run_batch(kw: dict[str, Any], store: str | None) -> None:
     from ..contract.parameters import parse_param_options, read_params_file
     from ..engine.batch import BatchRun
     from ..inputs.entities import EntitySource
@@ -110,7 +124,7 @@ def _run(**kw: Any) -> None:
         progress=not kw["no_progress"] and sys.stderr.isatty(),
         write_std_streams=True,
         command=list(sys.argv),
-        store=kw["store"] or os.environ.get("PROVBATCH_STORE") or None,
+        store=store,
     )
     run = BatchRun(kw["plugin"], EntitySource(path=entities, column=kw["column"], pattern=pattern), options)
     if options.dry_run:

@@ -183,6 +183,38 @@ class WriterProcess:
         """The input ends without ``END``: the child writes nothing more and exits; then it is reaped."""
         reap(self.process)
 
+    @classmethod
+    def start_early(cls) -> None:
+        """Start the next run's child now, for :meth:`take` (the command line, as soon as it knows that the
+        run writes into a store: the child's start-up, SQLAlchemy's import above all, is on the path of
+        every ``--store`` run, and the engine's own imports and checks before its sink opens (~0.2 s) can
+        overlap it). Ended by :meth:`discard_early` when no run took it."""
+        global _early
+        with _early_lock:
+            if _early is None:
+                _early = cls()
+
+    @classmethod
+    def take(cls) -> WriterProcess:
+        """The child started early, if one is waiting, else a new one."""
+        global _early
+        with _early_lock:
+            started, _early = _early, None
+        return started if started is not None else cls()
+
+    @staticmethod
+    def discard_early() -> None:
+        """End a child started early that no run took (the run stopped before its store opened)."""
+        global _early
+        with _early_lock:
+            started, _early = _early, None
+        if started is not None:
+            started.abandon()
+
+
+_early: WriterProcess | None = None
+_early_lock = threading.Lock()
+
 
 _spawner: Any = None
 _spawner_lock = threading.Lock()

@@ -71,7 +71,7 @@ class StoreSink(ResultSink):
         """
         # the writer process starts first, before this process imports the store (SQLAlchemy: 0.4 s): the
         # child's interpreter and imports overlap ours and everything until the first chunk
-        self.process: WriterProcess | None = WriterProcess() if writes else None
+        self.process: WriterProcess | None = WriterProcess.take() if writes else None
         opened = None
         try:
             from ..store import ComputationRecord, Store, plugin_record
