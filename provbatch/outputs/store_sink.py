@@ -22,11 +22,14 @@ a child that dies without a word is an :class:`~provbatch.errors.OutputWriteErro
 A dry run (``writes=False``) starts no child.
 
 Measured side by side (docs/store.md, Performance): 1,000,000 trivial
-entities into SQLite take 2.07x the TSV-only run (schema revision 0003,
-entity keys in name order; 9.40x with the hashed keys of 0002, 14.4x with
-the writer thread before the process). The run is bound by the writer
-process, about 2.5 µs of CPU per new entity's value, most of it SQLite's own
-b-tree inserts, against the engine's ~1.5 µs per entity.
+entities into SQLite take 1.59-1.75x the TSV-only run (the writer's
+checkpoints in a thread and its early start; 1.90-1.99x before them, 9.40x
+with the hashed keys of revision 0002, 14.4x with the writer thread before
+the process). The run is bound by the writer process, about 3.2 µs per new
+entity's value, ~1.85 µs of it SQLite's own b-tree inserts, against the
+engine's ~2.2 µs per entity. The command line starts the child before the
+engine's imports (:meth:`~.store_process.WriterProcess.start_early`); this
+sink takes it.
 """
 
 from __future__ import annotations
