@@ -682,8 +682,11 @@ class ComputationWriter:
         self.codecs = [store.codec(datatypes[name]) for name in self.names]
         self.entity_ids = EntityIds(store.dialect)
         self.n_values = 0
-        database = store.engine.url.database if store.dialect.name == "sqlite" else None
-        self._sqlite_file = database if database and database != ":memory:" else None
+        url = store.engine.url
+        database = url.database if store.dialect.name == "sqlite" else None
+        # a plain file (not ":memory:", not a "file:" URI of ?uri=true, which its own connection could not open
+        # as the engine does): its checkpoints must reach the same database, or its log would only grow
+        self._sqlite_file = database if database and database != ":memory:" and not url.query.get("uri") else None
         #: SQLite: the log checkpointed by a thread, not in this writer's commits (:mod:`.checkpoints`), from
         #: its first batch (``Store.load`` writes through its own transaction, and starts none)
         self._checkpoints: BackgroundCheckpoints | None = None

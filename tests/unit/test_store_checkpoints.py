@@ -73,3 +73,23 @@ def test_a_store_writer_leaves_checkpoints_to_its_thread_and_stops_it_with_the_s
         values = {row["entity"]: row["value"] for row in store.iter_values(["n"])}
     assert not any(thread.name == "provbatch-wal-checkpoints" for thread in threading.enumerate())
     assert len(values) == 30_000 and values["e000000"] == 0 and values["e029999"] == 29_999
+
+
+def test_a_store_opened_by_a_file_uri_is_checkpointed_by_sqlite_itself(tmp_path, monkeypatch):
+    """``sqlite:///file:PATH?uri=true``: a checkpoint connection of our own would not open that database
+    (it would make a file named 'file:...' and copy nothing); SQLite's automatic checkpoints stay on."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///file:s.sqlite?uri=true"  # relative: the folder check takes an absolute 'file:/...' as a folder name
+    Store.init(url)
+    with Store(url) as store:
+        store.apply_attributes({"n": {"datatype": "Integer"}})
+        plugin = PluginRecord("p", "1", "python", "s", {"OUTPUT": ["n"]})
+        computation, _existed = store.record_computation(ComputationRecord(
+            uuid="00000000-0000-0000-0000-000000000001", plugin=plugin, output=["n"], plugin_sha256="s",
+            comp_status="completed"))
+        writer = store.writer(computation, ["n"], fresh=True)
+        names = [f"e{i}" for i in range(5_000)]
+        writer.write_encoded((names, writer.encode_columns(names, [["7"] * 5_000])))
+        assert not any(thread.name == "provbatch-wal-checkpoints" for thread in threading.enumerate())
+        assert {row["value"] for row in store.iter_values(["n"])} == {7}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.sqlite"]
