@@ -712,6 +712,7 @@ def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_ur
 
 @pytest.mark.parametrize("datatype, texts", [
     ("Integer", ["1", "-2", " 3", "1_000"]), ("Integer", ["1", "x"]), ("Integer", ["1", ""]),
+    ("Integer", ["12", "007", "0"]), ("Integer", ["\u0661\u0662", "3"]), ("Integer[2]", ["12,34", "5"]), ("Integer[3]", ["1,", "2"]),
     ("Float", ["0.5", "1e3", "inf", "-0"]), ("Float", ["0.5", "1,5"]),
     ("Boolean", ["yes", "False", "1", "t"]), ("Boolean", ["true", "maybe"]),
     ("String(3)", ["abc", "ab"]), ("String(3)", ["abc", "abcd"]), ("Text", ["any, é;", "x"]),

@@ -140,7 +140,11 @@ def _items_pass(kind: str, limit: int | None, items: Sequence[str]) -> bool:
     """Whether every item passes its scalar's check (what the per-value rule calls), in a C loop."""
     try:
         if kind == "int":
-            deque(map(int, items), 0)
+            # the usual column, non-negative decimals: one scan of their joined text (int() takes every text of
+            # ASCII digits; 10x the rate of calling it, 0.2 s of a 1,000,000-value write); the rest go to int()
+            joined = "".join(items)
+            if not (joined.isascii() and joined.isdigit() and "" not in items):
+                deque(map(int, items), 0)
         elif kind == "float":
             deque(map(float, items), 0)
         elif kind == "text" and limit is not None and max(map(len, items)) > limit:
