@@ -51,8 +51,10 @@ def jsonl(store: str, *args: str) -> list[dict]:
 
 
 def orphans(url: str) -> int:
-    """Values without their computation row, and (attribute, entity, computation) stored twice (in current and
-    in history): must be none."""
+    """Rows without their computation row, an (outset, entity, computation) stored twice (in current and in
+    history), and an (attribute, entity) current in two rows: must be none."""
+    from provbatch.store.packs import placements, read_outsets
+
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         n = 0
@@ -61,8 +63,13 @@ def orphans(url: str) -> int:
                 f"SELECT COUNT(*) FROM {table} v LEFT JOIN provbatch_computations c ON c.id = v.computation "
                 "WHERE c.id IS NULL")).scalar()
         n += connection.execute(sa.text(
-            "SELECT COUNT(*) FROM provbatch_current p JOIN provbatch_history h ON h.attribute = p.attribute "
+            "SELECT COUNT(*) FROM provbatch_current p JOIN provbatch_history h ON h.outset = p.outset "
             "AND h.entity = p.entity AND h.computation = p.computation")).scalar()
+        for where in placements(read_outsets(connection)).values():
+            union = " UNION ALL ".join(f"SELECT entity FROM provbatch_current WHERE outset = {place.outset} "
+                                       f"AND (current_bits & {place.bit}) <> 0" for place in where)
+            n += connection.execute(sa.text(f"SELECT COUNT(*) FROM (SELECT entity FROM ({union}) u GROUP BY entity "
+                                            "HAVING COUNT(*) > 1) twice")).scalar()
     engine.dispose()
     return n
 

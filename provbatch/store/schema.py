@@ -1,20 +1,27 @@
-"""The tables of the results store (SQLAlchemy Core), revision 0003.
+"""The tables of the results store (SQLAlchemy Core), revision 0004.
 
-Long and narrow, so that thousands of attributes need no schema change: one
-row per value, the value in one text column in its results-file form,
-checked against the attribute's datatype when written and typed again when
-read (:mod:`.codec`). The value *now* of each (attribute, entity) is its row
-in ``provbatch_current`` (with the computation that produced it); a value a
-later computation replaced moves to ``provbatch_history``, keyed by
-(attribute, entity, computation). Each (attribute, entity, computation) is
-stored exactly once across the two tables, and nothing a computation wrote
-is deleted (only ``attributes drop`` deletes values). A first load is one
-b-tree insert per value, and reading the current values is one range scan
-without a join to the values. The two big tables carry no secondary index
-and no foreign key: each would be one more b-tree (or trigger) per value
-written; the writer guarantees what a foreign key would (a computation row
-is committed before its values, entities are created in the values'
-transaction). See docs/store.md for the reasons.
+Values are *packed*: the values one computation wrote for one entity are one
+row, not one row per value, because a database's cost of a bulk write is per
+row (InnoDB ~2-3 us of server CPU a row, wide or narrow; see docs/store.md).
+A computation's attributes are split into *outsets* of at most
+:data:`OUTSET_ATTRIBUTES` (``provbatch_outsets``: their attribute ids in the
+computation's column order), shared by every computation that writes the same
+attributes in the same order: the runs of one plugin share theirs. A row of
+``provbatch_current`` (outset, entity) holds the latest computation of that
+outset for the entity, its values tab-joined (:mod:`.packs`) and a bit mask of
+which of them are still current: a later computation of *another* outset that
+writes some of the same attributes clears their bits. A row the same outset's
+later computation replaced moves to ``provbatch_history`` (outset, entity,
+computation). So the current value of (attribute, entity) is the one value of
+a current row whose bit is set; each (attribute, entity, computation) is stored
+exactly once, and nothing a computation wrote is deleted (only ``attributes
+drop`` deletes values). A first load of an entity's ten values is one row; the
+current values of an attribute are one range scan per outset that holds it
+(the runs of a plugin: one). The two big tables carry no secondary index and no
+foreign key: each would be one more b-tree (or trigger) per row written; the
+writer guarantees what a foreign key would (a computation row is committed
+before its values, entities are created in the values' transaction). See
+docs/store.md for the reasons.
 
 Every change of these tables is an Alembic revision in ``migrations/versions``;
 tests compare the migrated database with this module, so they cannot drift.
@@ -27,7 +34,9 @@ from typing import Any
 import sqlalchemy as sa
 
 #: the Alembic revision these tables correspond to (the newest migration)
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
+#: the most attributes an outset holds: its current bits fit a signed 64-bit integer
+OUTSET_ATTRIBUTES = 63
 #: Alembic's bookkeeping table, prefixed like ours so that a store can share a database
 VERSION_TABLE = "provbatch_alembic_version"
 
@@ -115,23 +124,38 @@ entities = sa.Table(
     **_MYSQL,
 )
 
-#: the value now of each (attribute, entity), and the computation that produced it
+#: the attributes a computation writes together, at most :data:`OUTSET_ATTRIBUTES` (a computation with more has
+#: several): shared by the computations that write the same attributes in the same order
+outsets = sa.Table(
+    "provbatch_outsets", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    #: sha256 of ``attributes`` as written (:func:`.packs.outset_digest`); ``dropped-<id>`` once an attribute of it is dropped
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    #: JSON list of attribute ids, in column order; a dropped attribute's entry is null
+    sa.Column("attributes", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
+#: the latest computation of each (outset, entity): its values, and which of them are current
 current = sa.Table(
     "provbatch_current", metadata,
-    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("outset", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("computation", sa.Integer, nullable=False),
-    sa.Column("value", sa.Text),
+    #: bit i set: the value of the outset's attribute i is the current one
+    sa.Column("current_bits", sa.BigInteger, nullable=False),
+    #: the values in stored form (:func:`.packs.pack`): tab-joined, '' for none; a one-attribute outset's is the value itself
+    sa.Column("values_text", sa.Text),
     **_CLUSTERED,
 )
 
-#: the values that were current once and were replaced by another computation's
+#: the values of an outset's earlier computations, replaced by a later computation of the same outset
 history = sa.Table(
     "provbatch_history", metadata,
-    sa.Column("attribute", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("outset", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("entity", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("computation", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("value", sa.Text),
+    sa.Column("values_text", sa.Text),
     **_CLUSTERED,
 )
 

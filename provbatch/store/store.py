@@ -32,6 +32,7 @@ from ..errors import ProvBatchError, UsageError, literal
 from . import migrate
 from .checkpoints import BackgroundCheckpoints
 from .codec import Codec, ValueTextError, codec_for
+from .packs import Placement, column_at, ensure_outsets, outset_text, placements, read_outsets, unpack
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
 from .schema import attributes as t_attributes
 from .schema import computations as t_computations
@@ -39,6 +40,7 @@ from .schema import current as t_current
 from .schema import entities as t_entities
 from .schema import history as t_history
 from .schema import inputs as t_inputs
+from .schema import outsets as t_outsets
 from .schema import plugins as t_plugins
 from .url import READ_ONLY, SQLITE_BUSY_TIMEOUT_MS, create_engine, display_url, store_url
 from .writer import BATCH_ROWS, Columns, Dialect, EntityIds, entity_key, gc_paused, lock_attributes, write_values
@@ -282,8 +284,40 @@ class Store:
 
     @staticmethod
     def _drop(connection: Any, attribute_id: int) -> int:
-        deleted = connection.execute(t_current.delete().where(t_current.c.attribute == attribute_id)).rowcount or 0
-        deleted += connection.execute(t_history.delete().where(t_history.c.attribute == attribute_id)).rowcount or 0
+        """Delete the attribute and every value of it: an outset of it alone goes with its rows; in a wider
+        one its entry is nulled (the outset no longer matches any computation's attributes: its digest is
+        changed) and its value is blanked out of each row, which keeps the other attributes' values."""
+        deleted = 0
+        for outset in read_outsets(connection):
+            if attribute_id not in outset.attributes:
+                continue
+            remaining = [other if other != attribute_id else None for other in outset.attributes]
+            deleted += sum(connection.execute(sa.select(sa.func.count()).select_from(table).where(table.c.outset == outset.id)).scalar() or 0
+                           for table in (t_current, t_history))
+            if all(other is None for other in remaining):
+                for table in (t_current, t_history):
+                    connection.execute(table.delete().where(table.c.outset == outset.id))
+                connection.execute(t_outsets.delete().where(t_outsets.c.id == outset.id))
+                continue
+            connection.execute(t_outsets.update().where(t_outsets.c.id == outset.id).values(
+                attributes=outset_text(remaining), digest=f"dropped-{outset.id}"))
+            width = len(outset.attributes)
+            keep = sum(1 << position for position, other in enumerate(remaining) if other is not None)
+            for table in (t_current, t_history):
+                key = [table.c.entity] + ([table.c.computation] if table is t_history else [])
+                rows = connection.execute(sa.select(*key, table.c.values_text).where(table.c.outset == outset.id)).all()
+                blanked = []
+                for *row_key, values_text in rows:
+                    texts = unpack(values_text, width)
+                    blanked.append({"b_" + column.name: value for column, value in zip(key, row_key)}
+                                   | {"b_values_text": "\t".join(text or "" if other is not None else ""
+                                                                 for text, other in zip(texts, remaining))})
+                if blanked:
+                    update = table.update().where(table.c.outset == outset.id,
+                                                  *[column == sa.bindparam("b_" + column.name) for column in key])
+                    connection.execute(update.values(values_text=sa.bindparam("b_values_text")), blanked)
+            connection.execute(t_current.update().where(t_current.c.outset == outset.id).values(
+                current_bits=t_current.c.current_bits.op("&")(keep)))
         connection.execute(t_attributes.delete().where(t_attributes.c.id == attribute_id))
         return deleted
 
@@ -401,10 +435,10 @@ class Store:
                 # 1,000,000 values took ~1 s more of server CPU (a quarter), for the same index size and WAL.
                 step = max(1, n_entities)
             else:
-                step = max(1, BATCH_ROWS // max(1, len(record.output)))
+                step = max(1, BATCH_ROWS // max(1, len(writer.outsets)))  # rows per batch: one per entity and outset
             for start in range(0, n_entities, step):
                 batch = (names[start:start + step], [column[start:start + step] for column in columns])
-                n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.attribute_ids,
+                n_values += write_values(connection, self.dialect, writer.entity_ids, computation, writer.outsets,
                                          batch, fresh)
         return LoadResult(record.uuid, n_values, n_entities, existed)
 
@@ -444,18 +478,32 @@ class Store:
         return read
 
     # ---------------------------------------------------------------- reading
+    def _placed(self, connection: Any, names: Sequence[str] = ()) -> list[tuple[str, int, list[Placement]]]:
+        """(name, id, where its values are) of the named attributes (all when none is named), by name."""
+        known = dict(connection.execute(sa.select(t_attributes.c.name, t_attributes.c.id)).all())
+        placed = placements(read_outsets(connection))
+        return [(name, known[name], placed.get(known[name], [])) for name in sorted(set(names) if names else known)
+                if name in known]
+
+    @staticmethod
+    def _current_rows(where: Sequence[Placement], columns: str = "entity, computation", condition: str = "") -> str:
+        """SQL of the current rows of an attribute, one SELECT per outset that holds it (UNION ALL)."""
+        return " UNION ALL ".join(
+            f"SELECT {columns} FROM provbatch_current WHERE outset = {place.outset} AND (current_bits & {place.bit}) <> 0{condition}"
+            for place in where)
+
     def done_entities(self, signature: str, attributes: Sequence[str]) -> Iterator[str]:
         """Entities whose current value of every attribute comes from a computation with this signature (resume)."""
-        c, cur, e, a = t_computations, t_current, t_entities, t_attributes
-        query = (
-            sa.select(e.c.name)
-            .select_from(cur.join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute))
-            .where(c.c.signature == signature, a.c.name.in_(list(attributes)))
-            .group_by(e.c.id, e.c.name)
-            .having(sa.func.count() == len(set(attributes)))
-        )
         with self._read() as connection:
-            for (name,) in connection.execution_options(yield_per=10_000).execute(query):
+            placed = self._placed(connection, attributes)
+            if not attributes or len(placed) < len(set(attributes)) or any(not where for _n, _i, where in placed):
+                return
+            condition = (" AND computation IN (SELECT id FROM provbatch_computations WHERE signature = :signature)")
+            union = " UNION ALL ".join(self._current_rows(where, "entity", condition) for _name, _id, where in placed)
+            sql = (f"SELECT e.name FROM (SELECT entity FROM ({union}) u GROUP BY entity HAVING COUNT(*) = {len(placed)}) x "
+                   "JOIN provbatch_entities e ON e.id = x.entity")
+            result = connection.execution_options(yield_per=10_000).execute(sa.text(sql), {"signature": signature})
+            for (name,) in result:
                 yield name
 
     def iter_values(self, attributes: Sequence[str] = (), entities: Sequence[str] | None = None,
@@ -517,27 +565,53 @@ class Store:
         p = self.dialect.p
         with self._read() as connection:
             provenance_of = self._provenance(connection) if provenance or history else {}
+            placed = placements(read_outsets(connection))
             id_chunks: list[list[int] | None] = [None]
             if entities is not None:
                 id_chunks = [chunk for chunk in _chunked(self._entity_ids(connection, entities), 500)]
             for name in selected:
                 attribute_id, datatype = known[name]
+                where = placed.get(attribute_id, [])
+                if not where:
+                    continue
                 decode = None if as_text else self.codec(datatype).decode_column
-                value = "COALESCE({}.value, '')" if as_text else "{}.value"  # as text: '' for no value
                 for chunk in id_chunks:
-                    where = "" if chunk is None else f" AND entity IN ({', '.join([p] * len(chunk))})"
-                    params: tuple[Any, ...] = () if chunk is None else tuple(chunk)
-                    if history:
-                        sql = (f"SELECT e.name, {value.format('x')}, x.computation, x.is_current FROM (SELECT entity, computation, value, "
-                               f"1 AS is_current FROM provbatch_current WHERE attribute = {attribute_id}{where} UNION ALL "
-                               f"SELECT entity, computation, value, 0 FROM provbatch_history WHERE attribute = {attribute_id}"
-                               f"{where}) x JOIN provbatch_entities e ON e.id = x.entity ORDER BY x.entity, x.computation")
-                        params = params * 2
-                    else:
-                        sql = (f"SELECT e.name, {value.format('c')}{', c.computation' if provenance else ''} "
-                               f"FROM provbatch_current c JOIN provbatch_entities e ON e.id = c.entity WHERE c.attribute = {attribute_id}"
-                               f"{where.replace('entity', 'c.entity')} ORDER BY c.entity")
-                    for rows in self._partitions(connection, sql, params):
+                    condition = "" if chunk is None else f" AND entity IN ({', '.join([p] * len(chunk))})"
+                    one = chunk or []
+                    if len(where) == 1 and not history:
+                        # the common case: one range scan of the current rows, joined only to the entity names
+                        place = where[0]
+                        text = ("COALESCE(c.values_text, '')" if as_text else "c.values_text") if place.width == 1 else "c.values_text"
+                        sql = (f"SELECT e.name, {text}{', c.computation' if provenance else ''} FROM provbatch_current c "
+                               f"JOIN provbatch_entities e ON e.id = c.entity WHERE c.outset = {place.outset} "
+                               f"AND (c.current_bits & {place.bit}) <> 0{condition.replace('entity', 'c.entity')} ORDER BY c.entity")
+                        for rows in self._partitions(connection, sql, tuple(one)):
+                            if place.width > 1:
+                                texts = column_at([row[1] for row in rows], place.position, place.width)
+                                if as_text:
+                                    texts = [text or "" for text in texts]
+                                rows = [(row[0], text, *row[2:]) for row, text in zip(rows, texts)]
+                            yield name, rows, None if decode is None else decode([row[1] for row in rows]), provenance_of
+                        continue
+                    parts, params = [], []
+                    for place in where:
+                        fields = f"entity, computation, values_text, {place.position} AS position, {place.width} AS width"
+                        parts.append(f"SELECT {fields}, 1 AS is_current FROM provbatch_current WHERE outset = {place.outset} "
+                                     f"AND (current_bits & {place.bit}) <> 0{condition}")
+                        params += one
+                        if history:
+                            parts.append(f"SELECT {fields}, 0 FROM provbatch_current WHERE outset = {place.outset} "
+                                         f"AND (current_bits & {place.bit}) = 0{condition}")
+                            parts.append(f"SELECT {fields}, 0 FROM provbatch_history WHERE outset = {place.outset}{condition}")
+                            params += one + one
+                    sql = (f"SELECT e.name, x.values_text, x.computation, x.is_current, x.position, x.width FROM "
+                           f"({' UNION ALL '.join(parts)}) x JOIN provbatch_entities e ON e.id = x.entity "
+                           "ORDER BY x.entity, x.computation")
+                    for raw in self._partitions(connection, sql, tuple(params)):
+                        rows = []
+                        for entity, values_text, computation, is_current, position, width in raw:
+                            text = unpack(values_text, width)[position] if width > 1 else values_text
+                            rows.append((entity, "" if as_text and text is None else text, computation, is_current))
                         yield name, rows, None if decode is None else decode([row[1] for row in rows]), provenance_of
 
     def _attribute_ids(self) -> dict[str, tuple[int, str]]:
@@ -580,30 +654,38 @@ class Store:
 
     def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
-        cur, h, e, a, c, p, i = t_current, t_history, t_entities, t_attributes, t_computations, t_plugins, t_inputs
-        query = (
-            sa.select(a.c.datatype, cur.c.value, c, p.c.plugin_id, p.c.version, p.c.lang,
-                      i.c.path.label("input_path"), i.c.size.label("input_size"), i.c.sha256.label("input_sha256"),
-                      e.c.id.label("entity_pk"), a.c.id.label("attribute_pk"))
-            .select_from(
-                cur.join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute)
-                .join(c, c.c.id == cur.c.computation).join(p, p.c.id == c.c.plugin)
-                .outerjoin(i, sa.and_(i.c.computation == cur.c.computation, i.c.entity == cur.c.entity))
-            )
-            .where(e.c.name_key == entity_key(entity), a.c.name == attribute)
-        )
+        e, a, c, p, i, cur, h = t_entities, t_attributes, t_computations, t_plugins, t_inputs, t_current, t_history
         with self._read() as connection:
-            row = connection.execute(query).mappings().first()
-            if row is None:
+            found = connection.execute(sa.select(a.c.id, a.c.datatype).where(a.c.name == attribute)).first()
+            entity_pk = connection.execute(sa.select(e.c.id).where(e.c.name_key == entity_key(entity))).scalar()
+            if found is None or entity_pk is None:
                 return None
-            earlier = connection.execute(sa.select(sa.func.count()).select_from(h).where(
-                h.c.attribute == row["attribute_pk"], h.c.entity == row["entity_pk"])).scalar()
-        n_values = 1 + (earlier or 0)
-        codec = self.codec(row["datatype"])
-        value = codec.decode(row["value"])
+            attribute_pk, datatype = found
+            value_text: str | None = None
+            computation_pk = None
+            n_values = 0
+            for place in placements(read_outsets(connection)).get(attribute_pk, []):
+                row = connection.execute(sa.select(cur.c.computation, cur.c.current_bits, cur.c.values_text).where(
+                    cur.c.outset == place.outset, cur.c.entity == entity_pk)).first()
+                if row is None:
+                    continue
+                n_values += 1 + (connection.execute(sa.select(sa.func.count()).select_from(h).where(
+                    h.c.outset == place.outset, h.c.entity == entity_pk)).scalar() or 0)
+                if row[1] & place.bit:
+                    computation_pk, value_text = row[0], unpack(row[2], place.width)[place.position]
+            if computation_pk is None:
+                return None
+            query = (sa.select(c, p.c.plugin_id, p.c.version, p.c.lang, i.c.path.label("input_path"),
+                               i.c.size.label("input_size"), i.c.sha256.label("input_sha256"))
+                     .select_from(c.join(p, p.c.id == c.c.plugin)
+                                  .outerjoin(i, sa.and_(i.c.computation == c.c.id, i.c.entity == entity_pk)))
+                     .where(c.c.id == computation_pk))
+            row = connection.execute(query).mappings().first()
+        assert row is not None  # a value is committed after its computation's row, which is never deleted
+        value = self.codec(datatype).decode(value_text)
         return {
-            "entity": entity, "attribute": attribute, "datatype": row["datatype"], "value": value,
-            "value_text": row["value"] or "", "computation": row["uuid"], "plugin_id": row["plugin_id"],
+            "entity": entity, "attribute": attribute, "datatype": datatype, "value": value,
+            "value_text": value_text or "", "computation": row["uuid"], "plugin_id": row["plugin_id"],
             "plugin_version": row["version"], "plugin_lang": row["lang"], "plugin_sha256": row["plugin_sha256"],
             "plugin_path": row["plugin_path"], "parameters": json.loads(row["parameters"]),
             "input": None if row["input_path"] is None else
@@ -616,45 +698,50 @@ class Store:
 
     def current_computations(self, attributes: Sequence[str] = ()) -> list[dict[str, Any]]:
         """The computations that current values (of ``attributes``) come from, with how many values each."""
-        cur, a, c, p = t_current, t_attributes, t_computations, t_plugins
-        query = (
-            sa.select(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.plugin_sha256, c.c.plugin_path, c.c.parameters,
-                      sa.func.count().label("n_values"))
-            .select_from(cur.join(c, c.c.id == cur.c.computation).join(p, p.c.id == c.c.plugin).join(a, a.c.id == cur.c.attribute))
-            .group_by(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.plugin_sha256, c.c.plugin_path, c.c.parameters)
-            .order_by(c.c.id)
-        )
-        if attributes:
-            query = query.where(a.c.name.in_(list(attributes)))
+        c, p = t_computations, t_plugins
+        counts: dict[int, int] = {}
         with self._read() as connection:
-            return [dict(row, parameters=json.loads(row["parameters"])) for row in connection.execute(query).mappings()]
+            for _name, _id, where in self._placed(connection, attributes):
+                for place in where:
+                    sql = (f"SELECT computation, COUNT(*) FROM provbatch_current WHERE outset = {place.outset} "
+                           f"AND (current_bits & {place.bit}) <> 0 GROUP BY computation")
+                    for computation, n_values in connection.execute(sa.text(sql)):
+                        counts[computation] = counts.get(computation, 0) + n_values
+            if not counts:
+                return []
+            query = (sa.select(c.c.id, c.c.uuid, p.c.plugin_id, p.c.version, c.c.plugin_sha256, c.c.plugin_path, c.c.parameters)
+                     .select_from(c.join(p, p.c.id == c.c.plugin)).where(c.c.id.in_(list(counts))).order_by(c.c.id))
+            return [dict(row, parameters=json.loads(row["parameters"]), n_values=counts[row["id"]])
+                    for row in connection.execute(query).mappings()]
 
     def current_values_of(self, computations: Sequence[int], attributes: Sequence[str] = ()) -> Iterator[tuple[str, str, str]]:
         """(entity, attribute, computation uuid) of the current values that come from these computations."""
-        cur, a, c, e = t_current, t_attributes, t_computations, t_entities
-        query = (sa.select(e.c.name, a.c.name, c.c.uuid)
-                 .select_from(cur.join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity).join(a, a.c.id == cur.c.attribute))
-                 .where(cur.c.computation.in_(list(computations))).order_by(a.c.name, e.c.id))
-        if attributes:
-            query = query.where(a.c.name.in_(list(attributes)))
+        if not computations:
+            return
+        condition = f" AND computation IN ({', '.join(str(int(pk)) for pk in computations)})"
         with self._read() as connection:
-            for row in connection.execution_options(yield_per=10_000).execute(query):
-                yield row[0], row[1], row[2]
+            for name, _id, where in self._placed(connection, attributes):
+                if not where:
+                    continue
+                sql = (f"SELECT e.name, k.uuid FROM ({self._current_rows(where, condition=condition)}) x "
+                       "JOIN provbatch_entities e ON e.id = x.entity JOIN provbatch_computations k ON k.id = x.computation "
+                       "ORDER BY x.entity")
+                for entity, uuid in connection.execution_options(yield_per=10_000).execute(sa.text(sql)):
+                    yield entity, name, uuid
 
     def current_inputs(self, attributes: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """The recorded input files behind current values: entity, attribute, computation uuid, path, size, sha256, mtime."""
-        cur, a, c, e, i = t_current, t_attributes, t_computations, t_entities, t_inputs
-        query = (sa.select(e.c.name.label("entity"), a.c.name.label("attribute"), c.c.uuid.label("computation"),
-                           i.c.path, i.c.size, i.c.sha256, i.c.mtime)
-                 .select_from(cur.join(i, sa.and_(i.c.computation == cur.c.computation, i.c.entity == cur.c.entity))
-                              .join(c, c.c.id == cur.c.computation).join(e, e.c.id == cur.c.entity)
-                              .join(a, a.c.id == cur.c.attribute))
-                 .order_by(a.c.name, e.c.id))
-        if attributes:
-            query = query.where(a.c.name.in_(list(attributes)))
         with self._read() as connection:
-            for row in connection.execution_options(yield_per=10_000).execute(query).mappings():
-                yield dict(row)
+            for name, _id, where in self._placed(connection, attributes):
+                if not where:
+                    continue
+                sql = (f"SELECT e.name, k.uuid, i.path, i.size, i.sha256, i.mtime FROM ({self._current_rows(where)}) x "
+                       "JOIN provbatch_inputs i ON i.computation = x.computation AND i.entity = x.entity "
+                       "JOIN provbatch_computations k ON k.id = x.computation JOIN provbatch_entities e ON e.id = x.entity "
+                       "ORDER BY x.entity")
+                for entity, uuid, path, size, sha256, mtime in connection.execution_options(yield_per=10_000).execute(sa.text(sql)):
+                    yield {"entity": entity, "attribute": name, "computation": uuid, "path": path, "size": size,
+                           "sha256": sha256, "mtime": mtime}
 
     def computation(self, uuid: str) -> dict[str, Any] | None:
         with self._read() as connection:
@@ -679,6 +766,8 @@ class ComputationWriter:
         if missing:
             raise UsageError(f"attribute(s) {', '.join(missing)} are not in the store ({display_url(store.url)})")
         self.attribute_ids = [rows[name] for name in self.names]
+        #: the outsets its rows are written in (created now, committed, when no computation wrote these attributes)
+        self.outsets = ensure_outsets(store.engine, self.attribute_ids)
         self.codecs = [store.codec(datatypes[name]) for name in self.names]
         self.entity_ids = EntityIds(store.dialect)
         self.n_values = 0
@@ -751,7 +840,7 @@ class ComputationWriter:
                     try:
                         with connection.begin():
                             written = write_values(connection, self.store.dialect, self.entity_ids, self.computation,
-                                                   self.attribute_ids, encoded, self.fresh, inputs)
+                                                   self.outsets, encoded, self.fresh, inputs)
                     finally:  # the connection goes back to the pool as it came
                         if checkpoints is not None:
                             checkpoints.leave_to_thread(connection.connection.driver_connection, False)
@@ -768,7 +857,7 @@ class ComputationWriter:
 
 
 def _has_values(connection: Any, computation: int) -> bool:
-    """Whether the computation has values stored (current or history): a scan, for a reload only."""
+    """Whether the computation has rows stored (current or history): a scan, for a reload only."""
     return any(connection.execute(sa.select(table.c.entity).where(table.c.computation == computation).limit(1)).first()
                is not None for table in (t_current, t_history))
 

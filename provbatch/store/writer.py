@@ -7,16 +7,18 @@ SQLAlchemy's per-row parameter processing. Everything written for a batch
 goes in the caller's transaction: a value never exists without its
 computation row (written and committed before).
 
-Schema revision 0002 (see :mod:`.schema`): the value now is the row of
-``provbatch_current``; writing a computation C's value of (attribute, entity)
+Schema revision 0004 (see :mod:`.schema`): a computation C writes, for each of
+its outsets O and each entity, one row of O's values (:mod:`.packs`):
 
 - for an entity this transaction created: a plain insert (no other
   transaction can hold rows for it before this one commits);
-- otherwise: a current row of another computation moves to
+- otherwise: in the current rows of other outsets that hold some of O's
+  attributes, those attributes' bits are cleared (their values are history
+  now); a current row of O from another computation moves to
   ``provbatch_history``; C's own row in history (a reload of an earlier
-  computation) moves back to current, with its stored value; else C's value
-  becomes current. A current row that already is C's stays as it is
-  (a reload changes nothing).
+  computation) moves back to current, with its stored values; else C's row
+  becomes current. A current row that already is C's keeps its values, and
+  gets every bit back.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ import re
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import count, repeat
+from itertools import count
 from typing import Any
+
+from .packs import Outset, pack
+from .schema import OUTSET_ATTRIBUTES
 
 BATCH_ROWS = 50_000
 _SELECT_CHUNK = {"sqlite": 500, "postgresql": 5_000, "mysql": 5_000}
@@ -334,62 +339,74 @@ class EntityIds:
 
 #: a batch of encoded values: (entity names, one column of stored texts per attribute)
 Columns = tuple[Sequence[str], Sequence[Sequence[Any]]]
+#: every bit a row's current bits can have
+_ALL_BITS = (1 << OUTSET_ATTRIBUTES) - 1
 
 
 def write_values(connection: Any, dialect: Dialect, entity_ids: EntityIds, computation: int,
-                 attribute_ids: Sequence[int], batch: Columns,
+                 outsets: Sequence[Outset], batch: Columns,
                  fresh: bool, inputs: Sequence[tuple[str, str, int | None, str | None, float | None]] = ()) -> int:
     """Write a batch ``(entities, [stored texts of each attribute])`` of one computation; returns the values written.
 
-    Columns, not rows: they are encoded column by column (:attr:`.codec.Codec.encode_column`)
-    and written attribute by attribute, so no transposition is needed.
-    ``fresh``: the computation has no value rows yet, so none of its rows can
-    wait in history (a reload's two statements are skipped); rows already
-    there are kept either way. The batch must name each entity once. Runs in
-    the connection's transaction.
+    ``outsets``: the computation's (:func:`.packs.ensure_outsets`), whose attributes are the batch's
+    columns in order. Columns, not rows: they are encoded column by column
+    (:attr:`.codec.Codec.encode_column`) and packed an outset at a time, so no transposition is needed.
+    ``fresh``: the computation has no rows yet, so none of its rows can wait in history (a reload's
+    two statements are skipped); rows already there are kept either way. The batch must name each
+    entity once. Runs in the connection's transaction.
     """
     raw = connection.connection.driver_connection
     cursor = raw.cursor()
     try:
         with gc_paused():
-            return _write(cursor, dialect, entity_ids, computation, attribute_ids, batch, fresh, inputs)
+            return _write(cursor, dialect, entity_ids, computation, outsets, batch, fresh, inputs)
     finally:
         cursor.close()
 
 
-def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: int, attribute_ids: Sequence[int],
+def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: int, outsets: Sequence[Outset],
            batch: Columns, fresh: bool,
            inputs: Sequence[tuple[str, str, int | None, str | None, float | None]]) -> int:
     names, columns = batch
     if not names:
         return 0
+    attribute_ids = [attribute_id for outset in outsets for attribute_id in outset.attributes if attribute_id is not None]
+    if len(columns) != len(attribute_ids):
+        raise ValueError(f"{len(columns)} column(s) for the {len(attribute_ids)} attribute(s) of the computation")
     if dialect.name != "sqlite":
         lock_attributes(cursor, dialect, attribute_ids)
     ids = entity_ids.ids(cursor, names)
     created = entity_ids.created
     new_ids: Sequence[int]
     old_ids: Sequence[int]
-    new_columns: Sequence[Sequence[Any]]
-    old_columns: Sequence[Sequence[Any]]
+    is_new: list[bool] | None = None
     if len(created) == len(ids):
-        new_ids, old_ids, new_columns, old_columns = ids, [], columns, [[] for _column in columns]
+        new_ids, old_ids = ids, []
     elif not created:
-        new_ids, old_ids, new_columns, old_columns = [], ids, [[] for _column in columns], columns
+        new_ids, old_ids = [], ids
     else:
         is_new = [entity_id in created for entity_id in ids]
         new_ids = [entity_id for entity_id, new in zip(ids, is_new) if new]
         old_ids = [entity_id for entity_id, new in zip(ids, is_new) if not new]
-        new_columns = [[value for value, new in zip(column, is_new) if new] for column in columns]
-        old_columns = [[value for value, new in zip(column, is_new) if not new] for column in columns]
     computation = int(computation)
-    attribute_ids = [int(attribute_id) for attribute_id in attribute_ids]
-    if new_ids:
-        _insert_new(cursor, dialect, computation, attribute_ids, new_ids, new_columns)
-    if old_ids:
-        if dialect.name == "sqlite":
-            _replace_sqlite(cursor, computation, attribute_ids, old_ids, old_columns, fresh)
+    stored = _stored_outsets(cursor, dialect) if old_ids else []
+    at = 0
+    for outset in outsets:
+        packed = pack(columns[at:at + len(outset.attributes)])
+        at += len(outset.attributes)
+        if is_new is None:
+            new_packed, old_packed = (packed, []) if new_ids else ([], packed)
         else:
-            _replace_set_based(cursor, dialect, computation, attribute_ids, old_ids, old_columns, fresh)
+            new_packed = [text for text, new in zip(packed, is_new) if new]
+            old_packed = [text for text, new in zip(packed, is_new) if not new]
+        if new_ids:
+            _insert_new(cursor, dialect, computation, outset, new_ids, new_packed)
+        if old_ids:
+            others = _overlapping(outset, stored)
+            if dialect.name == "sqlite":
+                _replace_sqlite(cursor, computation, outset, others, old_ids, old_packed, fresh)
+            else:
+                _replace_set_based(cursor, dialect, computation, outset, others, old_ids, old_packed, fresh)
     if inputs:
         input_ids = entity_ids.ids(cursor, [row[0] for row in inputs])
         cursor.executemany(dialect.insert_input, [(computation, entity_id, *row[1:])
@@ -397,14 +414,36 @@ def _write(cursor: Any, dialect: Dialect, entity_ids: EntityIds, computation: in
     return len(ids) * len(attribute_ids)
 
 
+def _stored_outsets(cursor: Any, dialect: Dialect) -> list[Outset]:
+    """Every outset, read in the transaction after its locks (a concurrent writer's new outset is committed
+    before any row of it): on MySQL/MariaDB by a locking read, which sees the newest rows, not the
+    transaction's snapshot."""
+    lock = " LOCK IN SHARE MODE" if dialect.name == "mysql" else ""
+    cursor.execute(f"SELECT id, attributes FROM provbatch_outsets ORDER BY id{lock}")
+    return [Outset(int(outset_id), tuple(json.loads(text))) for outset_id, text in cursor.fetchall()]
+
+
+def _overlapping(outset: Outset, stored: Sequence[Outset]) -> list[tuple[int, int]]:
+    """(outset id, bits) of the other outsets that hold some of ``outset``'s attributes: the bits of those
+    attributes, cleared in the rows of entities this outset's row becomes current for."""
+    mine = {attribute_id for attribute_id in outset.attributes if attribute_id is not None}
+    found = []
+    for other in stored:
+        if other.id != outset.id:
+            bits = sum(1 << position for position, attribute_id in enumerate(other.attributes) if attribute_id in mine)
+            if bits:
+                found.append((other.id, bits))
+    return found
+
+
 def lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int]) -> None:
     """Server databases: the attributes' rows locked for the transaction, in id order.
 
     Writers of one attribute then take turns a transaction at a time, so that
-    the current row a writer moves to history is the one it replaces (two
-    writers replacing the same value at once would otherwise lose one);
-    writers of different attributes do not wait for each other. SQLite's
-    write lock already serialises writers.
+    the current row a writer moves to history (or whose bits it clears) is the
+    one it replaces (two writers replacing the same value at once would
+    otherwise lose one); writers of different attributes do not wait for each
+    other. SQLite's write lock already serialises writers.
     """
     marks = ", ".join([dialect.p] * len(attribute_ids))
     cursor.execute(f"SELECT id FROM provbatch_attributes WHERE id IN ({marks}) ORDER BY id FOR UPDATE",
@@ -412,49 +451,46 @@ def lock_attributes(cursor: Any, dialect: Dialect, attribute_ids: Sequence[int])
     cursor.fetchall()
 
 
-def _copy_columns(cursor: Any, table: str, computation: int, attribute_ids: Sequence[int],
-                  ids: Sequence[int], columns: Sequence[Sequence[Any]]) -> None:
-    """PostgreSQL: a batch's value rows into ``table`` by one COPY, attribute by attribute (primary-key order)."""
-    with cursor.copy(f"COPY {table} (attribute, entity, computation, value) FROM STDIN") as copy:
-        for attribute_id, column in zip(attribute_ids, columns):
-            for start in range(0, len(ids), BATCH_ROWS):
-                copy.write(_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS],
-                                      column[start:start + BATCH_ROWS]))
+#: the columns of a current row, in the order the bulk paths write them
+_CURRENT_COLUMNS = "(outset, entity, computation, current_bits, values_text)"
 
 
-def _insert_new(cursor: Any, dialect: Dialect, computation: int, attribute_ids: Sequence[int],
-                ids: Sequence[int], columns: Sequence[Sequence[Any]]) -> None:
-    """The values of entities this transaction created: plain inserts (COPY on PostgreSQL), attribute by
-    attribute, so that in primary-key order the rows append to the b-tree."""
+def _insert_new(cursor: Any, dialect: Dialect, computation: int, outset: Outset,
+                ids: Sequence[int], packed: Sequence[str | None]) -> None:
+    """The rows of entities this transaction created: plain inserts (COPY on PostgreSQL, LOAD DATA on
+    MySQL/MariaDB), in entity order, so that they append to the b-tree."""
+    bits = outset.bits
     if dialect.name == "postgresql":
-        _copy_columns(cursor, "provbatch_current", computation, attribute_ids, ids, columns)
+        with cursor.copy(f"COPY provbatch_current {_CURRENT_COLUMNS} FROM STDIN") as copy:
+            for start in range(0, len(ids), BATCH_ROWS):
+                copy.write(_copy_text(f"{outset.id}\t", f"\t{computation}\t{bits}\t", ids[start:start + BATCH_ROWS],
+                                      packed[start:start + BATCH_ROWS]))
         return
-    if dialect.name == "mysql" and dialect.local_infile and len(ids) * len(attribute_ids) > 1000:
-        _load_data_mysql(cursor, "provbatch_current", computation, attribute_ids, ids, columns)
+    if dialect.name == "mysql" and dialect.local_infile and len(ids) > 200:
+        text = "".join([_copy_text(f"{outset.id}\t", f"\t{computation}\t{bits}\t", ids[start:start + BATCH_ROWS],
+                                   packed[start:start + BATCH_ROWS]) for start in range(0, len(ids), BATCH_ROWS)])
+        _load_data_mysql_text(cursor, "provbatch_current", _CURRENT_COLUMNS, text.encode("utf-8"))
         return
     if dialect.name == "sqlite" and dialect.sqlite_json and _consecutive(ids):
-        # consecutive ids (a batch of entities this transaction numbered): a column is one JSON array,
-        # its rows numbered by position inside SQLite, no Python object per row (3x executemany's rate)
+        # consecutive ids (a batch of entities this transaction numbered): the rows are one JSON array,
+        # numbered by position inside SQLite, no Python object per row (3x executemany's rate)
         try:
-            for attribute_id, column in zip(attribute_ids, columns):
-                cursor.execute(f"INSERT INTO provbatch_current (attribute, entity, computation, value) SELECT "
-                               f"{attribute_id}, {ids[0]} + key, {computation}, value FROM json_each(?)",
-                               (_json_array(column),))
+            cursor.execute(f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} SELECT "
+                           f"{outset.id}, {ids[0]} + key, {computation}, {bits}, value FROM json_each(?)",
+                           (_json_array(packed),))
             return
         except sqlite3.OperationalError as exc:  # an SQLite built without JSON: nothing was inserted
             if "json_each" not in str(exc):
                 raise
             dialect.sqlite_json = False
     p = dialect.p
-    for attribute_id, column in zip(attribute_ids, columns):
-        # the attribute and computation as literals (our own integers): two parameters per row
-        insert = (f"INSERT INTO provbatch_current (attribute, entity, computation, value) "
-                  f"VALUES ({attribute_id}, {p}, {computation}, {p})")
-        if dialect.name == "sqlite":
-            cursor.executemany(insert, zip(ids, column))  # the driver takes an iterator: no list of tuples
-        else:
-            for start in range(0, len(ids), BATCH_ROWS):
-                cursor.executemany(insert, list(zip(ids[start:start + BATCH_ROWS], column[start:start + BATCH_ROWS])))
+    # the outset, computation and bits as literals (our own integers): two parameters per row
+    insert = f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} VALUES ({outset.id}, {p}, {computation}, {bits}, {p})"
+    if dialect.name == "sqlite":
+        cursor.executemany(insert, zip(ids, packed))  # the driver takes an iterator: no list of tuples
+    else:
+        for start in range(0, len(ids), BATCH_ROWS):
+            cursor.executemany(insert, list(zip(ids[start:start + BATCH_ROWS], packed[start:start + BATCH_ROWS])))
 
 
 def _consecutive(ids: Sequence[int]) -> bool:
@@ -464,91 +500,106 @@ def _consecutive(ids: Sequence[int]) -> bool:
     return ids[-1] - ids[0] == len(ids) - 1 and list(ids) == list(range(ids[0], ids[0] + len(ids)))
 
 
-def _replace_sqlite(cursor: Any, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
-                    columns: Sequence[Sequence[Any]], fresh: bool) -> None:
-    """Existing entities on SQLite: a few primary-key statements per value, run by ``executemany`` (the
+#: the upsert of a row of computation C: its values where the row was another computation's, kept where it is
+#: C's already (a reload changes nothing stored); every bit set either way (C's values are all current now)
+_UPSERT_SET = ("values_text = CASE WHEN provbatch_current.computation <> excluded.computation THEN excluded.values_text "
+               "ELSE provbatch_current.values_text END, computation = excluded.computation, "
+               "current_bits = excluded.current_bits WHERE provbatch_current.computation <> excluded.computation "
+               "OR provbatch_current.current_bits <> excluded.current_bits")
+
+
+def _replace_sqlite(cursor: Any, computation: int, outset: Outset, others: Sequence[tuple[int, int]],
+                    ids: Sequence[int], packed: Sequence[str | None], fresh: bool) -> None:
+    """Existing entities on SQLite: a few primary-key statements per entity, run by ``executemany`` (the
     write lock is held: nothing changes between them). ``fresh``: the computation has no rows yet,
     so none can wait in history."""
     keys = [(entity_id,) for entity_id in ids]
-    for attribute_id, column in zip(attribute_ids, columns):
-        same = f"attribute = {attribute_id} AND entity = ? AND computation"
-        cursor.executemany("INSERT INTO provbatch_history (attribute, entity, computation, value) "
-                           f"SELECT attribute, entity, computation, value FROM provbatch_current WHERE {same} <> {computation}",
-                           keys)
-        if not fresh:
-            # a reload of an earlier computation: its values come back from history, as they were stored
-            cursor.executemany("INSERT INTO provbatch_current (attribute, entity, computation, value) "
-                               f"SELECT attribute, entity, computation, value FROM provbatch_history WHERE {same} = {computation} "
-                               "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, "
-                               "value = excluded.value", keys)
-            cursor.executemany(f"DELETE FROM provbatch_history WHERE {same} = {computation}", keys)
-        cursor.executemany("INSERT INTO provbatch_current (attribute, entity, computation, value) "
-                           f"VALUES ({attribute_id}, ?, {computation}, ?) "
-                           "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, "
-                           "value = excluded.value WHERE provbatch_current.computation <> excluded.computation",
-                           zip(ids, column))
+    for other, bits in others:  # the values this outset replaces in other outsets' rows: no longer current
+        cursor.executemany(f"UPDATE provbatch_current SET current_bits = current_bits & {_ALL_BITS ^ bits} "
+                           f"WHERE outset = {other} AND entity = ? AND (current_bits & {bits}) <> 0", keys)
+    same = f"outset = {outset.id} AND entity = ? AND computation"
+    cursor.executemany("INSERT INTO provbatch_history (outset, entity, computation, values_text) "
+                       f"SELECT outset, entity, computation, values_text FROM provbatch_current WHERE {same} <> {computation}",
+                       keys)
+    if not fresh:
+        # a reload of an earlier computation: its values come back from history, as they were stored
+        cursor.executemany(f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} "
+                           f"SELECT outset, entity, computation, {outset.bits}, values_text FROM provbatch_history "
+                           f"WHERE {same} = {computation} ON CONFLICT (outset, entity) DO UPDATE SET "
+                           "computation = excluded.computation, current_bits = excluded.current_bits, "
+                           "values_text = excluded.values_text", keys)
+        cursor.executemany(f"DELETE FROM provbatch_history WHERE {same} = {computation}", keys)
+    cursor.executemany(f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} "
+                       f"VALUES ({outset.id}, ?, {computation}, {outset.bits}, ?) "
+                       f"ON CONFLICT (outset, entity) DO UPDATE SET {_UPSERT_SET}", zip(ids, packed))
 
 
 #: the rows of a batch for existing entities, before they are merged (PostgreSQL, MySQL/MariaDB)
 _LOAD_TABLE = {
-    "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load "
-                  "(attribute integer, entity bigint, computation integer, value text) ON COMMIT DELETE ROWS",
-    "mysql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load "
-             "(attribute integer, entity bigint, computation integer, value text, PRIMARY KEY (attribute, entity)) "
+    "postgresql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load (entity bigint, values_text text) ON COMMIT DELETE ROWS",
+    "mysql": "CREATE TEMPORARY TABLE IF NOT EXISTS provbatch_load (entity bigint, values_text text, PRIMARY KEY (entity)) "
              "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
 }
-_JOIN_CURRENT = "c.attribute = l.attribute AND c.entity = l.entity"
-_JOIN_HISTORY = "h.attribute = l.attribute AND h.entity = l.entity AND h.computation = l.computation"
-#: the merge, set-based: replaced current rows to history; rows of this computation in history back to
-#: current (a reload); the batch's values made current where the current row is another computation's
-_MERGE = {
-    "postgresql": (
-        "INSERT INTO provbatch_history (attribute, entity, computation, value) SELECT c.attribute, c.entity, "
-        f"c.computation, c.value FROM provbatch_current c JOIN provbatch_load l ON {_JOIN_CURRENT} "
-        "WHERE c.computation <> l.computation",
-        "INSERT INTO provbatch_current (attribute, entity, computation, value) SELECT h.attribute, h.entity, "
-        f"h.computation, h.value FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY} "
-        "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, value = excluded.value",
-        f"DELETE FROM provbatch_history h USING provbatch_load l WHERE {_JOIN_HISTORY}",
-        "INSERT INTO provbatch_current (attribute, entity, computation, value) "
-        "SELECT attribute, entity, computation, value FROM provbatch_load "
-        "ON CONFLICT (attribute, entity) DO UPDATE SET computation = excluded.computation, value = excluded.value "
-        "WHERE provbatch_current.computation <> excluded.computation",
-    ),
-    "mysql": (
-        "INSERT INTO provbatch_history (attribute, entity, computation, value) SELECT c.attribute, c.entity, "
-        f"c.computation, c.value FROM provbatch_current c JOIN provbatch_load l ON {_JOIN_CURRENT} "
-        "WHERE c.computation <> l.computation",
-        "INSERT INTO provbatch_current (attribute, entity, computation, value) SELECT h.attribute, h.entity, "
-        f"h.computation, h.value FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY} "
-        "ON DUPLICATE KEY UPDATE computation = VALUES(computation), value = VALUES(value)",
-        f"DELETE h FROM provbatch_history h JOIN provbatch_load l ON {_JOIN_HISTORY}",
-        # the value first: MySQL assigns left to right, and it is compared with the computation before
-        "INSERT INTO provbatch_current (attribute, entity, computation, value) "
-        "SELECT attribute, entity, computation, value FROM provbatch_load l ON DUPLICATE KEY UPDATE "
-        "value = IF(provbatch_current.computation <> VALUES(computation), VALUES(value), provbatch_current.value), "
-        "computation = VALUES(computation)",
-    ),
-}
 
 
-def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
-                       columns: Sequence[Sequence[Any]], fresh: bool) -> None:
+def _merge(dialect: str, outset: Outset, computation: int, others: Sequence[tuple[int, int]]
+           ) -> tuple[list[str], str, str, str, str]:
+    """The set-based merge of a batch in ``provbatch_load`` for one outset of computation C: the bits of the
+    attributes it replaces cleared in other outsets' rows; replaced current rows to history; C's rows in
+    history back to current (a reload); the batch made current (:data:`_UPSERT_SET`)."""
+    o, c, bits = outset.id, computation, outset.bits
+    join_current = f"c.outset = {o} AND c.entity = l.entity"
+    join_history = f"h.outset = {o} AND h.entity = l.entity AND h.computation = {c}"
+    to_history = ("INSERT INTO provbatch_history (outset, entity, computation, values_text) SELECT c.outset, c.entity, "
+                  f"c.computation, c.values_text FROM provbatch_current c JOIN provbatch_load l ON {join_current} "
+                  f"WHERE c.computation <> {c}")
+    back = (f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} SELECT h.outset, h.entity, h.computation, {bits}, "
+            f"h.values_text FROM provbatch_history h JOIN provbatch_load l ON {join_history} ")
+    upsert = f"INSERT INTO provbatch_current {_CURRENT_COLUMNS} SELECT {o}, l.entity, {c}, {bits}, l.values_text FROM provbatch_load l "
+    if dialect == "postgresql":
+        clear = [f"UPDATE provbatch_current c SET current_bits = c.current_bits & {_ALL_BITS ^ other_bits} FROM provbatch_load l "
+                 f"WHERE c.outset = {other} AND c.entity = l.entity AND (c.current_bits & {other_bits}) <> 0"
+                 for other, other_bits in others]
+        back += ("ON CONFLICT (outset, entity) DO UPDATE SET computation = excluded.computation, "
+                 "current_bits = excluded.current_bits, values_text = excluded.values_text")
+        delete = f"DELETE FROM provbatch_history h USING provbatch_load l WHERE {join_history}"
+        upsert += f"ON CONFLICT (outset, entity) DO UPDATE SET {_UPSERT_SET}"
+    else:
+        clear = [f"UPDATE provbatch_current c JOIN provbatch_load l ON c.outset = {other} AND c.entity = l.entity "
+                 f"SET c.current_bits = c.current_bits & {_ALL_BITS ^ other_bits} WHERE (c.current_bits & {other_bits}) <> 0"
+                 for other, other_bits in others]
+        back += ("ON DUPLICATE KEY UPDATE computation = VALUES(computation), current_bits = VALUES(current_bits), "
+                 "values_text = VALUES(values_text)")
+        delete = f"DELETE h FROM provbatch_history h JOIN provbatch_load l ON {join_history}"
+        # the values first: MySQL assigns left to right, and they are chosen by the computation before
+        upsert += ("ON DUPLICATE KEY UPDATE values_text = IF(provbatch_current.computation <> VALUES(computation), "
+                   "VALUES(values_text), provbatch_current.values_text), computation = VALUES(computation), "
+                   "current_bits = VALUES(current_bits)")
+    return clear, to_history, back, delete, upsert
+
+
+def _replace_set_based(cursor: Any, dialect: Dialect, computation: int, outset: Outset, others: Sequence[tuple[int, int]],
+                       ids: Sequence[int], packed: Sequence[str | None], fresh: bool) -> None:
     """Existing entities on PostgreSQL and MySQL/MariaDB: the batch into a temporary table (COPY, LOAD DATA
-    or executemany), then four set-based statements (:data:`_MERGE`; the two of a reload skipped when
+    or executemany), then a few set-based statements (:func:`_merge`; the two of a reload skipped when
     ``fresh``). The attributes are locked (:func:`lock_attributes`)."""
     cursor.execute(_LOAD_TABLE[dialect.name])
-    n_rows = len(ids) * len(attribute_ids)
     if dialect.name == "postgresql":
-        _copy_columns(cursor, "provbatch_load", computation, attribute_ids, ids, columns)
+        with cursor.copy("COPY provbatch_load (entity, values_text) FROM STDIN") as copy:
+            for start in range(0, len(ids), BATCH_ROWS):
+                copy.write(_copy_text("", "\t", ids[start:start + BATCH_ROWS], packed[start:start + BATCH_ROWS]))
         cursor.execute("ANALYZE provbatch_load")  # else the planner guesses its size, and may scan provbatch_current
-    elif n_rows > 1000 and dialect.local_infile:
-        _load_data_mysql(cursor, "provbatch_load", computation, attribute_ids, ids, columns)
+    elif len(ids) > 200 and dialect.local_infile:
+        text = "".join([_copy_text("", "\t", ids[start:start + BATCH_ROWS], packed[start:start + BATCH_ROWS])
+                        for start in range(0, len(ids), BATCH_ROWS)])
+        _load_data_mysql_text(cursor, "provbatch_load", "(entity, values_text)", text.encode("utf-8"))
     else:
-        insert = f"INSERT INTO provbatch_load (attribute, entity, computation, value) VALUES (%s, %s, {computation}, %s)"
-        for attribute_id, column in zip(attribute_ids, columns):
-            cursor.executemany(insert, list(zip(repeat(attribute_id, len(ids)), ids, column)))
-    to_history, back_from_history, delete_from_history, upsert = _MERGE[dialect.name]
+        for start in range(0, len(ids), BATCH_ROWS):
+            cursor.executemany("INSERT INTO provbatch_load (entity, values_text) VALUES (%s, %s)",
+                               list(zip(ids[start:start + BATCH_ROWS], packed[start:start + BATCH_ROWS])))
+    clear, to_history, back_from_history, delete_from_history, upsert = _merge(dialect.name, outset, computation, others)
+    for statement in clear:
+        cursor.execute(statement)
     cursor.execute(to_history)
     if not fresh:
         cursor.execute(back_from_history)
@@ -571,17 +622,17 @@ def _pairs_text(pairs: Sequence[tuple[str, str]]) -> str | None:
     return text
 
 
-def _copy_text(attribute_id: int, computation: int, ids: Sequence[int], values: Sequence[str | None]) -> str:
-    """Rows (attribute, entity, computation, value) in the text format of PostgreSQL COPY and MySQL LOAD DATA:
+def _copy_text(head: str, middle: str, ids: Sequence[int], values: Sequence[str | None]) -> str:
+    """Rows ``head + entity + middle + value`` in the text format of PostgreSQL COPY and MySQL LOAD DATA:
     tab-separated, \\N for NULL.
 
-    The value has no tab or newline (it comes from a TSV field), so only
-    backslashes need escaping.
+    A value holds no newline (it comes from results-file fields); the tabs
+    that join a row's values and its backslashes are escaped.
     """
-    null, backslash, escaped = "\\N", "\\", "\\\\"
-    head, middle = f"{attribute_id}\t", f"\t{computation}\t"
+    null, backslash, escaped, tab, escaped_tab = "\\N", "\\", "\\\\", "\t", "\\t"
     return "".join([
-        f"{head}{entity_id}{middle}{null if value is None else (value.replace(backslash, escaped) if backslash in value else value)}\n"
+        f"{head}{entity_id}{middle}"
+        f"{null if value is None else (value.replace(backslash, escaped).replace(tab, escaped_tab) if backslash in value or tab in value else value)}\n"
         for entity_id, value in zip(ids, values)])
 
 
@@ -591,15 +642,6 @@ _SPECIAL = re.compile(r"[\\\t\n]")
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
-def _load_data_mysql(cursor: Any, table: str, computation: int, attribute_ids: Sequence[int], ids: Sequence[int],
-                     columns: Sequence[Sequence[Any]]) -> None:
-    """Rows (attribute, entity, computation, value) into ``table`` by one LOAD DATA LOCAL INFILE (as prenacs
-    loads): the current values of new entities, or a batch into the temporary table of the merge."""
-    text = "".join([_copy_text(attribute_id, computation, ids[start:start + BATCH_ROWS], column[start:start + BATCH_ROWS])
-                    for attribute_id, column in zip(attribute_ids, columns) for start in range(0, len(ids), BATCH_ROWS)])
-    _load_data_mysql_text(cursor, table, "(attribute, entity, computation, value)", text.encode("utf-8"))
 
 
 def _load_data_mysql_text(cursor: Any, table: str, columns: str, text: bytes, ignore: bool = False) -> int:

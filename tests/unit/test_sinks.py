@@ -105,7 +105,7 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
 
     def stored_values() -> list[tuple[str, str]]:
         with sqlite3.connect(database) as db:
-            return db.execute("SELECT e.name, v.value FROM provbatch_current v JOIN provbatch_entities e "
+            return db.execute("SELECT e.name, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
                               "ON e.id = v.entity ORDER BY e.name").fetchall()
 
     sink.write(ResultChunk(["a\t1\n", "bb\t2\n"], stored=[("a", ["1"], "a"), ("bb", ["2"], "bb")]))
