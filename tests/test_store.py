@@ -69,17 +69,17 @@ def test_migrated_schema_equals_the_tables_module(store_url: str, by_migrations:
 
     from provbatch.store.url import create_engine
 
-    assert migrate.head_revision() == schema.SCHEMA_REVISION == "0003"
+    assert migrate.head_revision() == schema.SCHEMA_REVISION == "0004"
     engine = create_engine(store_url)
-    assert migrate.upgrade(engine, by_migrations=by_migrations) == (None, "0003")
+    assert migrate.upgrade(engine, by_migrations=by_migrations) == (None, "0004")
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
         differences = [d for d in compare_metadata(context, schema.metadata)]
         versions = connection.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all()
     engine.dispose()
     assert differences == []
-    assert versions == ["0003"]
-    assert Store.init(store_url)[1:] == ("0003", "0003")  # init again: nothing to do
+    assert versions == ["0004"]
+    assert Store.init(store_url)[1:] == ("0004", "0004")  # init again: nothing to do
 
 
 def _hold_schema_lock(connection: sa.Connection) -> None:
@@ -147,10 +147,10 @@ def test_on_mariadb_the_schema_lock_is_released_only_once_the_stamp_is_committed
                 stamps_seen_at_release.append(
                     other.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all())
 
-    assert migrate.upgrade(engine) == (None, "0003")
+    assert migrate.upgrade(engine) == (None, "0004")
     engine.dispose()
     observer.dispose()
-    assert stamps_seen_at_release == [["0003"]]
+    assert stamps_seen_at_release == [["0004"]]
 
 
 def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
@@ -166,7 +166,7 @@ def test_open_refuses_an_older_schema(store_url: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0003: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0004: run 'provbatch store init'"):
         Store(store_url)
 
 
@@ -602,11 +602,11 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
         for attribute, entity, computation in pointers:
             _insert(connection, "provbatch_current", attribute=attribute, entity=entity, computation=computation)
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0003: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0004: run 'provbatch store init'"):
         Store(store_url)
 
-    assert Store.init(store_url)[1:] == ("0001", "0003")
-    engine = create_engine(store_url)
+    engine = create_engine(store_url)  # the rows as 0002 moved them (0003 kept them; 0004 packs them)
+    assert migrate.upgrade(engine, to="0003") == ("0001", "0003")
     with engine.connect() as connection:
         assert not sa.inspect(connection).has_table("provbatch_values")
         assert sorted(connection.execute(sa.text("SELECT attribute, entity, computation, value FROM provbatch_current"))) == [
@@ -614,6 +614,7 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
         assert sorted(connection.execute(sa.text("SELECT attribute, entity, computation, value FROM provbatch_history"))) == [
             (1, 1, 2, "0.52"), (1, 2, 1, "0.25"), (1, 2, 2, "0.3"), (2, 1, 2, "101")]
     engine.dispose()
+    assert Store.init(store_url)[1:] == ("0003", "0004")
 
     with Store(store_url) as store:
         state = {("e1", "gc"): (0.5, U[1]), ("e1", "length"): (100, U[1]), ("e2", "gc"): (0.35, U[3]),
@@ -627,11 +628,14 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
             ("e2", "gc", 0.35, U[3], True, "seq", "2.0"),
             ("e1", "length", 100, U[1], True, "seq", "1.0"), ("e1", "length", 101, U[2], False, "quick", "0.1"),
             ("e2", "length", 8, U[1], True, "seq", "1.0"),
+            # computation 2 stored e2's gc without its length: packed (0004), its row of e2 holds both, the
+            # length as no value (a row has a place for each attribute of its outset)
+            ("e2", "length", None, U[2], False, "quick", "0.1"),
         ]
         answers = {(entity, attribute): (why["value"], why["computation"], why["plugin_id"], why["n_values"])
                    for entity, attribute in state for why in [store.why(entity, attribute)]}
         assert answers == {("e1", "gc"): (0.5, U[1], "seq", 2), ("e1", "length"): (100, U[1], "seq", 2),
-                           ("e2", "gc"): (0.35, U[3], "seq", 3), ("e2", "length"): (8, U[1], "seq", 1)}
+                           ("e2", "gc"): (0.35, U[3], "seq", 3), ("e2", "length"): (8, U[1], "seq", 2)}
         # writing goes on: computation 2 loaded again makes its values current again, from history, as stored
         again = store.load(tsv(tmp_path / "b.tsv", [["e1", "0.52", "101"], ["e2", "0.3", ""]]), records[2])
         assert again.already_loaded
@@ -693,7 +697,7 @@ def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_ur
             _insert(connection, "provbatch_current", attribute=attribute, entity=last_id("provbatch_entities"),
                     computation=computation, value=str(number))
     engine.dispose()
-    assert Store.init(store_url)[1:] == ("0002", "0003")
+    assert Store.init(store_url)[1:] == ("0002", "0004")
     engine = create_engine(store_url)
     with engine.connect() as connection:
         keys = dict(connection.execute(sa.text("SELECT name, name_key FROM provbatch_entities")).all())
