@@ -654,27 +654,30 @@ class Store:
 
     def why(self, entity: str, attribute: str) -> dict[str, Any] | None:
         """Where the current value of (entity, attribute) comes from; None when the store has none."""
-        e, a, c, p, i, cur, h = t_entities, t_attributes, t_computations, t_plugins, t_inputs, t_current, t_history
+        e, a, c, p, i = t_entities, t_attributes, t_computations, t_plugins, t_inputs
         with self._read() as connection:
             found = connection.execute(sa.select(a.c.id, a.c.datatype).where(a.c.name == attribute)).first()
-            entity_pk = connection.execute(sa.select(e.c.id).where(e.c.name_key == entity_key(entity))).scalar()
-            if found is None or entity_pk is None:
+            if found is None:
                 return None
             attribute_pk, datatype = found
-            value_text: str | None = None
-            computation_pk = None
-            n_values = 0
-            for place in placements(read_outsets(connection)).get(attribute_pk, []):
-                row = connection.execute(sa.select(cur.c.computation, cur.c.current_bits, cur.c.values_text).where(
-                    cur.c.outset == place.outset, cur.c.entity == entity_pk)).first()
-                if row is None:
-                    continue
-                n_values += 1 + (connection.execute(sa.select(sa.func.count()).select_from(h).where(
-                    h.c.outset == place.outset, h.c.entity == entity_pk)).scalar() or 0)
-                if row[1] & place.bit:
-                    computation_pk, value_text = row[0], unpack(row[2], place.width)[place.position]
-            if computation_pk is None:
+            where = {place.outset: place for place in placements(read_outsets(connection)).get(attribute_pk, [])}
+            if not where:
                 return None
+            entity_pk = connection.execute(sa.select(e.c.id).where(e.c.name_key == entity_key(entity))).scalar()
+            if entity_pk is None:
+                return None
+            # every stored value of (entity, attribute): one row of each outset that holds it, current or history
+            outsets = ", ".join(str(outset) for outset in where)
+            stored = connection.execute(sa.text(
+                f"SELECT outset, computation, current_bits, values_text FROM provbatch_current WHERE outset IN ({outsets}) "
+                "AND entity = :entity UNION ALL SELECT outset, computation, 0, NULL FROM provbatch_history "
+                f"WHERE outset IN ({outsets}) AND entity = :entity"), {"entity": entity_pk}).all()
+            now = [row for row in stored if row[2] & where[row[0]].bit]
+            if not now:
+                return None
+            outset, computation_pk, _bits, values_text = now[0]
+            value_text = unpack(values_text, where[outset].width)[where[outset].position]
+            n_values = len(stored)
             query = (sa.select(c, p.c.plugin_id, p.c.version, p.c.lang, i.c.path.label("input_path"),
                                i.c.size.label("input_size"), i.c.sha256.label("input_sha256"))
                      .select_from(c.join(p, p.c.id == c.c.plugin)
