@@ -242,6 +242,37 @@ def test_overlapping_computations_partial_group_recompute_and_reload(store: Stor
     assert store.why("e1", "nothing") is None and store.why("nobody", "gc") is None
 
 
+def test_dropping_an_attribute_a_row_shares_keeps_the_others_values_and_a_re_added_one_starts_empty(
+        store: Store, tmp_path: Path) -> None:
+    """Values are packed a row per (computation, entity): dropping one attribute blanks its value out of the
+    rows (current and history) and keeps the other attributes' values, history and why answers; the attribute
+    added again (SQLite may give it the same id) has no value, and a computation of the old attribute list
+    writes a new outset."""
+    three = ["gc", "length", "counts"]
+    store.load(tsv(tmp_path / "a1.tsv", [["e1", "0.5", "100", "1,2,3"], ["e2", "0.25", "8", "0,0,1"]]), record(U[1], "seq", "1.0", three))
+    store.load(tsv(tmp_path / "a2.tsv", [["e1", "0.6", "101", "1,1,1"]]), record(U[2], "seq", "2.0", three, sha="s2"))
+    assert store.drop_attribute("counts") == 3  # e1's two values, e2's one
+    assert "counts" not in store.attributes()
+    assert current(store) == {("e1", "gc"): (0.6, U[2]), ("e1", "length"): (101, U[2]),
+                              ("e2", "gc"): (0.25, U[1]), ("e2", "length"): (8, U[1])}
+    assert sorted((v["entity"], v["attribute"], v["value"], v["computation"], v["current"])
+                  for v in store.iter_values(history=True)) == [
+        ("e1", "gc", 0.5, U[1], False), ("e1", "gc", 0.6, U[2], True), ("e1", "length", 100, U[1], False),
+        ("e1", "length", 101, U[2], True), ("e2", "gc", 0.25, U[1], True), ("e2", "length", 8, U[1], True)]
+    assert (store.why("e1", "length")["value"], store.why("e1", "length")["n_values"]) == (101, 2)
+    with store.engine.connect() as connection:
+        stored = sorted(connection.execute(sa.text("SELECT values_text FROM provbatch_current UNION ALL "
+                                                   "SELECT values_text FROM provbatch_history")).scalars())
+    assert stored == ["0.25\t8\t", "0.5\t100\t", "0.6\t101\t"]  # the dropped values are gone, not hidden
+    store.apply_attributes({"counts": DEFINITIONS["counts"]})
+    assert store.why("e1", "counts") is None and list(store.iter_values(["counts"], history=True)) == []
+    store.load(tsv(tmp_path / "a3.tsv", [["e2", "0.3", "9", "2,2,2"]]), record(U[3], "seq", "3.0", three, sha="s3"))
+    assert current(store)[("e2", "counts")] == ([2, 2, 2], U[3])
+    assert [(v["value"], v["computation"]) for v in store.iter_values(["gc"], entities=["e2"], history=True)] == [
+        (0.25, U[1]), (0.3, U[3])]
+    assert store.why("e2", "gc")["n_values"] == 2
+
+
 def test_bad_results_are_refused_before_anything_is_written(store: Store, tmp_path: Path) -> None:
     bad = tsv(tmp_path / "bad.tsv", [["e1", "0.5", "100", "1,2,3"], ["e2", "0.5", "many", "1"]])
     with pytest.raises(UsageError, match=r"bad.tsv:2: attribute 'length' \(Integer\): 'many' is not an Integer"):
