@@ -273,6 +273,39 @@ def test_dropping_an_attribute_a_row_shares_keeps_the_others_values_and_a_re_add
     assert store.why("e2", "gc")["n_values"] == 2
 
 
+def test_a_computation_of_130_attributes_writes_three_rows_an_entity_and_a_recompute_across_two_of_them_replaces_only_its_own(
+        store: Store, tmp_path: Path) -> None:
+    """More attributes than a row holds (63): a computation writes one row per 63 of them. Another plugin
+    recomputes attributes 60-69 (they span the first two rows) of some entities, new ones among them; the
+    first computation loaded again makes its values current again. Every value and its computation is checked,
+    with history and why, after each step."""
+    wide = [f"w{i:03d}" for i in range(130)]
+    store.apply_attributes({name: {"datatype": "Integer"} for name in wide})
+    first = record(U[1], "wide", "1", wide)
+    store.load(tsv(tmp_path / "first.tsv", [[f"e{e}", *(str(100 * e + i) for i in range(130))] for e in range(3)]), first)
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_current")).scalar() == 3 * 3
+    expected = {(f"e{e}", name): (100 * e + i, U[1]) for e in range(3) for i, name in enumerate(wide)}
+    assert {key: value for key, value in current(store).items() if key[1] in wide} == expected
+
+    part = wide[60:70]
+    second = record(U[2], "part", "1", part, sha="p1")
+    store.load(tsv(tmp_path / "second.tsv", [[f"e{e}", *(str(-i) for i in range(60, 70))] for e in (1, 5)]), second)
+    expected.update({(f"e{e}", name): (-i, U[2]) for e in (1, 5) for i, name in zip(range(60, 70), part)})
+    assert {key: value for key, value in current(store).items() if key[1] in wide} == expected
+    assert [(v["value"], v["computation"], v["current"]) for v in store.iter_values(["w065"], entities=["e1"], history=True)] == [
+        (165, U[1], False), (-65, U[2], True)]
+    assert (store.why("e1", "w062")["value"], store.why("e1", "w062")["n_values"], store.why("e1", "w059")["n_values"]) == (-62, 2, 1)
+
+    again = store.load(tmp_path / "first.tsv", first)
+    assert again.already_loaded
+    expected.update({("e1", name): (100 + i, U[1]) for i, name in zip(range(60, 70), part)})
+    assert {key: value for key, value in current(store).items() if key[1] in wide} == expected
+    assert [(v["value"], v["computation"], v["current"]) for v in store.iter_values(["w065"], history=True)] == [
+        (65, U[1], True), (165, U[1], True), (-65, U[2], False), (265, U[1], True), (-65, U[2], True)]
+    assert [(c["uuid"], c["n_values"]) for c in store.current_computations(wide)] == [(U[1], 390), (U[2], 10)]
+
+
 def test_bad_results_are_refused_before_anything_is_written(store: Store, tmp_path: Path) -> None:
     bad = tsv(tmp_path / "bad.tsv", [["e1", "0.5", "100", "1,2,3"], ["e2", "0.5", "many", "1"]])
     with pytest.raises(UsageError, match=r"bad.tsv:2: attribute 'length' \(Integer\): 'many' is not an Integer"):
