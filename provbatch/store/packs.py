@@ -55,7 +55,11 @@ def pack(columns: Sequence[Sequence[str | None]]) -> Sequence[str | None]:
     """
     if len(columns) == 1:
         column = columns[0]
-        if any("\t" in text for text in column if text is not None):
+        try:  # one join in C (half the time of a generator over the texts, on the hot path of --store)
+            joined = "".join(column)  # type: ignore[arg-type]
+        except TypeError:  # some are None (no value)
+            joined = "".join([text for text in column if text is not None])
+        if "\t" in joined:
             raise ValueError("a stored value holds a tab")
         return column
     cleaned = [[text or "" for text in column] for column in columns]

@@ -22,7 +22,7 @@ def test_a_one_attribute_row_is_the_value_itself() -> None:
     assert packs.unpack(None, 1) == [None] and packs.column_at(column, 0, 1) == column
 
 
-@pytest.mark.parametrize("columns", [[["a\tb"]], [["a", "b"], ["c\td", "e"]]])
+@pytest.mark.parametrize("columns", [[["a\tb"]], [[None, "a\tb"]], [["a", "b"], ["c\td", "e"]]])
 def test_a_value_with_a_tab_is_refused_rather_than_split(columns: list[list[str]]) -> None:
     with pytest.raises(ValueError, match="holds a tab"):
         packs.pack(columns)
