@@ -116,8 +116,34 @@ def gc_paused() -> Iterator[None]:
 
 
 def _json_array(texts: Sequence[str | None]) -> str:
-    """A JSON array of texts for SQLite's json_each, not ASCII-escaped: shorter, and faster to read back."""
-    return json.dumps(texts, ensure_ascii=False)
+    """A JSON array of texts for SQLite's json_each, not ASCII-escaped: shorter, and faster to read back.
+
+    The usual batch (names, numbers) needs no escape at all: its texts are then
+    joined between quotes, a third of ``json.dumps``' time (0.3 s of the child's
+    ~2.6 s for 1,000,000 values of ``batch-compute --store``). A text holds
+    nothing to escape when it has no quote, no backslash and no control
+    character; ``isprintable`` (also False for a few characters JSON would not
+    escape, which then take the exact way) checks the last in one C loop.
+    """
+    try:
+        joined = '","'.join(texts)  # type: ignore[arg-type]
+    except TypeError:  # a None (no value) among them
+        return json.dumps(texts, ensure_ascii=False)
+    if "\\" in joined or joined.count('"') != 2 * (len(texts) - 1) or not joined.isprintable():
+        return json.dumps(texts, ensure_ascii=False)
+    return f'["{joined}"]'
+
+
+def _own_keys_array(names: Sequence[str]) -> str | None:
+    """:func:`_json_array` of ``names`` when every name is its own key (:func:`entity_keys`) and needs no
+    escape, checked on one joined text (the two checks shared one ``isprintable`` pass); else None."""
+    if not names or max(map(len, names)) > KEY_CHARS:
+        return None
+    joined = '","'.join(names)
+    if ("\\" in joined or joined.count('"') != 2 * (len(names) - 1) or not joined.isprintable()
+            or ' ","' in joined or joined.endswith(" ")):
+        return None
+    return f'["{joined}"]'
 
 
 def _chunks(rows: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -197,13 +223,16 @@ class EntityIds:
         the ids are ``first, first + 1, ...`` and no SELECT is needed at all; otherwise one join of the
         batch's keys with the key index gives them all.
         """
-        keys = entity_keys(names)
+        names_array = _own_keys_array(names)  # the usual batch: the names are the keys, and their JSON is a join
+        keys = names if names_array is not None else entity_keys(names)
+        if keys is names and names_array is None:
+            names_array = _json_array(names)
         first = cursor.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM provbatch_entities").fetchone()[0]
         if self.dialect.sqlite_json:
             try:
-                if keys is names:
+                if names_array is not None:
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
-                                   "SELECT ? + key, value, value FROM json_each(?)", (first, _json_array(names)))
+                                   "SELECT ? + key, value, value FROM json_each(?)", (first, names_array))
                 else:  # some names are hashed: an array of [key, name] pairs (a join of two arrays is quadratic)
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
                                    "SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
@@ -221,7 +250,7 @@ class EntityIds:
         ids: list[int] = [0] * len(names)
         if self.dialect.sqlite_json:
             for position, entity_id in cursor.execute("SELECT k.key, e.id FROM json_each(?) k JOIN provbatch_entities e "
-                                                      "ON e.name_key = k.value", (_json_array(keys),)):
+                                                      "ON e.name_key = k.value", (names_array or _json_array(keys),)):
                 ids[position] = entity_id
         else:
             position_of = {key: position for position, key in enumerate(keys)}
