@@ -8,15 +8,27 @@ SQL on another core, and costs the engine almost nothing: the engine already
 formats each chunk's TSV text (:attr:`.sink.ResultChunk.lines`), and handing
 that text to the child is one ``writev`` into a pipe.
 
+The child is the run's only connection to the store: it opens it, answers
+the engine's questions about it, and writes the values. So the engine never
+imports SQLAlchemy (~0.35 s of its start-up, measured, before its first
+entity), and the child's own start-up, begun early, overlaps the engine's.
+
 The two sides (:class:`WriterProcess` in the engine's process, :func:`child_main`
 in the child) talk in frames: one byte of kind, four bytes of length, the
-payload. The engine sends ``OPEN`` (the store URL: in the pipe, never on the
-command line, where ``ps`` would show a password), ``START`` (the computation,
-committed by the engine before any value, and its attributes), ``DATA`` (a
-chunk's TSV text), ``INPUTS`` (the input files of a chunk, files mode), ``FLUSH``
-(write what you hold and say so), ``END`` (write the rest, say how many values,
-exit). The child answers ``FLUSHED``, ``DONE``, or ``FAILED`` (the exception,
-pickled, with its traceback) and then exits.
+payload. The engine sends ``OPEN`` (pickled: the store URL, in the pipe, never
+on the command line, where ``ps`` would show a password; whether to create it;
+the plugin's attributes with their definitions, checked against it), answered
+by ``ANSWER`` (whether it exists); ``ASK`` (pickled: one
+of the questions of :meth:`_Child.ask`: record the computation, its done or
+stale entities, finish its record), answered by ``ANSWER``; ``START`` (the
+computation, committed before any value, and its attributes), ``DATA`` (a
+chunk's TSV text), ``INPUTS`` (the input files of a chunk, files mode),
+``FLUSH`` (write what you hold and say so: ``FLUSHED``), ``END`` (write the
+rest and say how many values: ``DONE``). After ``END`` the engine may still
+ask (the end of the computation's record); the end of its input is then its
+goodbye: the child closes the store (SQLite: the log checkpointed into the
+database file) and exits. A failure is answered by ``FAILED`` (the exception,
+pickled, with its traceback), and the child exits.
 
 The child parses the text (one ``split`` of the whole batch: every line has
 exactly 1 + n fields, the engine checked that), encodes it with the store's
@@ -66,9 +78,9 @@ PIPE_BYTES = 1 << 20
 
 HEADER = struct.Struct(">cI")
 # engine -> child
-OPEN, START, DATA, INPUTS, FLUSH, END = b"O", b"S", b"D", b"I", b"F", b"E"
+OPEN, ASK, START, DATA, INPUTS, FLUSH, END = b"O", b"A", b"S", b"D", b"I", b"F", b"E"
 # child -> engine
-FLUSHED, DONE, FAILED = b"K", b"Z", b"X"
+ANSWER, FLUSHED, DONE, FAILED = b"R", b"K", b"Z", b"X"
 
 _PR_SET_PDEATHSIG = 1
 _TIMEOUT = object()
@@ -113,10 +125,6 @@ class WriterProcess:
         #: what is left of the frame being sent when a signal interrupted it (sent first by the next send)
         self._unsent: list[memoryview] = []
         self.ended = False
-
-    def open(self, url: str) -> None:
-        """The store to write into (created, with the attributes, by the engine's sink)."""
-        self.send(OPEN, url.encode("utf-8", "surrogatepass"))
 
     @property
     def pid(self) -> int:
@@ -302,8 +310,6 @@ class _Inbox:
                 self._put(None, b"")
                 return
             self._put(kind, payload)
-            if kind == END:
-                return
 
     def _put(self, kind: bytes | None, payload: bytes) -> None:
         with self._cond:
@@ -380,7 +386,7 @@ def parse_batch(texts: Sequence[bytes], n_outputs: int) -> tuple[list[str], list
 
 
 class _Child:
-    """The child's loop: frames in, a transaction per batch, answers out."""
+    """The child's loop: the store opened, questions answered, then frames in, a transaction per batch."""
 
     def __init__(self, inbox: _Inbox, answers: int) -> None:
         self.inbox = inbox
@@ -392,6 +398,8 @@ class _Child:
         self.inputs: list[tuple[str, str]] = []
         self.n_outputs = 1
         self.last_write = time.monotonic()
+        #: END came: what was held is written; the input's end is now the engine's goodbye, not its death
+        self.ended = False
 
     def next_frame(self, kind_wanted: bytes) -> bytes:
         item = self.inbox.get(None)
@@ -405,18 +413,40 @@ class _Child:
     def run(self) -> None:
         from ..store import Store
 
-        url = self.next_frame(OPEN).decode("utf-8", "surrogatepass")
-        self.store = Store(url)  # created, with the attributes, by the engine's sink before this
+        request = pickle.loads(self.next_frame(OPEN))
+        url = request["url"]
+        # created, with the plugin's attributes, unless the run writes nothing (a dry run: nothing is created)
+        self.store = Store(url, create=True) if request["create"] else Store.open_existing(url)
         try:
-            import json
-
-            start = json.loads(self.next_frame(START))
-            self.writer = self.store.writer(start["computation"], start["attributes"], fresh=start["fresh"])
-            self.n_outputs = len(start["attributes"])
-            self.last_write = time.monotonic()
+            if self.store is not None:
+                self.store.ensure_attributes(request["output"], request["definitions"], request["source"],
+                                             apply=request["create"])
+            _send(self.answers, ANSWER, pickle.dumps({"exists": self.store is not None}))
             self.loop()
         finally:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()  # SQLite: the last connection checkpoints the log into the database file
+
+    def ask(self, payload: bytes) -> Any:
+        """One question of the engine, answered from the store: record the computation (its id), its done
+        entities (a resume), its stale ones (``--only-stale``), or the end of its record."""
+        operation, arguments = pickle.loads(payload)
+        store = self.store
+        if operation == "record_computation":
+            computation, _existed = store.record_computation(arguments, where="{store}")
+            return computation
+        if operation == "done_entities":
+            return list(store.done_entities(*arguments)) if store is not None else []
+        if operation == "stale_entities":
+            from ..store.staleness import PluginNow, stale_values
+
+            output, now = arguments
+            return sorted({value.entity for value in stale_values(store, output, PluginNow(*now))}) if store else []
+        if operation == "finish_computation":
+            computation, fields = arguments
+            store.finish_computation(computation, **fields)
+            return None
+        raise ValueError(f"the store writer got an unknown question {operation!r}")
 
     def loop(self) -> None:
         import json
@@ -437,12 +467,22 @@ class _Child:
                     self.write()
             elif kind == INPUTS:
                 self.inputs.extend(json.loads(payload.decode("utf-8", "surrogatepass")))  # a path may hold any str
+            elif kind == ASK:
+                _send(self.answers, ANSWER, pickle.dumps(self.ask(payload)))
+            elif kind == START:
+                start = json.loads(payload)
+                self.writer = self.store.writer(start["computation"], start["attributes"], fresh=start["fresh"])
+                self.n_outputs = len(start["attributes"])
+                self.last_write = time.monotonic()
             elif kind == FLUSH:
                 self.write()
                 _send(self.answers, FLUSHED)
             elif kind == END:
                 self.write()
-                _send(self.answers, DONE, json.dumps({"values": self.writer.n_values}).encode())
+                self.ended = True
+                n_values = self.writer.n_values if self.writer is not None else 0
+                _send(self.answers, DONE, json.dumps({"values": n_values}).encode())
+            elif self.ended:  # the engine's goodbye after END (and its last questions): the store is closed
                 return
             else:  # the input ended without END: the engine died; nothing more is written
                 os._exit(0)
@@ -452,6 +492,8 @@ class _Child:
         self.last_write = time.monotonic()
         if not self.texts and not self.inputs:
             return
+        if self.writer is None:
+            raise ValueError("the store writer got values before START")
         texts, self.texts, self.n_rows = self.texts, [], 0
         inputs, self.inputs = self.inputs, []
         from ..store.writer import gc_paused

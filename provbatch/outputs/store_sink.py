@@ -3,33 +3,29 @@
 Beside the TSV sink (:mod:`.tsv`), with the same rhythm: the engine hands
 over each completed chunk, and its values are written in one transaction per
 :data:`~.store_process.FLUSH_VALUES` values or :data:`~.store_process.FLUSH_SECONDS`
-seconds, and at the end. The computation's row is committed by this sink,
-in the engine's process, before any of its values (status ``running``,
-completed at the end, after the last value), so a run killed at any moment
-leaves only values with their computation; a resumed run skips the entities
-whose values already come from the same computation (plugin id, version,
-source hash and parameters), and ``--only-stale`` computes only the entities
-with stale values (:mod:`provbatch.store.staleness`).
+seconds, and at the end. The computation's row is committed before any of its
+values (status ``running``, completed at the end, after the last value), so a
+run killed at any moment leaves only values with their computation; a resumed
+run skips the entities whose values already come from the same computation
+(plugin id, version, source hash and parameters), and ``--only-stale``
+computes only the entities with stale values (:mod:`provbatch.store.staleness`).
 
-The values are written by a child process (:mod:`.store_process`), started
-when the sink opens, so that its start-up (an interpreter, SQLAlchemy)
-overlaps the engine's own: the engine hands it each chunk's TSV text through
-a pipe (one ``writev``), and the child parses, checks, encodes and writes it on
-the other core, with no GIL shared with the engine. What the child reports
-(a value the store refuses: ``entity 'x', attribute 'a' (String(3)): ...``, a
-database error) is raised here, unchanged, at the next chunk, flush or close;
-a child that dies without a word is an :class:`~provbatch.errors.OutputWriteError`.
-A dry run (``writes=False``) starts no child.
+The store is the writer process's (:mod:`.store_process`): it opens it,
+checks the plugin's attributes against it, answers this sink's questions
+(record the computation, its done or stale entities, end its record) and
+writes the values, so that the engine never imports SQLAlchemy. The engine
+hands it each chunk's TSV text through a pipe (one ``writev``), and the child
+parses, checks, encodes and writes it on the other core, with no GIL shared
+with the engine. What the child reports (a value the store refuses:
+``entity 'x', attribute 'a' (String(3)): ...``, a database error) is raised
+here, unchanged, at the next chunk, flush or close; a child that dies without
+a word is an :class:`~provbatch.errors.OutputWriteError`, and the end of the
+computation's record (``aborted``) is then written by a connection of this
+process. A dry run's child opens the store without creating it.
 
-Measured side by side (docs/store.md, Performance): 1,000,000 trivial
-entities into SQLite take 1.59-1.75x the TSV-only run (the writer's
-checkpoints in a thread and its early start; 1.90-1.99x before them, 9.40x
-with the hashed keys of revision 0002, 14.4x with the writer thread before
-the process). The run is bound by the writer process, about 3.2 µs per new
-entity's value, ~1.85 µs of it SQLite's own b-tree inserts, against the
-engine's ~2.2 µs per entity. The command line starts the child before the
-engine's imports (:meth:`~.store_process.WriterProcess.start_early`); this
-sink takes it.
+The command line starts the child before the engine's imports
+(:meth:`~.store_process.WriterProcess.start_early`); this sink takes it.
+Measured side by side: docs/store.md, Performance.
 """
 
 from __future__ import annotations
@@ -42,6 +38,8 @@ from typing import Any
 
 from .sink import ResultChunk, ResultSink, SinkPlan
 from .store_process import (
+    ANSWER,
+    ASK,
     DATA,
     DONE,
     END,
@@ -66,45 +64,43 @@ class StoreSink(ResultSink):
     needs_rows = False
 
     def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any, writes: bool = True) -> None:
-        """Open the store at ``url`` and check the plugin's attributes against it.
+        """Open the store at ``url`` (in the writer process) and check the plugin's attributes against it.
 
         ``writes=False`` (a dry run) creates nothing: a store that is not there
         yet stays absent (:attr:`exists` is False, nothing is done in it), and
         missing attributes are not added.
         """
-        # the writer process starts first, before this process imports the store (SQLAlchemy: 0.4 s): the
-        # child's interpreter and imports overlap ours and everything until the first chunk
-        self.process: WriterProcess | None = WriterProcess.take() if writes else None
-        opened = None
-        try:
-            from ..store import ComputationRecord, Store, plugin_record
-            from ..store.url import display_url, store_url
+        from ..store.records import ComputationRecord, plugin_record
+        from ..store.url import display_url, store_url
 
-            self.url = display_url(store_url(url) or url)
-            opened = Store(url, create=True) if writes else Store.open_existing(url)
-            self.exists = opened is not None
-            self.store: Any = opened
-            attributes = definitions.attributes if definitions is not None else {}
-            source = str(definitions.path) if definitions is not None else "attribute definitions"
-            if opened is not None:
-                opened.ensure_attributes(loaded.output, attributes, source, apply=writes)
+        self.url = display_url(store_url(url) or url)  # for messages: its password hidden
+        #: the URL as given, for this process's own connection (:meth:`_finish`, when the child failed)
+        self.given_url = url
+        # started by the command line before the engine's imports, when it could: its start-up overlaps ours
+        self.process = WriterProcess.take() if writes else WriterProcess()
+        # a sink dropped without close (a set-up error after it opened): its child goes too
+        self._reaper = weakref.finalize(self, reap, self.process.process)
+        self._failure: BaseException | None = None
+        self._raised = False
+        try:
             self.plugin = plugin_record(loaded)
             self.record = ComputationRecord(
                 uuid="", plugin=self.plugin, output=list(loaded.output),
                 parameters=_plain(parameters), plugin_sha256=self.plugin.sha256,
                 plugin_path=str(loaded.path.resolve()) if loaded.path else loaded.label,
             )
+            opened = self._ask(OPEN, {
+                "url": url, "create": writes, "output": list(loaded.output),
+                "definitions": definitions.attributes if definitions is not None else {},
+                "source": str(definitions.path) if definitions is not None else "attribute definitions",
+            })
         except BaseException:
-            if opened is not None:
-                opened.close()
-            if self.process is not None:
-                self.process.abandon()
+            self._reaper()
             raise
+        self.exists: bool = opened["exists"]
         self.computation: int | None = None
         self.files_mode: bool | None = None
         self.n_outputs = max(1, len(loaded.output))
-        self._failure: BaseException | None = None
-        self._raised = False
         #: what the run takes from the store before it starts (set by open_for): its done entities
         #: are skipped (a resume), or only its stale ones computed (None: not that run)
         self.resumes = True
@@ -113,16 +109,6 @@ class StoreSink(ResultSink):
         #: are stored at :meth:`start` (the file runs ahead of the store: a killed run's values in flight,
         #: or an earlier run without the store)
         self.takes_over: tuple[Path, str] | None = None
-        if self.process is not None:
-            assert opened is not None
-            # a sink dropped without close (a set-up error after it opened): its child goes too
-            self._reaper = weakref.finalize(self, reap, self.process.process)
-            try:
-                self._send(OPEN, opened.url.encode("utf-8", "surrogatepass"))  # created, with the attributes, above
-            except BaseException:
-                self.process.abandon()
-                opened.close()
-                raise
 
     @classmethod
     def open_for(cls, plan: SinkPlan) -> StoreSink | None:
@@ -160,16 +146,15 @@ class StoreSink(ResultSink):
         """Entity ids whose current values all come from this very computation (for resume)."""
         if not self.exists or not self.resumes:
             return set()
-        return self.store.done_entities(self.record.signature, self.record.output)
+        return self._ask(ASK, ("done_entities", (self.record.signature, self.record.output)))
 
     def stale_ids(self, loaded: Any) -> set[str]:
         """Entity ids with a stale value of one of the plugin's attributes (``--only-stale``)."""
-        from ..store.staleness import plugin_now, stale_values
-
         if not self.exists:
             return set()
-        now = plugin_now(loaded, self.record.parameters)
-        return {value.entity for value in stale_values(self.store, self.record.output, now)}
+        # what :func:`provbatch.store.staleness.plugin_now` gives, as the fields of its PluginNow
+        now = (loaded.id, str(loaded.version), loaded.sha256() if loaded.path else None, self.record.parameters)
+        return set(self._ask(ASK, ("stale_entities", (self.record.output, now))))
 
     def start(self, report: Any, command: list[str] | None) -> None:
         """Commit the computation's row (status running) before any value; then the child may write."""
@@ -179,7 +164,7 @@ class StoreSink(ResultSink):
         record.time_start, record.command = report.time_start, command
         record.run_dir = os.path.abspath(report.run_dir) if report.run_dir else None
         record.comp_status, record.origin = "running", "batch-compute"
-        self.computation, _existed = self.store.record_computation(record, where="{store}")
+        self.computation = self._ask(ASK, ("record_computation", record))
         self._send(START, json.dumps({"computation": self.computation, "attributes": list(record.output),
                                       "fresh": True}).encode())
         if self.takes_over is not None and self.takes_over[0].is_file():
@@ -236,7 +221,7 @@ class StoreSink(ResultSink):
     def flush(self) -> None:
         """What was written so far is committed when this returns (the child says so)."""
         self._check(wait=False)
-        if self.process is None or self.computation is None:
+        if self.computation is None:
             return
         self._send(FLUSH, b"")
         self._check(wait=True, until=FLUSHED)
@@ -244,19 +229,24 @@ class StoreSink(ResultSink):
     def _send(self, kind: bytes, payload: bytes) -> None:
         if self._failure is not None:
             self._raise()
-        assert self.process is not None
         try:
             self.process.send(kind, payload)
         except BrokenPipeError:
             self._check(wait=True)  # the child said why before it went, or it died: raised there
             raise
 
-    def _check(self, wait: bool, until: bytes | None = None) -> None:
-        """Read the child's answers; its failure (or death) is raised here. ``wait``: until ``until``."""
+    def _ask(self, kind: bytes, question: Any) -> Any:
+        """A question to the child (``OPEN`` or ``ASK``, pickled), and its answer; its failure is raised here."""
+        import pickle
+
+        self._send(kind, pickle.dumps(question))
+        return pickle.loads(self._check(wait=True, until=ANSWER))
+
+    def _check(self, wait: bool, until: bytes | None = None) -> bytes:
+        """Read the child's answers; its failure (or death) is raised here. ``wait``: until ``until``, whose
+        payload is returned."""
         if self._failure is not None:
             self._raise()
-        if self.process is None:
-            return
         while True:
             try:
                 answer = self.process.answer(wait)
@@ -267,7 +257,7 @@ class StoreSink(ResultSink):
                                                  "not committed are not in the store")
                 self._raise()
             if answer is None:
-                return
+                return b""
             kind, payload = answer
             if kind == FAILED:
                 try:
@@ -276,7 +266,7 @@ class StoreSink(ResultSink):
                     self._failure = exc
                 self._raise()
             if wait and kind == until:
-                return
+                return payload
 
     def _raise(self) -> None:
         self._raised = True
@@ -285,35 +275,56 @@ class StoreSink(ResultSink):
 
     # ----------------------------------------------------------------- after
     def close(self, report: Any | None = None) -> None:
-        """The child writes what it holds and exits; then the end of the computation's record (when the run
-        got that far): its status is ``aborted`` when the child failed. A failure not raised yet is raised."""
+        """The child writes what it holds; then the end of the computation's record (when the run got that
+        far), whose status is ``aborted`` when the child failed; then the child closes the store and exits.
+        A failure not raised yet is raised."""
         raised_before = self._raised  # the engine saw the failure already: not raised twice
         try:
-            if self.process is not None:
+            if self._failure is None:
                 try:
-                    if self.computation is not None and self._failure is None:
-                        try:
-                            self._send(END, b"")  # the child writes what it holds, says DONE, exits
-                            self._check(wait=True, until=DONE)
-                        except BaseException as exc:  # noqa: BLE001 - the record is finished first
-                            if self._failure is None:
-                                self._failure = exc
-                finally:
-                    self.process.abandon()
-                    self._reaper.detach()
+                    self._send(END, b"")  # the child writes what it holds, says DONE
+                    self._check(wait=True, until=DONE)
+                except BaseException as exc:  # noqa: BLE001 - the record is finished first
+                    if self._failure is None:
+                        self._failure = exc
             if report is not None and self.computation is not None:
                 remarks = list(report.remarks) if report.remarks else []
                 status = report.comp_status
                 if self._failure is not None and not raised_before:
                     status = "aborted"
                     remarks.append(f"store: {' '.join(str(self._failure).split())}")
-                self.store.finish_computation(self.computation, time_end=report.time_end, comp_status=status,
-                                              n_units=report.n_units, remarks="; ".join(remarks) or None)
+                fields = {"time_end": report.time_end, "comp_status": status, "n_units": report.n_units,
+                          "remarks": "; ".join(remarks) or None}
+                self._finish(fields)
         finally:
-            if self.exists:
-                self.store.close()
+            self.process.abandon()  # the end of its input: it closes the store and exits, waited for here
+            self._reaper.detach()
         if self._failure is not None and not raised_before:
             self._raise()
+
+    def _finish(self, fields: dict[str, Any]) -> None:
+        """The end of the computation's record: by the child, or, when it failed (it has exited), by a
+        connection of this process's own."""
+        assert self.computation is not None
+        if self._failure is None:
+            try:
+                self._ask(ASK, ("finish_computation", (self.computation, fields)))
+                return
+            except BaseException as exc:  # noqa: BLE001 - raised by close; the record is finished here
+                self._failure = exc
+                fields = {**fields, "comp_status": "aborted",
+                          "remarks": "; ".join(filter(None, [fields["remarks"], f"store: {' '.join(str(exc).split())}"]))}
+        from ..store import Store
+
+        try:
+            store = Store(self.given_url)
+            try:
+                store.finish_computation(self.computation, **fields)
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - the child's failure is the error; the record stays "running"
+            assert self._failure is not None
+            self._failure.add_note(f"the computation's record could not be ended either: {exc}")
 
 
 def _plain(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +243,7 @@ def test_a_sink_that_cannot_open_closes_those_opened_before(memory_sink, lengths
     assert not (tmp_path / "run").exists()  # bad input: nothing written
 
 
-def test_store_sink_writes_through_its_writer_process_flush_commits_and_a_dry_run_starts_none(tmp_path: Path):
+def test_store_sink_works_through_its_writer_process_flush_commits_and_a_dry_run_creates_nothing(tmp_path: Path):
     plugin_path = tmp_path / "lengths.py"
     plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
                            "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
@@ -250,9 +251,10 @@ def test_store_sink_writes_through_its_writer_process_flush_commits_and_a_dry_ru
     definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
     database = tmp_path / "store.sqlite"
     plugin, definitions = load_plugin(plugin_path), load_attribute_definitions(definitions_path)
-    dry = StoreSink(str(database), plugin, {}, definitions, writes=False)
-    assert (dry.exists, dry.process) == (False, None)
+    dry = StoreSink(str(database), plugin, {}, definitions, writes=False)  # opened by a child, which creates nothing
+    assert dry.exists is False
     dry.close()
+    assert dry.process.process.returncode == 0
     assert not database.exists()
     sink = StoreSink(str(database), plugin, {}, definitions)
     child = sink.process.pid
@@ -261,8 +263,12 @@ def test_store_sink_writes_through_its_writer_process_flush_commits_and_a_dry_ru
     sink.start(report, ["batch-compute", "lengths.py"])
     sink.write(ResultChunk(["a\t1\nbb\t2\n"], stored=[("a", ["1"], "a"), ("bb", ["2"], "bb")]))
     sink.flush()  # returns when the child has committed them
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         assert db.execute("SELECT COUNT(*) FROM provbatch_entities").fetchall() == [(2,)]
     report.comp_status, report.n_units, report.time_end = "completed", 2, report.time_start
     sink.close(report)
     assert sink.process.process.returncode == 0  # reaped: no process left
+    # the child ended the computation's record, and closed the store: its log is in the database file
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("store")) == ["store.sqlite"]
+    with closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT comp_status, n_units FROM provbatch_computations").fetchall() == [("completed", 2)]
