@@ -219,9 +219,12 @@ class EntityIds:
         of every name written: profiling showed the cache's dict operations costing as much as the SQL).
 
         The batch is inserted or ignored (the entity exists) by one statement over a JSON array, its
-        rows numbered by position inside SQLite: when every row went in, which is a first write's case,
-        the ids are ``first, first + 1, ...`` and no SELECT is needed at all; otherwise one join of the
-        batch's keys with the key index gives them all.
+        rows numbered by SQLite: a row inserted without an id gets the largest id so far plus one
+        (https://www.sqlite.org/autoinc.html), so when every row went in, which is a first write's case,
+        the ids are ``first, first + 1, ...`` in the array's order, and no SELECT of them is needed (a
+        check of the first and the last costs two lookups). Giving SQLite the ids instead costs a
+        search of the table per row: 1.05 s against 0.69 s per 1,000,000 new entities, measured with
+        ``sqlite3`` alone. Otherwise one join of the batch's keys with the key index gives them all.
         """
         names_array = _own_keys_array(names)  # the usual batch: the names are the keys, and their JSON is a join
         keys = names if names_array is not None else entity_keys(names)
@@ -231,12 +234,12 @@ class EntityIds:
         if self.dialect.sqlite_json:
             try:
                 if names_array is not None:
-                    cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
-                                   "SELECT ? + key, value, value FROM json_each(?)", (first, names_array))
+                    cursor.execute("INSERT OR IGNORE INTO provbatch_entities (name_key, name) "
+                                   "SELECT value, value FROM json_each(?)", (names_array,))
                 else:  # some names are hashed: an array of [key, name] pairs (a join of two arrays is quadratic)
-                    cursor.execute("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) "
-                                   "SELECT ? + key, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-                                   (first, json.dumps(list(zip(keys, names)), ensure_ascii=False)))
+                    cursor.execute("INSERT OR IGNORE INTO provbatch_entities (name_key, name) "
+                                   "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+                                   (json.dumps(list(zip(keys, names)), ensure_ascii=False),))
             except sqlite3.OperationalError as exc:  # an SQLite built without JSON: nothing was inserted
                 if "json_each" not in str(exc):
                     raise
@@ -244,7 +247,7 @@ class EntityIds:
         if not self.dialect.sqlite_json:
             cursor.executemany("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) VALUES (?, ?, ?)",
                                zip(count(first), keys, names))
-        if cursor.rowcount == len(names):
+        if cursor.rowcount == len(names) and self._numbered(cursor, first, keys):
             self.created = range(first, first + len(names))
             return self.created
         ids: list[int] = [0] * len(names)
@@ -261,6 +264,14 @@ class EntityIds:
                     ids[position_of[key]] = entity_id
         self.created = {entity_id for entity_id in ids if entity_id >= first}  # ids below ``first`` existed before
         return ids
+
+    @staticmethod
+    def _numbered(cursor: Any, first: int, keys: Sequence[str]) -> bool:
+        """Whether the ``len(keys)`` entities just inserted are ``first, first + 1, ...`` in the keys' order
+        (their first and last, checked; otherwise the batch's ids are looked up)."""
+        last = first + len(keys) - 1
+        found = dict(cursor.execute("SELECT id, name_key FROM provbatch_entities WHERE id IN (?, ?)", (first, last)))
+        return found.get(first) == keys[0] and found.get(last) == keys[-1]
 
     def _create_postgresql(self, cursor: Any, absent: list[tuple[str, str]]) -> None:
         """Many entities in a few statements, without a SELECT first: COPY into a staging table, one
