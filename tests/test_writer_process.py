@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from conftest import BIN, run_cli, write_source
+from conftest import BIN, read_tsv, run_cli, write_source
 from test_store_batch import DEFS, SLOW_PLUGIN, TEXT_PLUGIN
 
 MARK = b"provbatch.outputs.store_process"
@@ -290,3 +290,27 @@ def test_a_run_prepared_in_a_thread_that_ends_keeps_its_writer(tmp_path: Path) -
     assert stored(url) == {**{(f"w_{i}", "length"): len(f"w_{i}") for i in range(3000)},
                            **{(f"w_{i}", "upper"): f"W_{i}" for i in range(3000)}}
     assert [status for status, _remarks in computations(url)] == ["completed"]
+
+
+def test_a_new_store_the_writer_cannot_open_is_one_line_exit_2_and_the_results_file_stays_whole(tmp_path: Path) -> None:
+    """A new store is opened by the writer while the engine computes (nothing in it to wait for): when it
+    cannot be opened, the run still ends with the database's one line, and the results file it wrote is
+    whole (a rerun with a store that works takes its values over)."""
+    write_source(tmp_path, "attribute_definitions.yaml", DEFS)
+    plugin = write_source(tmp_path, "slow.py", SLOW_PLUGIN)
+    (tmp_path / "ids.txt").write_text("".join(f"e_{i}\n" for i in range(20)))
+    (tmp_path / "store.sqlite-wal").mkdir()  # SQLite cannot open the store's log: "disk I/O error"
+    result = run_cli(plugin, "ids.txt", "--store", "store.sqlite", "--backend", "serial", "--out", "out.tsv",
+                     "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (f"batch-compute: error: --store sqlite:///{tmp_path / 'store.sqlite'}: "
+                                              "cannot connect: disk I/O error")
+    assert "Traceback" not in result.stderr
+    assert read_tsv(tmp_path / "out.tsv") == {f"e_{i}": [str(2 * i)] for i in range(20)}
+    assert writer_processes(tmp_path) == []
+    (tmp_path / "store.sqlite-wal").rmdir()
+    (tmp_path / "store.sqlite").unlink()
+    again = run_cli(plugin, "ids.txt", "--store", "store.sqlite", "--backend", "serial", "--out", "out.tsv",
+                    "--run-dir", tmp_path / "run2", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert stored(f"sqlite:///{tmp_path / 'store.sqlite'}") == {(f"e_{i}", "slow"): 2 * i for i in range(20)}

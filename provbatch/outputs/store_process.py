@@ -20,8 +20,10 @@ on the command line, where ``ps`` would show a password; whether to create it;
 the plugin's attributes with their definitions, checked against it), answered
 by ``ANSWER`` (whether it exists); ``ASK`` (pickled: one
 of the questions of :meth:`_Child.ask`: record the computation, its done or
-stale entities, finish its record), answered by ``ANSWER``; ``START`` (the
-computation, committed before any value, and its attributes), ``DATA`` (a
+stale entities, finish its record), answered by ``ANSWER`` (in the order
+asked: the engine need not wait for an answer before its next frame); ``START`` (the
+computation's attributes: its values are those of the computation recorded
+last, committed before any value), ``DATA`` (a
 chunk's TSV text), ``INPUTS`` (the input files of a chunk, files mode),
 ``FLUSH`` (write what you hold and say so: ``FLUSHED``), ``END`` (write the
 rest and say how many values: ``DONE``). After ``END`` the engine may still
@@ -393,6 +395,8 @@ class _Child:
         self.answers = answers
         self.store: Any = None
         self.writer: Any = None
+        #: the computation recorded last (``record_computation``): the one START's values are written as
+        self.computation: int | None = None
         self.texts: list[bytes] = []
         self.n_rows = 0
         self.inputs: list[tuple[str, str]] = []
@@ -434,6 +438,7 @@ class _Child:
         store = self.store
         if operation == "record_computation":
             computation, _existed = store.record_computation(arguments, where="{store}")
+            self.computation = computation
             return computation
         if operation == "done_entities":
             return list(store.done_entities(*arguments)) if store is not None else []
@@ -471,7 +476,9 @@ class _Child:
                 _send(self.answers, ANSWER, pickle.dumps(self.ask(payload)))
             elif kind == START:
                 start = json.loads(payload)
-                self.writer = self.store.writer(start["computation"], start["attributes"], fresh=start["fresh"])
+                if self.computation is None:
+                    raise ValueError("the store writer got START before the computation was recorded")
+                self.writer = self.store.writer(self.computation, start["attributes"], fresh=start["fresh"])
                 self.n_outputs = len(start["attributes"])
                 self.last_write = time.monotonic()
             elif kind == FLUSH:

@@ -25,14 +25,27 @@ process. A dry run's child opens the store without creating it.
 
 The command line starts the child before the engine's imports
 (:meth:`~.store_process.WriterProcess.start_early`); this sink takes it.
-Measured side by side: docs/store.md, Performance.
+
+A store that is not there yet (an SQLite file to be created:
+:func:`~provbatch.store.url.new_sqlite_file`) has nothing to tell before the
+run starts: no done entity, no stale one, no attribute to check against (the
+engine checks the plugin's attributes against its definitions itself:
+:func:`~provbatch.store.records.require_defined`). Then the sink asks and does
+not wait: opening the store and recording the computation are answered while
+the engine computes, and the answers (or the child's failure) are read with
+the next chunk. The child's start-up (SQLAlchemy's import, ~0.4 s) is then no
+longer a pause of the engine's. Elsewhere (an existing store, a server) the
+answers are waited for, and a store that cannot be opened stops the run
+before it starts. Measured side by side: docs/store.md, Performance.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +69,21 @@ from .store_process import (
 )
 
 
+class _Owed:
+    """An answer the child owes: the child answers in the order asked, so each ``ANSWER`` read fills
+    the oldest one still owed."""
+
+    __slots__ = ("filled", "value")
+
+    def __init__(self) -> None:
+        self.filled = False
+        self.value: Any = None
+
+    def fill(self, payload: bytes) -> None:
+        self.value = pickle.loads(payload)
+        self.filled = True
+
+
 class StoreSink(ResultSink):
     """Writes one run's values into a store; ``open`` checks everything before the run starts."""
 
@@ -70,8 +98,8 @@ class StoreSink(ResultSink):
         yet stays absent (:attr:`exists` is False, nothing is done in it), and
         missing attributes are not added.
         """
-        from ..store.records import ComputationRecord, plugin_record
-        from ..store.url import display_url, store_url
+        from ..store.records import ComputationRecord, plugin_record, require_defined
+        from ..store.url import display_url, new_sqlite_file, store_url
 
         self.url = display_url(store_url(url) or url)  # for messages: its password hidden
         #: the URL as given, for this process's own connection (:meth:`_finish`, when the child failed)
@@ -82,6 +110,12 @@ class StoreSink(ResultSink):
         self._reaper = weakref.finalize(self, reap, self.process.process)
         self._failure: BaseException | None = None
         self._raised = False
+        #: the answers asked for and not read yet, oldest first
+        self._owed: deque[_Owed] = deque()
+        #: the computation's record, once asked for (:meth:`start`): its id is the answer
+        self._recorded: _Owed | None = None
+        #: a new store: nothing of it is needed before the run starts, so its answers are not waited for
+        self.new = writes and new_sqlite_file(url)
         try:
             self.plugin = plugin_record(loaded)
             self.record = ComputationRecord(
@@ -89,16 +123,17 @@ class StoreSink(ResultSink):
                 parameters=_plain(parameters), plugin_sha256=self.plugin.sha256,
                 plugin_path=str(loaded.path.resolve()) if loaded.path else loaded.label,
             )
-            opened = self._ask(OPEN, {
-                "url": url, "create": writes, "output": list(loaded.output),
-                "definitions": definitions.attributes if definitions is not None else {},
-                "source": str(definitions.path) if definitions is not None else "attribute definitions",
-            })
+            attributes = definitions.attributes if definitions is not None else {}
+            source = str(definitions.path) if definitions is not None else "attribute definitions"
+            if self.new:  # what the child would refuse first, said before the run (a new store has no attribute)
+                require_defined(list(loaded.output), (), attributes, source)
+            opened = self._ask_later(OPEN, {"url": url, "create": writes, "output": list(loaded.output),
+                                            "definitions": attributes, "source": source})
+            #: whether the store holds anything yet (False: a dry run's store that is not there, or a new one)
+            self.exists: bool = False if self.new else self._wait(opened)["exists"]
         except BaseException:
             self._reaper()
             raise
-        self.exists: bool = opened["exists"]
-        self.computation: int | None = None
         self.files_mode: bool | None = None
         self.n_outputs = max(1, len(loaded.output))
         #: what the run takes from the store before it starts (set by open_for): its done entities
@@ -164,9 +199,11 @@ class StoreSink(ResultSink):
         record.time_start, record.command = report.time_start, command
         record.run_dir = os.path.abspath(report.run_dir) if report.run_dir else None
         record.comp_status, record.origin = "running", "batch-compute"
-        self.computation = self._ask(ASK, ("record_computation", record))
-        self._send(START, json.dumps({"computation": self.computation, "attributes": list(record.output),
-                                      "fresh": True}).encode())
+        self._recorded = self._ask_later(ASK, ("record_computation", record))
+        if not self.new:
+            self._wait(self._recorded)
+        # the child writes the values as the computation it recorded last, this one
+        self._send(START, json.dumps({"attributes": list(record.output), "fresh": True}).encode())
         if self.takes_over is not None and self.takes_over[0].is_file():
             self._take_over(*self.takes_over)
 
@@ -235,19 +272,40 @@ class StoreSink(ResultSink):
             self._check(wait=True)  # the child said why before it went, or it died: raised there
             raise
 
+    @property
+    def computation(self) -> int | None:
+        """The id of the computation's record (None before :meth:`start`, or when the child failed before
+        it answered); waited for when it is still owed."""
+        recorded = self._recorded
+        if recorded is None or (not recorded.filled and self._failure is not None):
+            return None
+        return self._wait(recorded)
+
     def _ask(self, kind: bytes, question: Any) -> Any:
         """A question to the child (``OPEN`` or ``ASK``, pickled), and its answer; its failure is raised here."""
-        import pickle
+        return self._wait(self._ask_later(kind, question))
 
+    def _ask_later(self, kind: bytes, question: Any) -> _Owed:
+        """A question to the child, its answer owed: read by a later :meth:`_check` (:meth:`_wait` for it)."""
         self._send(kind, pickle.dumps(question))
-        return pickle.loads(self._check(wait=True, until=ANSWER))
+        owed = _Owed()
+        self._owed.append(owed)
+        return owed
 
-    def _check(self, wait: bool, until: bytes | None = None) -> bytes:
-        """Read the child's answers; its failure (or death) is raised here. ``wait``: until ``until``, whose
-        payload is returned."""
+    def _wait(self, owed: _Owed) -> Any:
+        """The answer ``owed``, read now if it was not yet; the child's failure is raised here."""
+        if not owed.filled:
+            self._check(wait=True, until=owed)
+        return owed.value
+
+    def _check(self, wait: bool, until: bytes | _Owed | None = None) -> bytes:
+        """Read the child's messages (an answer fills the oldest one owed); its failure (or death) is raised
+        here. ``wait``: until ``until`` (a kind, whose payload is returned, or an answer owed)."""
         if self._failure is not None:
             self._raise()
         while True:
+            if isinstance(until, _Owed) and until.filled:
+                return b""
             try:
                 answer = self.process.answer(wait)
             except WriterDied as died:
@@ -265,7 +323,9 @@ class StoreSink(ResultSink):
                 except BaseException as exc:  # noqa: BLE001 - kept, raised now and not again at close
                     self._failure = exc
                 self._raise()
-            if wait and kind == until:
+            if kind == ANSWER:
+                self._owed.popleft().fill(payload)
+            elif wait and kind == until:
                 return payload
 
     def _raise(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid as uuidlib
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +36,20 @@ def signature(plugin_id: str, version: str, sha256: str | None, parameters: dict
     """What makes two computations "the same": plugin id, version, source hash, parameters."""
     text = canonical_json([plugin_id, version, sha256 or "", parameters])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def require_defined(names: Sequence[str], stored: Container[str], definitions: Container[str], source: str) -> None:
+    """The attributes a computation outputs are in the store already or in its definitions (``source``).
+
+    Here, without SQLAlchemy, because the engine checks it itself for a store it
+    knows to be new (``batch-compute --store`` does not wait for its writer process
+    to open one, see :mod:`provbatch.outputs.store_sink`); the store's own check
+    (:meth:`provbatch.store.Store.ensure_attributes`) is this one too.
+    """
+    undefined = [name for name in names if name not in stored and name not in definitions]
+    if undefined:
+        raise UsageError(f"{source}: attribute(s) {', '.join(undefined)} are neither in the store nor in the "
+                         "attribute definitions: 'provbatch attributes apply DEFS.yaml' first")
 
 
 @dataclass(frozen=True)

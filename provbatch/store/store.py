@@ -33,7 +33,7 @@ from . import migrate
 from .checkpoints import BackgroundCheckpoints
 from .codec import Codec, ValueTextError, codec_for
 from .packs import Placement, column_at, ensure_outsets, outset_text, placements, read_outsets, unpack
-from .records import ComputationRecord, PluginRecord, canonical_json, now_iso
+from .records import ComputationRecord, PluginRecord, canonical_json, now_iso, require_defined
 from .schema import attributes as t_attributes
 from .schema import computations as t_computations
 from .schema import current as t_current
@@ -256,11 +256,8 @@ class Store:
         """Attributes a computation outputs: added from its definitions when missing (unless not ``apply``:
         a dry run only checks); a datatype mismatch is refused."""
         stored = self.attributes()
+        require_defined(names, stored, definitions, source)
         missing = {name: definitions[name] for name in names if name not in stored and name in definitions}
-        undefined = [name for name in names if name not in stored and name not in definitions]
-        if undefined:
-            raise UsageError(f"{source}: attribute(s) {', '.join(undefined)} are neither in the store nor in the "
-                             "attribute definitions: 'provbatch attributes apply DEFS.yaml' first")
         for name in names:
             if name in stored and name in definitions:
                 have, want = stored[name]["datatype"], _field_text(definitions[name].get("datatype"))

@@ -49,6 +49,22 @@ def normalize_url(value: str) -> str:
     return value
 
 
+def new_sqlite_file(url: str) -> bool:
+    """Whether ``url`` (a path, or a plain ``sqlite:///PATH`` URL) is an SQLite file not there yet, in a
+    folder that is: a store nothing is in, so nothing of it needs asking before a run starts (without
+    SQLAlchemy: see :mod:`provbatch.outputs.store_sink`). Any other URL (a query, a server): False."""
+    url = normalize_url(url)
+    for scheme in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(scheme):
+            path = url[len(scheme):]
+            break
+    else:
+        return False
+    if not path or path == ":memory:" or "?" in path:
+        return False
+    return not os.path.lexists(path) and os.path.isdir(os.path.dirname(os.path.abspath(path)))
+
+
 def display_url(url: str) -> str:
     """The URL with its password hidden as SQLAlchemy hides it (``user:***@host``), for messages and records.
 

@@ -17,7 +17,7 @@ import pytest
 
 from provbatch.api import run_batch
 from provbatch.contract.attributes import load_attribute_definitions
-from provbatch.errors import OutputWriteError, SkippedEntitiesWarning
+from provbatch.errors import OutputWriteError, SkippedEntitiesWarning, UsageError
 from provbatch.outputs.report import Report
 from provbatch.outputs.sink import (
     SINKS,
@@ -33,6 +33,7 @@ from provbatch.outputs.sink import (
 from provbatch.outputs.store_sink import StoreSink
 from provbatch.outputs.tsv import TsvSink
 from provbatch.plugins.loading import load_plugin
+from provbatch.store import Store
 
 
 def test_sinks_are_listed_once_and_each_implements_the_interface():
@@ -100,7 +101,9 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
     definitions_path = tmp_path / "attribute_definitions.yaml"
     definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
     database = tmp_path / "store.sqlite"
+    Store(str(database), create=True).close()  # an existing store: the sink waits for the child to open it
     sink = StoreSink(str(database), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
+    assert not sink.new
     report = Report()
     sink.start(report, ["batch-compute", "lengths.py"])
 
@@ -117,6 +120,44 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
     assert stored_values() == [("a", "1"), ("bb", "2"), ("ccc", "3")]
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT comp_status, n_units FROM provbatch_computations").fetchall() == [("completed", 3)]
+
+
+def test_a_new_store_is_opened_by_the_child_while_the_run_goes_on(tmp_path: Path):
+    """A store file not there yet holds nothing to resume: the sink does not wait for the child to open it
+    and record the computation; the answers are read later, and the values and record are the same."""
+    plugin_path = tmp_path / "lengths.py"
+    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
+                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
+    definitions_path = tmp_path / "attribute_definitions.yaml"
+    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    database = tmp_path / "store.sqlite"
+    sink = StoreSink(str(database), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
+    assert (sink.new, sink.exists, sink.done_ids(), sink.stale_ids(load_plugin(plugin_path))) == (True, False, set(), set())
+    report = Report()
+    sink.start(report, ["batch-compute", "lengths.py"])
+    sink.write(ResultChunk(["a\t1\n", "bb\t2\n"]))
+    report.comp_status, report.n_units, report.time_end = "completed", 2, report.time_start
+    sink.close(report)
+    assert not os.path.exists(f"{database}-wal")  # the child closed the store before close returned
+    with closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT e.name, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
+                          "ON e.id = v.entity ORDER BY e.name").fetchall() == [("a", "1"), ("bb", "2")]
+        assert db.execute("SELECT uuid, comp_status, n_units FROM provbatch_computations").fetchall() == [
+            (report.uuid, "completed", 2)]
+
+
+def test_a_new_store_refuses_an_undefined_attribute_before_the_run(tmp_path: Path):
+    """What the child would refuse first in a new store is refused by the sink itself, with the same words."""
+    plugin_path = tmp_path / "lengths.py"
+    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length", "width"]\n'
+                           "def compute(entity, **kwargs):\n    return [len(entity), 1], []\n")
+    definitions_path = tmp_path / "attribute_definitions.yaml"
+    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    with pytest.raises(UsageError) as info:
+        StoreSink(str(tmp_path / "store.sqlite"), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
+    assert str(info.value) == (f"{definitions_path}: attribute(s) width are neither in the store nor in the attribute "
+                               "definitions: 'provbatch attributes apply DEFS.yaml' first")
+    assert not (tmp_path / "store.sqlite").exists()
 
 
 # ----------------------------------------------------------------------------- the registry

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from sqlalchemy.engine import make_url
 
-from provbatch.store.url import display_url
+from provbatch.store.url import display_url, new_sqlite_file
 from provbatch.store.writer import _json_array, _own_keys_array
 
 TEXTS = [
@@ -61,3 +61,17 @@ def test_display_url_keeps_a_query_as_given_and_a_plain_path() -> None:
     url = "postgresql+psycopg://u:pw@h/db?host=/var/run/postgresql"
     assert display_url(url) == "postgresql+psycopg://u:***@h/db?host=/var/run/postgresql"
     assert display_url("store.sqlite") == "store.sqlite"
+
+
+def test_new_sqlite_file_only_for_an_sqlite_file_not_there_yet_in_a_folder_that_is(tmp_path, monkeypatch) -> None:
+    existing = tmp_path / "old.sqlite"
+    existing.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert [new_sqlite_file(url) for url in (
+        str(tmp_path / "new.sqlite"), "new.sqlite", f"sqlite:///{tmp_path}/new.sqlite", "sqlite:///new.sqlite",
+        f"sqlite+pysqlite:///{tmp_path}/new.sqlite",
+    )] == [True] * 5
+    assert [new_sqlite_file(url) for url in (
+        str(existing), "old.sqlite", str(tmp_path / "missing" / "new.sqlite"), f"sqlite:///{tmp_path}/new.sqlite?mode=ro",
+        "sqlite://", "sqlite:///:memory:", "postgresql://me@localhost/store", "mysql://me:secret@localhost/store",
+    )] == [False] * 8
