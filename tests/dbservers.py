@@ -141,12 +141,15 @@ def start_mariadb(fast: bool = True, options: tuple[str, ...] = ()) -> Server:
                    check=True, capture_output=True, cwd=root)
     port = free_port()
     settings = ["--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0"] if fast else []
+    # the server's temporary tables in its own folder, not the machine's /tmp, where another process's
+    # clean-up once removed one under a running query ("Error on delete of '/tmp/#sql-temptable-...'")
+    (root / "tmp").mkdir()
     handle = open(log, "ab")
     process = subprocess.Popen(
         ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={root / 'mysqld.sock'}", f"--port={port}",
          "--bind-address=127.0.0.1", f"--pid-file={root / 'mysqld.pid'}", "--skip-grant-tables", "--skip-name-resolve",
          "--local-infile=1", "--innodb-buffer-pool-size=256M", "--max-connections=200", "--skip-log-bin",
-         f"--log-error={log}", *settings, *options, *user],
+         f"--log-error={log}", f"--tmpdir={root / 'tmp'}", *settings, *options, *user],
         stdout=handle, stderr=subprocess.STDOUT, cwd=root,
     )
     handle.close()

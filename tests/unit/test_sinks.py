@@ -94,12 +94,18 @@ def test_rows_sink_hands_over_each_chunk_once_in_order():
     assert sink.take() == []
 
 
-def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
-    plugin_path = tmp_path / "lengths.py"
-    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
-                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
-    definitions_path = tmp_path / "attribute_definitions.yaml"
+def lengths_plugin(folder: Path, outputs: tuple[str, ...] = ("length",)) -> tuple[Path, Path]:
+    """A plugin whose attributes are ``outputs`` (each the entity's length), and definitions of ``length`` only."""
+    plugin_path = folder / "lengths.py"
+    plugin_path.write_text(f'ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = {list(outputs)!r}\n'
+                           f"def compute(entity, **kwargs):\n    return [len(entity)] * {len(outputs)}, []\n")
+    definitions_path = folder / "attribute_definitions.yaml"
     definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    return plugin_path, definitions_path
+
+
+def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
+    plugin_path, definitions_path = lengths_plugin(tmp_path)
     database = tmp_path / "store.sqlite"
     Store(str(database), create=True).close()  # an existing store: the sink waits for the child to open it
     sink = StoreSink(str(database), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
@@ -125,11 +131,7 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
 def test_a_new_store_is_opened_by_the_child_while_the_run_goes_on(tmp_path: Path):
     """A store file not there yet holds nothing to resume: the sink does not wait for the child to open it
     and record the computation; the answers are read later, and the values and record are the same."""
-    plugin_path = tmp_path / "lengths.py"
-    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
-                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
-    definitions_path = tmp_path / "attribute_definitions.yaml"
-    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    plugin_path, definitions_path = lengths_plugin(tmp_path)
     database = tmp_path / "store.sqlite"
     sink = StoreSink(str(database), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
     assert (sink.new, sink.exists, sink.done_ids(), sink.stale_ids(load_plugin(plugin_path))) == (True, False, set(), set())
@@ -148,11 +150,7 @@ def test_a_new_store_is_opened_by_the_child_while_the_run_goes_on(tmp_path: Path
 
 def test_a_new_store_refuses_an_undefined_attribute_before_the_run(tmp_path: Path):
     """What the child would refuse first in a new store is refused by the sink itself, with the same words."""
-    plugin_path = tmp_path / "lengths.py"
-    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length", "width"]\n'
-                           "def compute(entity, **kwargs):\n    return [len(entity), 1], []\n")
-    definitions_path = tmp_path / "attribute_definitions.yaml"
-    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    plugin_path, definitions_path = lengths_plugin(tmp_path, ("length", "width"))
     with pytest.raises(UsageError) as info:
         StoreSink(str(tmp_path / "store.sqlite"), load_plugin(plugin_path), {}, load_attribute_definitions(definitions_path))
     assert str(info.value) == (f"{definitions_path}: attribute(s) width are neither in the store nor in the attribute "
@@ -211,11 +209,7 @@ def memory_sink():
 
 @pytest.fixture
 def lengths(tmp_path: Path) -> tuple[Path, Path]:
-    plugin_path = tmp_path / "lengths.py"
-    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
-                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
-    definitions_path = tmp_path / "attribute_definitions.yaml"
-    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    plugin_path, definitions_path = lengths_plugin(tmp_path)
     return plugin_path, definitions_path
 
 
@@ -285,11 +279,7 @@ def test_a_sink_that_cannot_open_closes_those_opened_before(memory_sink, lengths
 
 
 def test_store_sink_works_through_its_writer_process_flush_commits_and_a_dry_run_creates_nothing(tmp_path: Path):
-    plugin_path = tmp_path / "lengths.py"
-    plugin_path.write_text('ID = "lengths"; VERSION = "1"; INPUT = "a word"; OUTPUT = ["length"]\n'
-                           "def compute(entity, **kwargs):\n    return [len(entity)], []\n")
-    definitions_path = tmp_path / "attribute_definitions.yaml"
-    definitions_path.write_text("length: {definition: number of characters, datatype: Integer}\n")
+    plugin_path, definitions_path = lengths_plugin(tmp_path)
     database = tmp_path / "store.sqlite"
     plugin, definitions = load_plugin(plugin_path), load_attribute_definitions(definitions_path)
     dry = StoreSink(str(database), plugin, {}, definitions, writes=False)  # opened by a child, which creates nothing
