@@ -288,12 +288,14 @@ def test_store_sink_works_through_its_writer_process_flush_commits_and_a_dry_run
     assert dry.process.process.returncode == 0
     assert not database.exists()
     sink = StoreSink(str(database), plugin, {}, definitions)
-    child = sink.process.pid
-    assert Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[-2] == str(os.getpid()).encode()  # its parent's pid
     report = Report()
     sink.start(report, ["batch-compute", "lengths.py"])
     sink.write(ResultChunk(["a\t1\nbb\t2\n"], stored=[("a", ["1"], "a"), ("bb", ["2"], "bb")]))
     sink.flush()  # returns when the child has committed them
+    # only now has the child surely exec'd: a new store is not waited for, so right after the spawn
+    # /proc/PID/cmdline may still be the forked parent's, or empty
+    child = sink.process.pid
+    assert Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[-2] == str(os.getpid()).encode()  # its parent's pid
     with closing(sqlite3.connect(database)) as db:
         assert db.execute("SELECT COUNT(*) FROM provbatch_entities").fetchall() == [(2,)]
     report.comp_status, report.n_units, report.time_end = "completed", 2, report.time_start
