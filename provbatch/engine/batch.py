@@ -643,6 +643,9 @@ class BatchRun:
             finalize_error: BaseException | None = None
             if items is not None and hasattr(items, "close"):
                 items.close()  # the entities file, when the run stopped before its end
+            # its seen ids (a million strings in a big run: 0.2 s to free) go now, while a store's writer is
+            # still committing, not after the wait for it (this frame would free them last)
+            items = None
             try:
                 if self.lifecycle is not None:
                     try:
@@ -784,8 +787,12 @@ class BatchRun:
         report.time_end = reporting.now_iso()
         if self.options.report_path is not None:
             attempt(lambda: reporting.write_report(report, self.at_start(self.options.report_path)))  # type: ignore[arg-type]
-        for sink in self.sinks:  # with the finished report (the store records how the run ended)
-            attempt(lambda sink=sink: sink.close(report))  # type: ignore[misc]
+        # with the finished report (the store records how the run ended); a sink that waits for its own
+        # process (the store's writer) after the run record, written meanwhile
+        waiting = [sink for sink in self.sinks if sink.waits_at_close]
+        for sink in self.sinks:
+            if not sink.waits_at_close:
+                attempt(lambda sink=sink: sink.close(report))  # type: ignore[misc]
         attempt(self._finish_run_config)
         if self.record is not None:
             interrupted = status == "partial" and failure_text in ("interrupted", "terminated", "output closed")
@@ -795,6 +802,8 @@ class BatchRun:
             attempt(lambda: self.record.close(manifest_status, failure_text, counts=self._counts(),  # type: ignore[union-attr]
                                               comp_status=status, backend=report.backend, workers=report.workers,
                                               **({"backend_details": report.backend_details} if report.backend_details else {})))
+        for sink in waiting:
+            attempt(lambda sink=sink: sink.close(report))  # type: ignore[misc]
         self._release_locks()
         if not propagating:  # said at the end, next to the summary (a bad-input error stays one line)
             for warning in self._warnings:

@@ -27,7 +27,8 @@ order, and never names one:
 - :meth:`~ResultSink.end` when the computing is over (an error there makes the
   run aborted), :meth:`~ResultSink.close` with the finished report (also after
   a failure: what was buffered is written, the store's computation is closed
-  with the run's status).
+  with the run's status); a sink that :attr:`~ResultSink.waits_at_close` is
+  closed after the run's own records are written.
 
 The sinks, in the order they get each chunk:
 
@@ -102,6 +103,10 @@ class ResultSink:
     needs_rows: bool = False
     #: the sink hands rows back to the caller of the run (:meth:`take`, after each chunk)
     hands_rows: bool = False
+    #: :meth:`close` waits for another process to finish the work :meth:`end` told it about (the store's
+    #: writer, still committing the last chunks): the engine closes such a sink after writing the run
+    #: record, so that this writing happens during the wait instead of after it
+    waits_at_close: bool = False
 
     @classmethod
     def open_for(cls, plan: SinkPlan) -> ResultSink | None:

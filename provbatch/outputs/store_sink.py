@@ -90,6 +90,9 @@ class StoreSink(ResultSink):
     #: the rows (:attr:`ResultChunk.stored`) cost the engine a parse of every chunk's lines: read only
     #: with ``--idsproc`` (open_for), where an entity (a file, in files mode) is not its id
     needs_rows = False
+    #: close waits for the writer process to commit what it holds (it trails the engine by up to a
+    #: second's work in a fast run): the engine writes its records meanwhile
+    waits_at_close = True
 
     def __init__(self, url: str, loaded: Any, parameters: dict[str, Any], definitions: Any, writes: bool = True) -> None:
         """Open the store at ``url`` (in the writer process) and check the plugin's attributes against it.
@@ -114,6 +117,8 @@ class StoreSink(ResultSink):
         self._owed: deque[_Owed] = deque()
         #: the computation's record, once asked for (:meth:`start`): its id is the answer
         self._recorded: _Owed | None = None
+        #: END was sent (:meth:`end`): the child writes what it holds and says DONE
+        self._ended = False
         #: a new store: nothing of it is needed before the run starts, so its answers are not waited for
         self.new = writes and new_sqlite_file(url)
         try:
@@ -334,15 +339,31 @@ class StoreSink(ResultSink):
         raise self._failure
 
     # ----------------------------------------------------------------- after
+    def end(self) -> None:
+        """The computing is over: the child is told now (END) and writes what it holds while the engine
+        writes its report and run record; :meth:`close` waits for it. A failure is kept for close."""
+        self._send_end()
+
+    def _send_end(self) -> None:
+        if self._failure is None and not self._ended:
+            self._ended = True
+            raised_before = self._raised
+            try:
+                self._send(END, b"")  # the child writes what it holds, says DONE
+            except BaseException as exc:  # noqa: BLE001 - close finishes the record first, then raises it
+                self._raised = raised_before  # not seen by the engine yet: close raises it
+                if self._failure is None:
+                    self._failure = exc
+
     def close(self, report: Any | None = None) -> None:
         """The child writes what it holds; then the end of the computation's record (when the run got that
         far), whose status is ``aborted`` when the child failed; then the child closes the store and exits.
         A failure not raised yet is raised."""
         raised_before = self._raised  # the engine saw the failure already: not raised twice
         try:
+            self._send_end()  # a sink closed without end (a run that stopped before it started)
             if self._failure is None:
                 try:
-                    self._send(END, b"")  # the child writes what it holds, says DONE
                     self._check(wait=True, until=DONE)
                 except BaseException as exc:  # noqa: BLE001 - the record is finished first
                     if self._failure is None:

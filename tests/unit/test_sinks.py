@@ -7,6 +7,7 @@ device, the store sink on a real SQLite database read back with sqlite3.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sqlite3
 from contextlib import closing
@@ -223,6 +224,35 @@ def test_a_sink_registered_by_one_line_receives_the_rows_of_a_run(memory_sink, l
     assert [row for event in writes for row in event[2]] == [("a", ["1"], "a"), ("bb", ["2"], "bb"), ("ccc", ["3"], "ccc")]
     assert [event for event in memory_sink if event[0] != "write"] == [
         ("open_for", True, ["length"], "serial"), ("open",), ("start", 36), ("end",), ("close", "completed")]
+
+
+class WaitingSink(MemorySink):
+    """A sink whose close waits for a process of its own (as the store's does): closed after the run record."""
+
+    waits_at_close = True
+    run_dir: Path | None = None
+
+    def close(self, report: Any = None) -> None:
+        manifest = json.loads((self.run_dir / "manifest.json").read_text()) if self.run_dir else None
+        EVENTS.append(("waiting close", manifest["status"] if manifest else None))
+
+
+def test_a_sink_that_waits_at_close_is_closed_after_the_run_record_and_the_others_before(memory_sink, lengths,
+                                                                                        tmp_path: Path):
+    plugin, definitions = lengths
+    unregister_sink("memory")  # registered again after the waiting sink, which gets each call first
+    register_sink("waiting", f"{__name__}:WaitingSink")
+    register_sink("memory", f"{__name__}:MemorySink")
+    WaitingSink.run_dir = tmp_path / "run"
+    try:
+        run_batch(plugin, ["a", "bb"], attributes=str(definitions), backend="serial", run_dir=tmp_path / "run")
+    finally:
+        unregister_sink("waiting")
+        WaitingSink.run_dir = None
+    # the waiting sink comes first in the registry, yet it is closed last, the run record finished by then
+    assert [event for event in memory_sink if event[0] in ("end", "close", "waiting close")] == [
+        ("end",), ("end",), ("close", "completed"), ("waiting close", "finished")]
+    assert [sink_class(name).waits_at_close for name in ("tsv", "store", "rows")] == [False, True, False]
 
 
 def test_what_a_sink_holds_is_skipped_and_a_dry_run_opens_it_without_writes(memory_sink, lengths, tmp_path: Path):
