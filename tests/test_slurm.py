@@ -152,6 +152,38 @@ def test_failing_task_is_resubmitted_for_its_unfinished_entities(slurm, tmp_path
     assert [p.name for p in (tmp_path / "out.tsv.slurm").glob("g*/logs/*")] == [f"{first}_0.log"]
 
 
+def test_a_task_whose_end_line_comes_after_its_last_entity_ends_the_run(slurm, tmp_path, ids_file):
+    """The task's last part line (its end) can come polls after its last entity's line: here a per-worker
+    finalize takes 1.5 s between the two. The driver then has nothing more to wait for: it must not (a
+    driver that waited for another entity hung until killed, 1 bash run in 6 under load)."""
+    journal = tmp_path / "journal"
+    plugin = write_source(tmp_path, "slow_finalize.py", f"""\
+        import os, threading, time
+        ID = "slow_finalize"; VERSION = "1.0"; INPUT = "a string"; OUTPUT = ["length"]
+        def initialize(**kwargs):
+            return {{"lock": threading.Lock()}}  # cannot be pickled: each task makes its own, and finalizes it
+        def compute(entity, state=None, **kwargs):
+            return [len(entity)], []
+        def finalize(state):
+            time.sleep(1.5)
+            with open({str(journal)!r}, "a") as f:
+                f.write(f"finalize {{os.getpid()}}\\n")
+        """)
+    out = tmp_path / "out.tsv"
+    started = time.monotonic()
+    proc = subprocess.run([str(BIN / "batch-compute"), str(plugin), str(ids_file(["a", "bb"])), "--backend", "slurm",
+                           "--workers", "1", "--slurm-chunk", "2", "--out", str(out), "--run-dir", str(tmp_path / "run"),
+                           "--attributes", str(_attributes(tmp_path))],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert read_tsv(out) == {"a": ["1"], "bb": ["2"]}
+    report = report_of(out)
+    assert report["comp_status"] == "completed" and report["state_mode"] == "per_worker"
+    assert list(report["backend_details"]["tasks"].values()) == ["COMPLETED"]
+    assert len(journal.read_text().splitlines()) == 2  # the task's state and the driver's, each finalized once
+    assert time.monotonic() - started < 60
+
+
 def _attributes(folder: Path) -> Path:
     path = folder / "attribute_definitions.yaml"
     path.write_text("length: {definition: number of characters, datatype: Integer}\n")

@@ -222,7 +222,9 @@ class Pool:
         raise NotImplementedError
 
     def wait(self) -> list[Completed]:
-        """Block until at least one chunk is done; return all that are."""
+        """Block until at least one chunk is done; return all that are. Empty only when nothing is in
+        flight any more (a Slurm task's end came after its last result was handed over): the scheduler
+        then looks at :meth:`in_flight` again."""
         raise NotImplementedError
 
     def finish(self, return_state: bool) -> list[Any]:

@@ -370,7 +370,9 @@ class SlurmPool(Pool):
             if now - self._last_queue_poll >= QUEUE_POLL_SECONDS:
                 self._last_queue_poll = now
                 completed.extend(self._poll_queue())
-            if completed:
+            # none left in flight: the last task's end line came after its last entity (a per-worker finalize,
+            # a Bash plugin's shutdown ran between the two), retired now with nothing new to hand over
+            if completed or not self.in_flight():
                 return completed
             time.sleep(PART_POLL_SECONDS)
 
