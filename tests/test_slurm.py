@@ -155,7 +155,7 @@ def test_failing_task_is_resubmitted_for_its_unfinished_entities(slurm, tmp_path
 def test_a_task_whose_end_line_comes_after_its_last_entity_ends_the_run(slurm, tmp_path, ids_file):
     """The task's last part line (its end) can come polls after its last entity's line: here a per-worker
     finalize takes 1.5 s between the two. The driver then has nothing more to wait for: it must not (a
-    driver that waited for another entity hung until killed, 1 bash run in 6 under load)."""
+    driver that waited for another entity hung until killed, 2 of 18 Bash runs under load)."""
     journal = tmp_path / "journal"
     plugin = write_source(tmp_path, "slow_finalize.py", f"""\
         import os, threading, time
