@@ -217,8 +217,11 @@ def test_a_writer_started_early_is_the_one_the_next_run_takes_or_is_ended() -> N
     waiting = WriterProcess.take()
     assert waiting.pid not in (early.pid, new.pid)
     WriterProcess.start_early()
-    WriterProcess.discard_early()
-    WriterProcess.discard_early()  # nothing left: nothing done
+    discarded = WriterProcess.discard_early()
+    assert discarded is not None and discarded.pid not in (early.pid, new.pid, waiting.pid)
+    # killed at once, in its start-up: it was sent nothing, so it opened no store and is not waited for
+    assert discarded.process.returncode == -signal.SIGKILL
+    assert WriterProcess.discard_early() is None  # nothing left: nothing done
     for process in (early, new, waiting):
         process.abandon()
         assert process.process.returncode == 0  # its input ended before OPEN: it exits quietly

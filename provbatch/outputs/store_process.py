@@ -213,13 +213,19 @@ class WriterProcess:
         return started if started is not None else cls()
 
     @staticmethod
-    def discard_early() -> None:
-        """End a child started early that no run took (the run stopped before its store opened)."""
+    def discard_early() -> WriterProcess | None:
+        """End a child started early that no run took (the run stopped before its store opened); returns it.
+
+        Killed, not waited for: it was sent nothing, so it holds no store and has nothing to finish, and
+        waiting for it to read the end of its input means waiting for its imports (~0.4 s added to every
+        error a ``--store`` command line reports before its run starts, measured: 0.75 s against 0.33 s)."""
         global _early
         with _early_lock:
             started, _early = _early, None
         if started is not None:
+            started.process.kill()
             started.abandon()
+        return started
 
 
 _early: WriterProcess | None = None
