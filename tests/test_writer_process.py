@@ -202,6 +202,12 @@ def test_an_error_before_the_store_opens_leaves_no_writer_process(tmp_path: Path
     assert bad.stderr.splitlines()[-1] == f"batch-compute: error: {tmp_path}/missing.py: plugin file not found"
     assert writer_processes(tmp_path) == []
     assert not (tmp_path / "store.sqlite").exists()
+    # started before the command line is parsed: a usage error ends it too
+    usage = run_cli("plugins/trivial.py", "ids.txt", "--store", url, "--no-such-option", cwd=tmp_path)
+    assert usage.returncode == 2, usage.stderr
+    assert "Error: No such option '--no-such-option'" in usage.stderr
+    assert writer_processes(tmp_path) == []
+    assert not (tmp_path / "store.sqlite").exists()
 
 
 def test_a_writer_started_early_is_the_one_the_next_run_takes_or_is_ended() -> None:
