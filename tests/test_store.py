@@ -25,7 +25,7 @@ from provbatch.store import (
     migrate,
     schema,
 )
-from provbatch.store.writer import BATCH_ROWS, _pairs_text
+from provbatch.store.writer import BATCH_ROWS, _pairs_text, entity_key
 
 DEFINITIONS = {
     "gc": {"datatype": "Float", "definition": "GC fraction", "computation_group": "seqstats", "unit": "fraction"},
@@ -69,17 +69,17 @@ def test_migrated_schema_equals_the_tables_module(store_url: str, by_migrations:
 
     from provbatch.store.url import create_engine
 
-    assert migrate.head_revision() == schema.SCHEMA_REVISION == "0004"
+    assert migrate.head_revision() == schema.SCHEMA_REVISION == "0005"
     engine = create_engine(store_url)
-    assert migrate.upgrade(engine, by_migrations=by_migrations) == (None, "0004")
+    assert migrate.upgrade(engine, by_migrations=by_migrations) == (None, "0005")
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": schema.VERSION_TABLE})
         differences = [d for d in compare_metadata(context, schema.metadata)]
         versions = connection.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all()
     engine.dispose()
     assert differences == []
-    assert versions == ["0004"]
-    assert Store.init(store_url)[1:] == ("0004", "0004")  # init again: nothing to do
+    assert versions == ["0005"]
+    assert Store.init(store_url)[1:] == ("0005", "0005")  # init again: nothing to do
 
 
 def _hold_schema_lock(connection: sa.Connection) -> None:
@@ -147,10 +147,10 @@ def test_on_mariadb_the_schema_lock_is_released_only_once_the_stamp_is_committed
                 stamps_seen_at_release.append(
                     other.execute(sa.text(f"SELECT version_num FROM {schema.VERSION_TABLE}")).scalars().all())
 
-    assert migrate.upgrade(engine) == (None, "0004")
+    assert migrate.upgrade(engine) == (None, "0005")
     engine.dispose()
     observer.dispose()
-    assert stamps_seen_at_release == [["0004"]]
+    assert stamps_seen_at_release == [["0005"]]
 
 
 def test_open_refuses_a_database_without_a_store_and_creates_one_when_asked(store_url: str) -> None:
@@ -166,7 +166,7 @@ def test_open_refuses_an_older_schema(store_url: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0004: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0000, this provbatch needs 0005: run 'provbatch store init'"):
         Store(store_url)
 
 
@@ -392,11 +392,20 @@ def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(s
     writer = store.writer(pk, ["length"], fresh=True)
     for start, stop in ((0, 2000), (2000, 4500), (4500, 6500), (7000, 8500)):
         writer.write([(name(i), [str(i)]) for i in range(start, stop)])
+    writer.write([(f"plain{i}", [str(i)]) for i in range(1500)])  # every name its own key (SQLite: one JSON array)
+    writer.write([("tiny\tname", ["1"]), ("tiny", ["2"])])  # a small batch: one insert per entity
     expected = {(name(i), "length"): (i, U[1]) for i in (*range(6500), *range(7000, 8500))}
     expected.update({(name(i), "gc"): (0.5, U[2]) for i in (*range(3000, 4000), *range(7000, 8500))})
+    expected.update({(f"plain{i}", "length"): (i, U[1]) for i in range(1500)})
+    expected.update({("tiny\tname", "length"): (1, U[1]), ("tiny", "length"): (2, U[1])})
     assert current(store) == expected
+    names = [*{entity for entity, _attribute in expected}]
     with store.engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == 8000
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == 8000 + 1500 + 2
+        stored = dict(connection.execute(sa.text("SELECT name_key, name FROM provbatch_entities")).all())
+    # a name is stored once: as its key (name NULL), or beside its hashed key
+    assert stored == {entity_key(n): None if entity_key(n) == n else n for n in names}
+    assert {value is None for value in stored.values()} == {True, False}  # both kinds are there
     assert store.why(name(14), "length")["value"] == 14
 
 
@@ -666,7 +675,7 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
         for attribute, entity, computation in pointers:
             _insert(connection, "provbatch_current", attribute=attribute, entity=entity, computation=computation)
     engine.dispose()
-    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0004: run 'provbatch store init'"):
+    with pytest.raises(UsageError, match=r"schema revision 0001, this provbatch needs 0005: run 'provbatch store init'"):
         Store(store_url)
 
     engine = create_engine(store_url)  # the rows as 0002 moved them (0003 kept them; 0004 packs them)
@@ -678,7 +687,7 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
         assert sorted(connection.execute(sa.text("SELECT attribute, entity, computation, value FROM provbatch_history"))) == [
             (1, 1, 2, "0.52"), (1, 2, 1, "0.25"), (1, 2, 2, "0.3"), (2, 1, 2, "101")]
     engine.dispose()
-    assert Store.init(store_url)[1:] == ("0003", "0004")
+    assert Store.init(store_url)[1:] == ("0003", "0005")
 
     with Store(store_url) as store:
         state = {("e1", "gc"): (0.5, U[1]), ("e1", "length"): (100, U[1]), ("e2", "gc"): (0.35, U[3]),
@@ -717,7 +726,7 @@ def test_migration_from_0001_keeps_every_value_its_computation_and_which_is_curr
 def test_entity_keys_are_the_names_themselves_when_they_can_be() -> None:
     """A key is the name (so keys sort as names do), unless the name is long, not printable or ends with a
     space: then it is hashed, behind a control character no name that is its own key has."""
-    from provbatch.store.writer import entity_key, entity_keys
+    from provbatch.store.writer import entity_keys
 
     long_name = "d/" * 128
     hashed = {name: "\x1f" + _blake2b_hex(name) for name in (long_name, "a ", "tab\there", "x\u00a0y", "bad\udcff")}
@@ -738,7 +747,6 @@ def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_ur
 
     from provbatch.store.records import canonical_json
     from provbatch.store.url import create_engine
-    from provbatch.store.writer import entity_key
 
     names = ["e1", _blake2b_hex("e1"), "a", "a ", "d/" * 200, "tab\there"]
     engine = create_engine(store_url)
@@ -761,12 +769,14 @@ def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_ur
             _insert(connection, "provbatch_current", attribute=attribute, entity=last_id("provbatch_entities"),
                     computation=computation, value=str(number))
     engine.dispose()
-    assert Store.init(store_url)[1:] == ("0002", "0004")
+    assert Store.init(store_url)[1:] == ("0002", "0005")
     engine = create_engine(store_url)
     with engine.connect() as connection:
-        keys = dict(connection.execute(sa.text("SELECT name, name_key FROM provbatch_entities")).all())
+        keys = dict(connection.execute(sa.text("SELECT COALESCE(name, name_key), name_key FROM provbatch_entities")).all())
+        stored = dict(connection.execute(sa.text("SELECT name_key, name FROM provbatch_entities")).all())
     engine.dispose()
     assert keys == {name: entity_key(name) for name in names}
+    assert stored == {entity_key(name): None if entity_key(name) == name else name for name in names}  # 0005: stored once
     assert [keys[name] for name in names[:3]] == names[:3]  # their own keys; "a " and the others hashed
     with Store(store_url) as store:
         assert {name: store.why(name, "length")["value"] for name in names} == {name: i for i, name in enumerate(names, 1)}
@@ -776,6 +786,53 @@ def test_migration_from_0002_rekeys_every_entity_and_every_answer_stays(store_ur
         assert current(store) == {(name, "length"): (7, U[2]) for name in names}
         with store.engine.connect() as connection:
             assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == len(names)
+
+
+def _entity_rows(url: str) -> tuple[list[tuple[object, ...]], bool]:
+    """(id, name_key, name) of every entity, and whether ``name`` may be NULL, as the database says."""
+    from provbatch.store.url import create_engine
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = sorted(tuple(row) for row in connection.execute(sa.text("SELECT id, name_key, name FROM provbatch_entities")))
+        nullable = {c["name"]: c["nullable"] for c in sa.inspect(connection).get_columns("provbatch_entities")}["name"]
+    engine.dispose()
+    return rows, nullable
+
+
+def test_revision_0005_stores_a_name_once_and_its_downgrade_writes_every_name_back(store: Store, store_url: str) -> None:
+    """Names that are their own keys and hashed ones, written at 0005: NULL beside an own key. Downgraded to
+    0004 (as 0004's writer left a store: every name in full, NOT NULL), upgraded again: the same rows as
+    written, and every answer by name the same."""
+    from alembic import command
+
+    from provbatch.store.url import create_engine
+
+    names = ["e1", "e2", "x" * 255, "a ", "d/" * 200, "tab\there"]  # three own keys, three hashed
+    pk, _existed = store.record_computation(record(U[1], "seq", "1.0", ["length"]))
+    store.writer(pk, ["length"], fresh=True).write([(name, [str(i)]) for i, name in enumerate(names)])
+    expected = {(name, "length"): (i, U[1]) for i, name in enumerate(names)}
+    assert current(store) == expected
+    store.close()
+    written, nullable = _entity_rows(store_url)
+    assert {key: name for _id, key, name in written} == {entity_key(name): None if entity_key(name) == name else name
+                                                         for name in names}
+    assert nullable is True and [name for _id, _key, name in written].count(None) == 3
+
+    engine = create_engine(store_url)
+    with engine.connect() as connection, connection.begin():
+        command.downgrade(migrate._config(connection), "0004")
+        assert migrate.current_revision(connection) == "0004"
+    engine.dispose()
+    downgraded, nullable = _entity_rows(store_url)
+    assert downgraded == [(pk_, key, key if name is None else name) for pk_, key, name in written]
+    assert nullable is False
+
+    assert Store.init(store_url)[1:] == ("0004", "0005")
+    assert _entity_rows(store_url) == (written, True)
+    with Store(store_url) as again:
+        assert current(again) == expected
+        assert {name: again.why(name, "length")["value"] for name in names} == {name: i for i, name in enumerate(names)}
 
 
 @pytest.mark.parametrize("datatype, texts", [

@@ -77,8 +77,8 @@ def compute(tmp_path: Path, plugin: Path, ids: list[str], name: str, *params: st
 
 def test_attributes_commands(store_url: str, tmp_path: Path) -> None:
     defs = write_source(tmp_path, "defs.yaml", DEFS)
-    assert ok(pb("store", "init", store=store_url)).endswith("store created (schema revision 0004)\n")
-    assert ok(pb("store", "init", store=store_url)).endswith("store up to date (schema revision 0004)\n")
+    assert ok(pb("store", "init", store=store_url)).endswith("store created (schema revision 0005)\n")
+    assert ok(pb("store", "init", store=store_url)).endswith("store up to date (schema revision 0005)\n")
     assert ok(pb("attributes", "apply", defs, store=store_url)).splitlines() == [
         "added: gc, length, counts, pair, flag", "5 added, 0 updated, 0 unchanged, 0 differing, 0 dropped"]
     assert ok(pb("attributes", "list", store=store_url)).splitlines() == [

@@ -214,7 +214,7 @@ def test_a_0003_store_is_packed_into_outsets_and_every_answer_stays(store_url: s
     assert (old_current, old_history) == old.rows()
     schema_0003 = _schema(store_url)
 
-    assert Store.init(store_url)[1:] == ("0003", "0004")
+    assert Store.init(store_url)[1:] == ("0003", "0005")
 
     outsets, current, history = _packed_rows(store_url)
     assert [row[2] for row in outsets] == [json.dumps(ids, separators=(",", ":")) for ids in
@@ -300,7 +300,7 @@ def test_inconsistent_current_rows_and_attributes_not_in_the_output_get_one_curr
     engine.dispose()
     old_current, old_history = _old_rows(store_url)
 
-    assert Store.init(store_url)[1:] == ("0003", "0004")
+    assert Store.init(store_url)[1:] == ("0003", "0005")
     outsets, current, history = _packed_rows(store_url)
     o_bac, o_axy = (row[0] for row in outsets)
     assert outsets == [_outset_row(o_bac, [b, a, c]), _outset_row(o_axy, [a, x, y])]
@@ -347,7 +347,7 @@ def test_a_store_of_more_entities_than_one_chunk_is_moved_a_range_at_a_time(stor
     old_rows = _old_rows(store_url)
     assert old_rows == (sorted(current), sorted(history))
 
-    assert Store.init(store_url)[1:] == ("0003", "0004")
+    assert Store.init(store_url)[1:] == ("0003", "0005")
     outsets, packed_current, packed_history = _packed_rows(store_url)
     o_ab, o_a = (row[0] for row in outsets)
     assert outsets == [_outset_row(o_ab, [a, b]), _outset_row(o_a, [a])]

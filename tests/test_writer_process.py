@@ -75,12 +75,12 @@ def stored(url: str) -> dict[tuple[str, str], object]:
 
 
 REFUSE = {
-    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON provbatch_entities WHEN NEW.name = 'e_25000' "
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON provbatch_entities WHEN NEW.name_key = 'e_25000' "
                "BEGIN SELECT RAISE(ABORT, 'entity e_25000 refused by a trigger'); END"],
-    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.name = 'e_25000' THEN "
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.name_key = 'e_25000' THEN "
                    "RAISE EXCEPTION 'entity e_25000 refused by a trigger'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
                    "CREATE TRIGGER refuse BEFORE INSERT ON provbatch_entities FOR EACH ROW EXECUTE FUNCTION refuse()"],
-    "mysql": ["CREATE TRIGGER refuse BEFORE INSERT ON provbatch_entities FOR EACH ROW BEGIN IF NEW.name = 'e_25000' THEN "
+    "mysql": ["CREATE TRIGGER refuse BEFORE INSERT ON provbatch_entities FOR EACH ROW BEGIN IF NEW.name_key = 'e_25000' THEN "
               "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'entity e_25000 refused by a trigger'; END IF; END"],
 }
 #: the one line each driver's error gives (the engine's process raises the child's exception unchanged)

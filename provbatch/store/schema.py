@@ -1,4 +1,4 @@
-"""The tables of the results store (SQLAlchemy Core), revision 0004.
+"""The tables of the results store (SQLAlchemy Core), revision 0005.
 
 Values are *packed*: the values one computation wrote for one entity are one
 row, not one row per value, because a database's cost of a bulk write is per
@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 #: the Alembic revision these tables correspond to (the newest migration)
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 #: the most attributes an outset holds: its current bits fit a signed 64-bit integer
 OUTSET_ATTRIBUTES = 63
 #: Alembic's bookkeeping table, prefixed like ours so that a store can share a database
@@ -120,9 +120,14 @@ entities = sa.Table(
     #: the name itself when it can be, else "\x1f" + blake2b-128 of it (:func:`.writer.entity_key`): keys sort as
     #: names do (sorted ids append to the index); PostgreSQL compares them bytewise ("C"), as the others do
     sa.Column("name_key", KeyText, nullable=False, unique=True),
-    sa.Column("name", sa.Text, nullable=False),
+    #: the name when it is not its own key (a hashed key's), else NULL: the usual name is stored once, not twice
+    #: (a trivial run's 1,000,000 new entities: a 60.2 MB SQLite store, not 71.2 MB); read it as :data:`ENTITY_NAME`
+    sa.Column("name", sa.Text, nullable=True),
     **_MYSQL,
 )
+
+#: an entity's name in SQL, for a query that calls ``provbatch_entities`` ``e``
+ENTITY_NAME = "COALESCE(e.name, e.name_key)"
 
 #: the attributes a computation writes together, at most :data:`OUTSET_ATTRIBUTES` (a computation with more has
 #: several): shared by the computations that write the same attributes in the same order

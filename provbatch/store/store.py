@@ -34,6 +34,7 @@ from .checkpoints import BackgroundCheckpoints
 from .codec import Codec, ValueTextError, codec_for
 from .packs import Placement, column_at, ensure_outsets, outset_text, placements, read_outsets, unpack
 from .records import ComputationRecord, PluginRecord, canonical_json, now_iso, require_defined
+from .schema import ENTITY_NAME
 from .schema import attributes as t_attributes
 from .schema import computations as t_computations
 from .schema import current as t_current
@@ -497,7 +498,7 @@ class Store:
                 return
             condition = (" AND computation IN (SELECT id FROM provbatch_computations WHERE signature = :signature)")
             union = " UNION ALL ".join(self._current_rows(where, "entity", condition) for _name, _id, where in placed)
-            sql = (f"SELECT e.name FROM (SELECT entity FROM ({union}) u GROUP BY entity HAVING COUNT(*) = {len(placed)}) x "
+            sql = (f"SELECT {ENTITY_NAME} FROM (SELECT entity FROM ({union}) u GROUP BY entity HAVING COUNT(*) = {len(placed)}) x "
                    "JOIN provbatch_entities e ON e.id = x.entity")
             result = connection.execution_options(yield_per=10_000).execute(sa.text(sql), {"signature": signature})
             for (name,) in result:
@@ -579,7 +580,7 @@ class Store:
                         # the common case: one range scan of the current rows, joined only to the entity names
                         place = where[0]
                         text = ("COALESCE(c.values_text, '')" if as_text else "c.values_text") if place.width == 1 else "c.values_text"
-                        sql = (f"SELECT e.name, {text}{', c.computation' if provenance else ''} FROM provbatch_current c "
+                        sql = (f"SELECT {ENTITY_NAME}, {text}{', c.computation' if provenance else ''} FROM provbatch_current c "
                                f"JOIN provbatch_entities e ON e.id = c.entity WHERE c.outset = {place.outset} "
                                f"AND (c.current_bits & {place.bit}) <> 0{condition.replace('entity', 'c.entity')} ORDER BY c.entity")
                         for rows in self._partitions(connection, sql, tuple(one)):
@@ -601,7 +602,7 @@ class Store:
                                          f"AND (current_bits & {place.bit}) = 0{condition}")
                             parts.append(f"SELECT {fields}, 0 FROM provbatch_history WHERE outset = {place.outset}{condition}")
                             params += one + one
-                    sql = (f"SELECT e.name, x.values_text, x.computation, x.is_current, x.position, x.width FROM "
+                    sql = (f"SELECT {ENTITY_NAME}, x.values_text, x.computation, x.is_current, x.position, x.width FROM "
                            f"({' UNION ALL '.join(parts)}) x JOIN provbatch_entities e ON e.id = x.entity "
                            "ORDER BY x.entity, x.computation")
                     for raw in self._partitions(connection, sql, tuple(params)):
@@ -723,7 +724,7 @@ class Store:
             for name, _id, where in self._placed(connection, attributes):
                 if not where:
                     continue
-                sql = (f"SELECT e.name, k.uuid FROM ({self._current_rows(where, condition=condition)}) x "
+                sql = (f"SELECT {ENTITY_NAME}, k.uuid FROM ({self._current_rows(where, condition=condition)}) x "
                        "JOIN provbatch_entities e ON e.id = x.entity JOIN provbatch_computations k ON k.id = x.computation "
                        "ORDER BY x.entity")
                 for entity, uuid in connection.execution_options(yield_per=10_000).execute(sa.text(sql)):
@@ -735,7 +736,7 @@ class Store:
             for name, _id, where in self._placed(connection, attributes):
                 if not where:
                     continue
-                sql = (f"SELECT e.name, k.uuid, i.path, i.size, i.sha256, i.mtime FROM ({self._current_rows(where)}) x "
+                sql = (f"SELECT {ENTITY_NAME}, k.uuid, i.path, i.size, i.sha256, i.mtime FROM ({self._current_rows(where)}) x "
                        "JOIN provbatch_inputs i ON i.computation = x.computation AND i.entity = x.entity "
                        "JOIN provbatch_computations k ON k.id = x.computation JOIN provbatch_entities e ON e.id = x.entity "
                        "ORDER BY x.entity")

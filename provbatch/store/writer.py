@@ -7,8 +7,10 @@ SQLAlchemy's per-row parameter processing. Everything written for a batch
 goes in the caller's transaction: a value never exists without its
 computation row (written and committed before).
 
-Schema revision 0004 (see :mod:`.schema`): a computation C writes, for each of
-its outsets O and each entity, one row of O's values (:mod:`.packs`):
+Schema revision 0005 (see :mod:`.schema`): a new entity's row holds its name
+only when the name is not its own key (:func:`stored_name`). A computation C
+writes, for each of its outsets O and each entity, one row of O's values
+(:mod:`.packs`):
 
 - for an entity this transaction created: a plain insert (no other
   transaction can hold rows for it before this one commits);
@@ -63,6 +65,11 @@ def entity_key(name: str) -> str:
     if len(name) <= KEY_CHARS and name.isprintable() and not name.endswith(" "):
         return name
     return HASHED_KEY + hashlib.blake2b(name.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def stored_name(key: str, name: str) -> str | None:
+    """``provbatch_entities.name`` of an entity: None when the name is its own key (stored once, as the key)."""
+    return None if name == key else name
 
 
 def entity_keys(names: Sequence[str]) -> Sequence[str]:
@@ -208,7 +215,7 @@ class EntityIds:
                     self._expect_new = self._expect_new and len(absent) == len(keyed)
                     return [cache[name] for name in names]
                 for chunk in _chunks(absent, BATCH_ROWS):
-                    cursor.executemany(self.dialect.insert_entity, chunk)
+                    cursor.executemany(self.dialect.insert_entity, [(key, stored_name(key, name)) for key, name in chunk])
                 if absent:
                     self._select(cursor, dict(absent))
         return [cache[name] for name in names]
@@ -235,18 +242,18 @@ class EntityIds:
             try:
                 if names_array is not None:
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (name_key, name) "
-                                   "SELECT value, value FROM json_each(?)", (names_array,))
+                                   "SELECT value, NULL FROM json_each(?)", (names_array,))
                 else:  # some names are hashed: an array of [key, name] pairs (a join of two arrays is quadratic)
                     cursor.execute("INSERT OR IGNORE INTO provbatch_entities (name_key, name) "
                                    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-                                   (json.dumps(list(zip(keys, names)), ensure_ascii=False),))
+                                   (json.dumps(list(zip(keys, map(stored_name, keys, names))), ensure_ascii=False),))
             except sqlite3.OperationalError as exc:  # an SQLite built without JSON: nothing was inserted
                 if "json_each" not in str(exc):
                     raise
                 self.dialect.sqlite_json = False
         if not self.dialect.sqlite_json:
             cursor.executemany("INSERT OR IGNORE INTO provbatch_entities (id, name_key, name) VALUES (?, ?, ?)",
-                               zip(count(first), keys, names))
+                               zip(count(first), keys, map(stored_name, keys, names)))
         if cursor.rowcount == len(names) and self._numbered(cursor, first, keys):
             self.created = range(first, first + len(names))
             return self.created
@@ -295,20 +302,20 @@ class EntityIds:
             else:
                 for row in absent:
                     copy.write_row(row)
-        insert = ("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, name FROM provbatch_entities_load "
-                  "ORDER BY name_key")
+        insert = ("INSERT INTO provbatch_entities (name_key, name) SELECT name_key, NULLIF(name, name_key) "
+                  "FROM provbatch_entities_load ORDER BY name_key")
         created: list[tuple[int, str]] | None = None
         if not self._existing_met:
             cursor.execute("SAVEPOINT provbatch_entities")
             try:
-                cursor.execute(f"{insert} RETURNING id, name")
+                cursor.execute(f"{insert} RETURNING id, COALESCE(name, name_key)")
                 created = cursor.fetchall()
                 cursor.execute("RELEASE SAVEPOINT provbatch_entities")
             except errors.UniqueViolation:
                 cursor.execute("ROLLBACK TO SAVEPOINT provbatch_entities")
                 self._existing_met = True
         if created is None:
-            cursor.execute(f"{insert} ON CONFLICT DO NOTHING RETURNING id, name")
+            cursor.execute(f"{insert} ON CONFLICT DO NOTHING RETURNING id, COALESCE(name, name_key)")
             created = cursor.fetchall()
         self.created = {entity_id for entity_id, _name in created}
         self._ids.update((name, entity_id) for entity_id, name in created)
@@ -339,9 +346,11 @@ class EntityIds:
             dialect.consecutive_ids = int(mode) in (0, 1) and int(increment) == 1
         if not dialect.consecutive_ids:
             return False
+        null = "\\N"
         try:
-            # a key may hold a backslash (a name that is its own key): escaped like the name
-            text = "".join([f"{_escape(key) if _SPECIAL.search(key) else key}\t{_escape(name) if _SPECIAL.search(name) else name}\n"
+            # a key may hold a backslash (a name that is its own key): escaped; the name is \N (NULL) when it is the key
+            text = "".join([f"{_escape(key) if _SPECIAL.search(key) else key}\t"
+                            f"{null if name == key else _escape(name) if _SPECIAL.search(name) else name}\n"
                             for key, name in absent]).encode("utf-8")
         except UnicodeEncodeError:
             return False  # a name that is not UTF-8 (surrogate escapes): the INSERT path reports it

@@ -35,6 +35,7 @@ from provbatch.outputs.store_sink import StoreSink
 from provbatch.outputs.tsv import TsvSink
 from provbatch.plugins.loading import load_plugin
 from provbatch.store import Store
+from provbatch.store.schema import ENTITY_NAME
 
 
 def test_sinks_are_listed_once_and_each_implements_the_interface():
@@ -116,8 +117,8 @@ def test_store_sink_buffers_rows_and_writes_them_at_close(tmp_path: Path):
 
     def stored_values() -> list[tuple[str, str]]:
         with sqlite3.connect(database) as db:
-            return db.execute("SELECT e.name, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
-                              "ON e.id = v.entity ORDER BY e.name").fetchall()
+            return db.execute(f"SELECT {ENTITY_NAME}, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
+                              "ON e.id = v.entity ORDER BY 1").fetchall()
 
     sink.write(ResultChunk(["a\t1\n", "bb\t2\n"], stored=[("a", ["1"], "a"), ("bb", ["2"], "bb")]))
     assert stored_values() == []  # buffered: one transaction per 20,000 values or 2 s, and at the end
@@ -143,8 +144,8 @@ def test_a_new_store_is_opened_by_the_child_while_the_run_goes_on(tmp_path: Path
     sink.close(report)
     assert not os.path.exists(f"{database}-wal")  # the child closed the store before close returned
     with closing(sqlite3.connect(database)) as db:
-        assert db.execute("SELECT e.name, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
-                          "ON e.id = v.entity ORDER BY e.name").fetchall() == [("a", "1"), ("bb", "2")]
+        assert db.execute(f"SELECT {ENTITY_NAME}, v.values_text FROM provbatch_current v JOIN provbatch_entities e "
+                          "ON e.id = v.entity ORDER BY 1").fetchall() == [("a", "1"), ("bb", "2")]
         assert db.execute("SELECT uuid, comp_status, n_units FROM provbatch_computations").fetchall() == [
             (report.uuid, "completed", 2)]
 
