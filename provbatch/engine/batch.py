@@ -562,11 +562,12 @@ class BatchRun:
             if progress is not None:
                 progress.status = lambda: lifecycle.pool.status() if lifecycle.pool is not None else ""
             items = self.stream.items()
-            parse = None
-            if self.options.typed:
-                from ..outputs.results_reader import row_parser
+            from ..outputs.results_reader import columns_parser, row_parser, rows_of_lines
 
-                parse = row_parser(self._datatypes())
+            parse = parse_columns = None
+            if self.options.typed:
+
+                parse, parse_columns = row_parser(self._datatypes()), columns_parser(self._datatypes())
             # entities that failed in earlier runs (the dict is empty in most runs: one test per entity)
             earlier_failures = failures_file.entries if failures_file is not None else {}
             n_outputs = len(self.loaded.output)
@@ -581,13 +582,14 @@ class BatchRun:
                 text = completed.lines  # the common chunk: every entity succeeded with a value, without logs
                 if text is not None and not earlier_failures and rows_are_clean(text, len(completed.chunk), n_outputs):
                     lines, n_lines = [text], len(completed.chunk)
-                    if wants_rows or keep_rows:
+                    if wants_rows:
                         outcomes = completed.outcomes
-                        if wants_rows:
-                            stored = list(zip(map(_ID, outcomes), map(_FIELDS, outcomes), map(_ENTITY, completed.chunk)))
+                        stored = list(zip(map(_ID, outcomes), map(_FIELDS, outcomes), map(_ENTITY, completed.chunk)))
                         if keep_rows:
                             fields = map(_FIELDS, outcomes)
                             done = list(zip(map(_ID, outcomes), map(parse, fields) if parse else fields, map(_LOGS, outcomes)))
+                    elif keep_rows:
+                        done = rows_of_lines(text, n_outputs, parse_columns)
                 if lines is None:
                     outcomes = completed.outcomes
                     lines, done, stored = self._chunk_lines(completed, earlier_failures, log_lines, parse, n_outputs,

@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,45 @@ def row_parser(datatypes: Sequence[str | None]) -> Callable[[Sequence[str]], lis
         return [None if field == "" else parse(field) for parse, field in zip(parsers, fields)]
 
     return parse_row
+
+
+def columns_parser(datatypes: Sequence[str | None]) -> Callable[[Sequence[Sequence[str]]], list[Sequence[Any]]]:
+    """Columns of TSV fields (one per OUTPUT attribute) -> typed columns, each value as :func:`row_parser` gives it.
+
+    A column without an empty field is converted by one ``map`` (a C loop), not a call per row."""
+    parsers = [parser_for(datatype) for datatype in datatypes]
+
+    def parse_columns(columns: Sequence[Sequence[str]]) -> list[Sequence[Any]]:
+        typed: list[Sequence[Any]] = []
+        for parse, column in zip(parsers, columns):
+            if "" in column:
+                typed.append([None if field == "" else parse(field) for field in column])
+            else:
+                typed.append(column if parse is str else list(map(parse, column)))
+        return typed
+
+    return parse_columns
+
+
+def rows_of_lines(text: str, n_outputs: int,
+                  parse_columns: Callable[[Sequence[Sequence[str]]], list[Sequence[Any]]] | None = None,
+                  ) -> list[tuple[str, list[Any], list[str]]]:
+    """``(entity_id, values, logs)`` of result lines whose every line is an id and exactly ``n_outputs`` fields
+    (:func:`~provbatch.contract.results.rows_are_clean`), typed by ``parse_columns`` (else the field texts).
+
+    The rows the Python API hands back, built column by column: one ``split`` of the text, a slice per
+    column, the conversions in C loops; a row at a time (find the line, split it, convert each field)
+    cost the API ~1 µs per entity of its ~4-5 (benchmarks/bench_overhead.py)."""
+    fields = text.replace("\n", "\t").split("\t")
+    fields.pop()  # after the last line's newline
+    width = n_outputs + 1
+    ids = fields[0::width]
+    columns: list[Sequence[Any]] = [fields[k::width] for k in range(1, width)]
+    if parse_columns is not None:
+        columns = parse_columns(columns)
+    no_logs: Iterator[list[str]] = map(list, repeat((), len(ids)))  # a list of its own per row: the caller may extend one
+    values = map(list, zip(*columns)) if columns else map(list, repeat((), len(ids)))
+    return list(zip(ids, values, no_logs))
 
 
 @dataclass(frozen=True)

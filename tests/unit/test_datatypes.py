@@ -81,3 +81,27 @@ def test_limits_are_checked_by_each_user():
         converter_for("Float[2]")("1,2,3")
     with pytest.raises(ResultValueError, match=r"3 values are more than Float\[2\] allows"):
         formatter_for("Float[2]")([1.0, 2.0, 3.0])
+
+
+def test_rows_of_lines_are_the_rows_a_row_at_a_time_gives():
+    """The API's rows of a clean chunk, built column by column, are exactly those of row_parser row by row:
+    every datatype kind, empty fields (None), an id holding what a field may not; each row has a list of
+    logs of its own."""
+    from provbatch.contract.results import rows_are_clean
+    from provbatch.outputs.results_reader import columns_parser, row_parser, rows_of_lines
+
+    kinds = ["Integer", "Float", "Boolean", "String(5)", "Integer[3]", "Float;Boolean", None]
+    lines = [["e1", "7", "0.5", "true", "abc", "1,2,3", "0.25;false", "free text"],
+             ["e 2;é", "-3", "", "false", "", "", "1;true", ""],
+             ["e3", "", "1e3", "", "x", "4", "-0.5;true", "t"]]
+    text = "".join("\t".join(line) + "\n" for line in lines)
+    assert rows_are_clean(text, len(lines), len(kinds))
+    parse = row_parser(kinds)
+    by_row = [(line[0], parse(line[1:]), []) for line in lines]
+    assert by_row[1][1] == [-3, None, False, None, None, (1.0, True), None]
+    rows = rows_of_lines(text, len(kinds), columns_parser(kinds))
+    assert rows == by_row
+    assert [type(value) for value in rows[0][1]] == [int, float, bool, str, list, tuple, str]
+    assert len({id(logs) for _entity, _values, logs in rows}) == len(rows)
+    assert rows_of_lines(text, len(kinds)) == [(line[0], line[1:], []) for line in lines]  # untyped: the texts
+    assert rows_of_lines("", len(kinds), columns_parser(kinds)) == []
