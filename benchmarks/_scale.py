@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -103,6 +104,17 @@ def check_results(path: Path, n: int, ids: Path | None = None) -> str:
     if problems:
         sys.exit(f"{path}: output check failed: {'; '.join(problems)}")
     return f"checked: {lines} lines, {distinct} distinct ids"
+
+
+def paired_ratio(rounds: list[dict[str, float]], numerator: str, denominator: str) -> tuple[float, list[float]]:
+    """The median of the rounds' own ratios ``numerator / denominator``, and those ratios.
+
+    The verdict of an interleaved comparison here: each round's runs are neighbours in time, and on
+    this shared VM one and the same command's time moves by up to 10 % from one minute to the next,
+    so the best of each side pairs runs of different minutes (its luckiest of each; docs/performance.md).
+    """
+    ratios = [times[numerator] / times[denominator] for times in rounds]
+    return statistics.median(ratios), ratios
 
 
 def result(target: str, measured: str, goal: str, passed: bool) -> None:

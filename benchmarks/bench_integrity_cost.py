@@ -33,7 +33,6 @@ Prints the ratios; the target is < 5 % for each (issue 13). Not a timed test.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _scale import PLUGINS, check_results, ids_file, load_average, result  # noqa: E402
+from _scale import PLUGINS, check_results, ids_file, load_average, paired_ratio, result  # noqa: E402
 
 import provbatch.engine.lifecycle as lifecycle_module
 from provbatch.execution.capture import OutputCapture
@@ -102,7 +101,7 @@ def whole_batch(ids: Path, n: int, rounds: int, work: Path) -> None:
 
     attributes = PLUGINS / "attribute_definitions.yaml"
     best = {"capture": [float("inf"), float("inf")], "none": [float("inf"), float("inf")]}
-    cpu_ratios: list[float] = []
+    cpu_rounds: list[dict[str, float]] = []
     for round_ in range(rounds):
         cpu_of: dict[str, float] = {}
         for side in (("none", "capture") if round_ % 2 == 0 else ("capture", "none")):
@@ -122,10 +121,11 @@ def whole_batch(ids: Path, n: int, rounds: int, work: Path) -> None:
             out.unlink()
             best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
             cpu_of[side] = cpu
-        cpu_ratios.append(cpu_of["capture"] / cpu_of["none"] - 1)
+        cpu_rounds.append(cpu_of)
     wall_ratio = best["capture"][0] / best["none"][0] - 1
     best_cpu_ratio = best["capture"][1] / best["none"][1] - 1
-    cpu_ratio = statistics.median(cpu_ratios)
+    cpu_ratio, ratios = paired_ratio(cpu_rounds, "capture", "none")
+    cpu_ratio, cpu_ratios = cpu_ratio - 1, [ratio - 1 for ratio in ratios]
     print(f"whole batch, {n} trivial ids to a file (run_to_end, as batch-compute): best of {rounds}: "
           f"{best['none'][0]:.3f} s without capture, {best['capture'][0]:.3f} s with: {wall_ratio * 100:+.2f} % wall; "
           f"CPU {best['none'][1]:.3f} s vs {best['capture'][1]:.3f} s: {best_cpu_ratio * 100:+.2f} %; the rounds' own CPU "
