@@ -24,19 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _scale import (  # noqa: E402
-    PLUGINS,
-    batch_compute,
-    cache_dir,
-    check_results,
-    fresh,
-    ids_file,
-    load_average,
-    paired_ratio,
-    result,
-    run_env,
-    timed_run,
-)
+from _scale import PLUGINS, batch_compute, cache_dir, check_results, fresh, ids_file, load_average, paired_ratio, result, run_env, timed_run  # noqa: E402, I001
 
 POOL_GOAL = 0.8
 AUTO_GOAL = 1.10
