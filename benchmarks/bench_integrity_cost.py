@@ -6,13 +6,17 @@ benchmark plugin, chunks of 256 as the driver computes them):
 - capture, the whole batch (11a): ``BatchRun.run_to_end()`` (what ``batch-compute ids.txt
   --out o.tsv`` runs, default backend ``auto``, which computes trivial entities in the
   driver) on an ids file, with the real :class:`~provbatch.execution.capture.OutputCapture`
-  and with one that captures nothing put in its place; interleaved rounds (the order alternates),
-  wall and CPU time; the verdict is the median of the rounds' own CPU ratios (each round's two
-  runs are neighbours in time; on this shared machine one run's CPU time moves by up to 10 %
-  from one minute to the next, more than the capture costs, and the best of each side pairs
-  runs of different minutes: its figure swung from -9 % to +17 % between rounds of one
-  sitting), the best of each printed beside it; every results file checked (N lines, N
-  distinct ids);
+  and with one that captures nothing put in its place; CPU time (and wall). Each paired round
+  runs in a fresh interpreter of its own (``--one-round``: a warm-up of both sides on a tenth
+  of the ids, then the two sides, the order alternating between processes), and the verdict is
+  the median of the rounds' CPU ratios, the best of each printed beside it; every results file
+  checked (N lines, N distinct ids). A process of its own per round because the process's memory
+  layout decides the sign: with all rounds in one process they agreed in sign within it and not
+  from one process to the next (-8 % in one sitting, +15 % in the next), and with address-space
+  randomization off (``setarch -R``: one and the same layout every time) three processes gave
+  -7.9, -7.0 and -6.5 %, with it on +12.8, +1.0 and +5.6 % (docs/performance.md, 2026-12-02).
+  A fresh layout per round samples that effect instead of drawing it once for the whole row
+  (as Curtsinger and Berger's Stabilizer argues for performance comparisons);
 - capture, the compute loop alone (11b): the same chunks computed by a ChunkRunner as the
   driver's serial path does (capture held over the whole span, taken after each chunk), and
   (for information, 11b') as workers and the API's iterator do (fds pointed away and back
@@ -27,12 +31,14 @@ benchmark plugin, chunks of 256 as the driver computes them):
 
 Prints the ratios; the target is < 5 % for each (issue 13). Not a timed test.
 
-    python benchmarks/bench_integrity_cost.py [--n 1000000] [--rounds 5] [--quick]
+    python benchmarks/bench_integrity_cost.py [--n 1000000] [--rounds 8] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +60,8 @@ from provbatch.plugins.loading import load_plugin
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "plugins" / "trivial.py"
 CHUNK = 256
+#: 11a: the runs of each side in one round (one process), taking turns; the round's figure is the best of each
+RUNS_PER_ROUND = 3
 #: the compute loop's sides take turns every BLOCK chunks; best of ROUNDS passes
 BLOCK = 40
 ROUNDS = 5
@@ -95,58 +103,92 @@ def compute_all(runner: ChunkRunner, chunks: list[list[tuple[str, str, int]]], h
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def whole_batch(ids: Path, n: int, rounds: int, work: Path) -> None:
-    """11a: run_to_end() on the ids file, real capture against none, interleaved."""
+def one_round(ids: Path, n: int, sides: list[str], work: Path) -> dict[str, tuple[float, float]]:
+    """One paired round of 11a in this process (``--one-round``): both sides warmed up on a tenth of the ids,
+    then :data:`RUNS_PER_ROUND` runs of each side, taking turns (ABBAAB: each side as often first as second);
+    the best (wall, CPU) seconds of each side."""
     from provbatch.engine.batch import BatchRun
 
     attributes = PLUGINS / "attribute_definitions.yaml"
+
+    def run_side(side: str, source: Path, label: str) -> tuple[float, float]:
+        out = work / f"o-{label}-{side}.tsv"
+        lifecycle_module.OutputCapture = NoCapture if side == "none" else OutputCapture  # type: ignore[misc]
+        try:
+            run = BatchRun(str(PLUGINS / "trivial.py"), EntitySource(path=str(source)), out=str(out),
+                           attributes=str(attributes), run_dir=str(work / f"run-{label}-{side}"))
+            wall, cpu = time.perf_counter(), time.process_time()
+            run.run_to_end()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            lifecycle_module.OutputCapture = OutputCapture  # type: ignore[misc]
+        if label == "timed":
+            check = check_results(out, n)
+            print(f"    {'with' if side == 'capture' else 'without'} capture: {wall:.3f} s wall, {cpu:.3f} s CPU, "
+                  f"backend {run.report.backend} ({check})", flush=True)
+        out.unlink()
+        return wall, cpu
+
+    warm_up = ids_file(max(n // 10, 1))
+    for side in sides:
+        run_side(side, warm_up, "warm-up")
+    best = {side: (float("inf"), float("inf")) for side in sides}
+    for turn in range(RUNS_PER_ROUND):
+        for side in sides if turn % 2 == 0 else sides[::-1]:
+            wall, cpu = run_side(side, ids, "timed")
+            best[side] = (min(best[side][0], wall), min(best[side][1], cpu))
+    return best
+
+
+def whole_batch(n: int, rounds: int, work: Path) -> None:
+    """11a: ``rounds`` paired rounds of run_to_end() on the ids file, real capture against none, each round in
+    a fresh interpreter (one memory layout per round), the order alternating."""
     best = {"capture": [float("inf"), float("inf")], "none": [float("inf"), float("inf")]}
     cpu_rounds: list[dict[str, float]] = []
     for round_ in range(rounds):
-        cpu_of: dict[str, float] = {}
-        for side in (("none", "capture") if round_ % 2 == 0 else ("capture", "none")):
-            out = work / f"o-{side}-{round_}.tsv"
-            lifecycle_module.OutputCapture = NoCapture if side == "none" else OutputCapture  # type: ignore[misc]
-            try:
-                run = BatchRun(str(PLUGINS / "trivial.py"), EntitySource(path=str(ids)), out=str(out),
-                               attributes=str(attributes), run_dir=str(work / f"run-{side}-{round_}"))
-                wall, cpu = time.perf_counter(), time.process_time()
-                run.run_to_end()
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            finally:
-                lifecycle_module.OutputCapture = OutputCapture  # type: ignore[misc]
-            check = check_results(out, n)
-            print(f"  round {round_ + 1}, {'with' if side == 'capture' else 'without'} capture: {wall:.3f} s wall, "
-                  f"{cpu:.3f} s CPU, backend {run.report.backend} ({check})", flush=True)
-            out.unlink()
+        sides = ["none", "capture"] if round_ % 2 == 0 else ["capture", "none"]
+        print(f"  round {round_ + 1}, a fresh process:", flush=True)
+        child = subprocess.run([sys.executable, __file__, "--one-round", ",".join(sides), "--n", str(n),
+                                "--work", str(work)], stdout=subprocess.PIPE, text=True)
+        lines = child.stdout.splitlines()
+        print("\n".join(line for line in lines if not line.startswith("ROUND ")), flush=True)
+        measured = [json.loads(line[len("ROUND "):]) for line in lines if line.startswith("ROUND ")]
+        if child.returncode != 0 or not measured:
+            sys.exit(f"11a: round {round_ + 1} failed (exit {child.returncode})")
+        for side, (wall, cpu) in measured[0].items():
             best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
-            cpu_of[side] = cpu
-        cpu_rounds.append(cpu_of)
+        cpu_rounds.append({side: cpu for side, (_wall, cpu) in measured[0].items()})
     wall_ratio = best["capture"][0] / best["none"][0] - 1
     best_cpu_ratio = best["capture"][1] / best["none"][1] - 1
     cpu_ratio, ratios = paired_ratio(cpu_rounds, "capture", "none")
     cpu_ratio, cpu_ratios = cpu_ratio - 1, [ratio - 1 for ratio in ratios]
-    print(f"whole batch, {n} trivial ids to a file (run_to_end, as batch-compute): best of {rounds}: "
+    print(f"whole batch, {n} trivial ids to a file (run_to_end, as batch-compute), a process per round: best of {rounds}: "
           f"{best['none'][0]:.3f} s without capture, {best['capture'][0]:.3f} s with: {wall_ratio * 100:+.2f} % wall; "
           f"CPU {best['none'][1]:.3f} s vs {best['capture'][1]:.3f} s: {best_cpu_ratio * 100:+.2f} %; the rounds' own CPU "
           f"ratios {', '.join(f'{ratio * 100:+.1f}' for ratio in cpu_ratios)} %: median {cpu_ratio * 100:+.2f} %")
     # the verdict on CPU time: what the capture costs is system calls of this process; on a machine shared
     # with other work the wall time of a round moves by more than that from one round to the next
     result(f"11a capture of plugin output, whole batch, {n} trivial ids", f"{cpu_ratio * 100:+.2f} % CPU (median of "
-           f"{rounds} paired rounds; best of each {best_cpu_ratio * 100:+.2f} %), {wall_ratio * 100:+.2f} % wall",
+           f"{rounds} paired rounds, a process each; best of each {best_cpu_ratio * 100:+.2f} %), {wall_ratio * 100:+.2f} % wall",
            "< 5 % (CPU)", cpu_ratio < 0.05)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the whole batch, each side (default 5)")
+    parser.add_argument("--rounds", type=int, default=8, help="paired rounds of the whole batch, a process each (default 8)")
     parser.add_argument("--quick", action="store_true", help="100,000 entities: a smoke run (run_all.py --quick)")
+    parser.add_argument("--one-round", metavar="SIDES", help=argparse.SUPPRESS)  # a round of 11a, in its own process
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     n = 100_000 if options.quick else options.n
+    if options.one_round:
+        measured = one_round(ids_file(n), n, options.one_round.split(","), options.work)
+        print("ROUND " + json.dumps(measured), flush=True)
+        return
     print(f"issue 13 guards on {n} trivial entities; {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="provbatch-bench-") as folder:
-        whole_batch(ids_file(n), n, options.rounds, Path(folder))
+        whole_batch(n, 3 if options.quick else options.rounds, Path(folder))
     plugin = load_plugin(str(PLUGIN))
     config = RunnerConfig(spec=plugin.spec, params={}, datatypes=("Integer",), output_names=tuple(plugin.output))
     ids = [f"id{i:07d}" for i in range(n)]
