@@ -370,6 +370,43 @@ def test_two_writers_of_different_attributes_at_once_lose_nothing(store: Store, 
         assert connection.execute(sa.text("SELECT COUNT(*) FROM provbatch_entities")).scalar() == n
 
 
+def test_a_first_load_waits_for_entities_another_writer_is_creating_and_takes_their_ids(store: Store, tmp_path: Path) -> None:
+    """Another writer's transaction, not yet committed, created 1,500 of the 3,000 entities of a first load
+    into a store without any. The load (on MariaDB it expects new entities, and creates them before any
+    lookup) waits for that transaction, then finds those entities: no entity twice, their ids the other
+    writer's, every value exact."""
+    import threading
+
+    names = [f"e{i:05d}" for i in range(3000)]
+    theirs = names[::2]
+    other = store.engine.connect()
+    transaction = other.begin()
+    other.execute(sa.text("INSERT INTO provbatch_entities (name_key, name) VALUES (:key, NULL)"), [{"key": n} for n in theirs])
+    results = tsv(tmp_path / "first.tsv", [[name, str(i)] for i, name in enumerate(names)])
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            store.load(results, record(U[1], "first", "1", ["length"]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    loading.join(timeout=1.0)
+    assert loading.is_alive()  # waiting for the other writer's entities
+    transaction.commit()
+    their_ids = dict(other.execute(sa.text("SELECT name_key, id FROM provbatch_entities")).all())
+    other.close()
+    loading.join(timeout=120)
+    assert not loading.is_alive() and failures == []
+    assert current(store) == {(name, "length"): (i, U[1]) for i, name in enumerate(names)}
+    with store.engine.connect() as connection:
+        ids = dict(connection.execute(sa.text("SELECT name_key, id FROM provbatch_entities")).all())
+    assert sorted(ids) == names
+    assert {name: ids[name] for name in theirs} == their_ids
+
+
 def test_entities_created_in_bulk_batches_new_existing_and_mixed_with_any_name(store: Store) -> None:
     """Batches above 1,000 entities: all new; then some existing (another computation's) and some new,
     without a lookup first on MariaDB, as the batch before was all new; then new again; then all existing.
