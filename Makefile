@@ -64,7 +64,7 @@ demo: setup
 
 # ruff and mypy on the package (configured in pyproject.toml); a few seconds, so `make test` runs it first
 lint: test-setup
-	$(BIN)/ruff check provbatch
+	$(BIN)/ruff check provbatch benchmarks
 	$(BIN)/mypy
 
 # The suite on TEST_WORKERS pytest-xdist workers, one module on one worker (tests/conftest.py says why);

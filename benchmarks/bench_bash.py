@@ -17,8 +17,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from provbatch.plugins.registry import importer
 

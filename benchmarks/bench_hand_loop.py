@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _scale import PLUGINS, batch_compute, cache_dir, check_results, fresh, ids_file, load_average, result, run_env, timed_run  # noqa: E402
+from _scale import PLUGINS, batch_compute, cache_dir, check_results, fresh, ids_file, load_average, result, run_env, timed_run  # noqa: E402, I001
 
 #: what a user writes without provbatch: import the plugin, then one line in, one compute, one line out
 HAND_LOOP = """

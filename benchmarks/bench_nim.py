@@ -80,8 +80,8 @@ def speed_rows(plain: Path, packed: Path) -> list[tuple[str, str]]:
     rows = []
     for label, fasta in (("plain", plain), ("gzipped", packed)):
         size = fasta.stat().st_size / 1e6
-        nim_s, nim_result = best_of(lambda: nim_plugin.compute(str(fasta)), 5)
-        python_s, python_result = best_of(lambda: python_plugin.compute(str(fasta)), 2)
+        nim_s, nim_result = best_of(lambda path=str(fasta): nim_plugin.compute(path), 5)
+        python_s, python_result = best_of(lambda path=str(fasta): python_plugin.compute(path), 2)
         same = list(nim_result[0]) == python_result[0] and nim_result[1] == python_result[1]
         rows.append((
             f"GC per entity, {label} {size:.0f} MB file",

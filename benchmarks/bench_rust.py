@@ -55,8 +55,8 @@ def speed_rows(plain: Path, packed: Path) -> list[tuple[str, str]]:
     rows = []
     for label, fasta in (("plain", plain), ("gzipped", packed)):
         size = fasta.stat().st_size / 1e6
-        rust_s, rust_result = best_of(lambda: rust_plugin.compute(str(fasta)), 5)
-        python_s, python_result = best_of(lambda: python_plugin.compute(str(fasta)), 2)
+        rust_s, rust_result = best_of(lambda path=str(fasta): rust_plugin.compute(path), 5)
+        python_s, python_result = best_of(lambda path=str(fasta): python_plugin.compute(path), 2)
         same = list(rust_result[0]) == python_result[0] and list(rust_result[1]) == python_result[1]
         rows.append((
             f"GC per entity, {label} {size:.0f} MB file",
