@@ -170,7 +170,7 @@ def test_a_task_whose_end_line_comes_after_its_last_entity_ends_the_run(slurm, t
                 f.write(f"finalize {{os.getpid()}}\\n")
         """)
     out = tmp_path / "out.tsv"
-    started = time.monotonic()
+    # the hang this guards against (the driver waiting forever for a retired task) ends in the timeout
     proc = subprocess.run([str(BIN / "batch-compute"), str(plugin), str(ids_file(["a", "bb"])), "--backend", "slurm",
                            "--workers", "1", "--slurm-chunk", "2", "--out", str(out), "--run-dir", str(tmp_path / "run"),
                            "--attributes", str(_attributes(tmp_path))],
@@ -181,7 +181,6 @@ def test_a_task_whose_end_line_comes_after_its_last_entity_ends_the_run(slurm, t
     assert report["comp_status"] == "completed" and report["state_mode"] == "per_worker"
     assert list(report["backend_details"]["tasks"].values()) == ["COMPLETED"]
     assert len(journal.read_text().splitlines()) == 2  # the task's state and the driver's, each finalized once
-    assert time.monotonic() - started < 60
 
 
 def _attributes(folder: Path) -> Path:
